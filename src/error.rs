@@ -1,0 +1,85 @@
+//! The one error type of Wick: every variant says what went wrong in words a user can act on.
+
+use thiserror::Error;
+
+/// Everything that can go wrong between bytes and text.
+#[derive(Debug, Error)]
+pub enum Error {
+    /// The bytes are not a GGUF file at all (wrong magic).
+    #[error("not a GGUF file: {0}")]
+    NotGguf(String),
+    /// The file ends before a structure it announces.
+    #[error("file is truncated: {what} needs bytes {start}..{end}, but the file has {len} bytes")]
+    Truncated {
+        /// What was being read.
+        what: String,
+        /// First byte needed.
+        start: u64,
+        /// One past the last byte needed.
+        end: u64,
+        /// Length of the file.
+        len: u64,
+    },
+    /// The file is structurally invalid (absurd counts, bad types, inconsistent sizes).
+    #[error("corrupt model file: {0}")]
+    Corrupt(String),
+    /// A metadata key the model needs is missing or has the wrong type.
+    #[error("model metadata: {0}")]
+    Metadata(String),
+    /// A tensor the architecture needs is absent or has the wrong shape.
+    #[error("tensor `{name}`: {problem}")]
+    Tensor {
+        /// The tensor's name in the file.
+        name: String,
+        /// What is wrong with it.
+        problem: String,
+    },
+    /// The architecture named by the file is not one Wick runs.
+    #[error("unsupported architecture `{0}` (supported: llama)")]
+    UnsupportedArchitecture(String),
+    /// The tensor type is not one Wick can load.
+    #[error("tensor `{name}` has unsupported quantization type {ggml_type}")]
+    UnsupportedQuantization {
+        /// The tensor's name.
+        name: String,
+        /// The GGML type id or name.
+        ggml_type: String,
+    },
+    /// The tokenizer could not be built or failed to encode/decode.
+    #[error("tokenizer: {0}")]
+    Tokenizer(String),
+    /// The chat template failed to parse or render.
+    #[error("chat template: {0}")]
+    Template(String),
+    /// The prompt is empty.
+    #[error("the prompt is empty")]
+    EmptyPrompt,
+    /// The prompt (plus what is already in the conversation) does not fit the context window.
+    #[error("the prompt is too long: {needed} tokens needed but the context holds {limit}")]
+    ContextOverflow {
+        /// Tokens the conversation would need.
+        needed: usize,
+        /// Tokens the context window holds.
+        limit: usize,
+    },
+    /// A sampling parameter is out of range.
+    #[error("invalid sampling parameter: {0}")]
+    Sampling(String),
+    /// Generation was asked to continue while no generation is running.
+    #[error("no generation in progress")]
+    NotGenerating,
+    /// An error from Candle's tensor operations.
+    #[error("tensor computation failed: {0}")]
+    Candle(#[from] candle_core::Error),
+    /// An I/O error reading a file (native only).
+    #[error("{path}: {source}")]
+    Io {
+        /// The file involved.
+        path: String,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+}
+
+/// Wick's result type.
+pub type Result<T> = std::result::Result<T, Error>;

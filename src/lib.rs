@@ -1,0 +1,24 @@
+//! Wick: a private LLM that runs entirely inside a browser tab.
+//!
+//! Data flows one way, one module per stage:
+//! [`weights`] (bytes → tensors) → [`model`] (tensors → logits) → [`sample`] (logits → token) →
+//! [`session`] (prompt, chat template, KV cache → stream of text), with [`tokenizer`] and
+//! [`chat`] beside it. `web` is the wasm-bindgen boundary; `src/bin/wick.rs` the CLI.
+
+pub mod chat;
+pub mod error;
+pub mod model;
+pub mod sample;
+pub mod session;
+pub mod tokenizer;
+pub mod weights;
+
+#[cfg(target_arch = "wasm32")]
+pub mod web;
+
+pub use chat::{ChatTemplate, Message};
+pub use error::{Error, Result};
+pub use model::{Config, Model};
+pub use sample::{Sampler, SamplingParams};
+pub use session::{Engine, Event, Stats, StopReason};
+pub use tokenizer::{TextStream, Tokenizer};

@@ -1,0 +1,350 @@
+//! Stage 4 of the data flow: prompt → stream of text.
+//!
+//! An [`Engine`] owns the model, tokenizer and chat template. A generation advances one step per
+//! call to [`Engine::step`] (a chunk of prompt, or one token) so a caller — the CLI's loop or the
+//! browser worker — can stream text and cancel between steps. The KV cache outlives a reply: the
+//! next prompt only prefills the tokens past the longest prefix already cached.
+
+use candle_core::{Device, Tensor};
+use serde::Serialize;
+use web_time::Instant;
+
+use crate::chat::{ChatTemplate, Message};
+use crate::error::{Error, Result};
+use crate::model::{Config, Model};
+use crate::sample::{Sampler, SamplingParams};
+use crate::tokenizer::{TextStream, Tokenizer};
+use crate::weights::Gguf;
+
+/// Prompt tokens fed per step, so a long prefill still yields to the caller now and then.
+const PREFILL_CHUNK: usize = 128;
+
+/// Why a reply ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StopReason {
+    /// The model produced an end-of-generation token.
+    EndOfGeneration,
+    /// The reply reached `max_tokens`.
+    MaxTokens,
+    /// The context window is full.
+    ContextFull,
+    /// The caller cancelled it.
+    Cancelled,
+}
+
+/// Counters of one reply, for the status line and benchmarks.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Stats {
+    /// Tokens of the rendered prompt.
+    pub prompt_tokens: usize,
+    /// Of those, tokens actually run (the rest were already in the KV cache).
+    pub prefilled_tokens: usize,
+    /// Seconds spent running prompt tokens.
+    pub prefill_seconds: f64,
+    /// Tokens generated.
+    pub generated_tokens: usize,
+    /// Seconds spent generating (sampling and running each generated token).
+    pub decode_seconds: f64,
+    /// Seconds from the start of the request to the first generated token.
+    pub first_token_seconds: f64,
+}
+
+/// What one [`Engine::step`] did.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Event {
+    /// Part of the prompt was run: `done` of `total` new prompt tokens.
+    Prefill {
+        /// Prompt tokens run so far.
+        done: usize,
+        /// Prompt tokens to run in all.
+        total: usize,
+    },
+    /// A token was generated; `text` is what it completes (empty while a character is partial).
+    Token {
+        /// The token id.
+        id: u32,
+        /// Text to append to the reply.
+        text: String,
+    },
+    /// The reply is over; `text` is whatever was still held back.
+    Done {
+        /// Why it ended.
+        reason: StopReason,
+        /// Text to append to the reply.
+        text: String,
+    },
+}
+
+struct Generation {
+    sampler: Sampler,
+    params: SamplingParams,
+    pending: Vec<u32>,
+    total_prefill: usize,
+    logits: Option<Tensor>,
+    stream: TextStream,
+    started: Instant,
+    stats: Stats,
+}
+
+/// A model ready to chat, with its conversation state.
+pub struct Engine {
+    model: Model,
+    tokenizer: Tokenizer,
+    template: ChatTemplate,
+    cached: Vec<u32>,
+    generation: Option<Generation>,
+    last_stats: Stats,
+}
+
+impl Engine {
+    /// Builds an engine from the bytes of a GGUF file.
+    pub fn from_gguf_bytes(bytes: &[u8], device: &Device) -> Result<Self> {
+        let g = Gguf::parse(bytes)?;
+        let model = Model::from_gguf(&g, device)?;
+        let tokenizer = Tokenizer::from_gguf(&g)?;
+        let template = ChatTemplate::new(
+            g.get_str("tokenizer.chat_template").ok(),
+            tokenizer.bos_token(),
+            tokenizer.eos_token(),
+        )?;
+        Ok(Self::new(model, tokenizer, template))
+    }
+
+    /// Builds an engine from its parts.
+    pub fn new(model: Model, tokenizer: Tokenizer, template: ChatTemplate) -> Self {
+        Self {
+            model,
+            tokenizer,
+            template,
+            cached: Vec::new(),
+            generation: None,
+            last_stats: Stats::default(),
+        }
+    }
+
+    /// The model's configuration.
+    pub fn config(&self) -> &Config {
+        self.model.config()
+    }
+
+    /// The tokenizer.
+    pub fn tokenizer(&self) -> &Tokenizer {
+        &self.tokenizer
+    }
+
+    /// The model itself (for tests and benchmarks that need raw logits).
+    pub fn model_mut(&mut self) -> &mut Model {
+        &mut self.model
+    }
+
+    /// Renders a conversation with the model's chat template.
+    pub fn render_chat(&self, messages: &[Message]) -> Result<String> {
+        self.template.render(messages)
+    }
+
+    /// Starts a reply to a conversation (rendered with the chat template).
+    pub fn start_chat(&mut self, messages: &[Message], params: SamplingParams) -> Result<()> {
+        if messages.last().is_none_or(|m| m.content.trim().is_empty()) {
+            return Err(Error::EmptyPrompt);
+        }
+        let prompt = self.render_chat(messages)?;
+        self.start(&prompt, params)
+    }
+
+    /// Starts a continuation of `prompt` taken as raw text (special tokens written in it count).
+    pub fn start(&mut self, prompt: &str, params: SamplingParams) -> Result<()> {
+        let sampler = Sampler::new(&params)?;
+        if prompt.is_empty() {
+            return Err(Error::EmptyPrompt);
+        }
+        let ids = self.tokenizer.encode(prompt)?;
+        if ids.is_empty() {
+            return Err(Error::EmptyPrompt);
+        }
+        let limit = self.model.config().context_length;
+        // Leave room for at least one generated token.
+        if ids.len() >= limit {
+            return Err(Error::ContextOverflow {
+                needed: ids.len() + 1,
+                limit,
+            });
+        }
+        // Reuse the cached prefix, but always run at least one token to get fresh logits.
+        let common = self
+            .cached
+            .iter()
+            .zip(&ids)
+            .take_while(|(a, b)| a == b)
+            .count()
+            .min(ids.len() - 1);
+        self.model.truncate_cache(common);
+        self.cached.truncate(common);
+        let pending = ids[common..].to_vec();
+        self.generation = Some(Generation {
+            sampler,
+            params,
+            total_prefill: pending.len(),
+            pending,
+            logits: None,
+            stream: TextStream::new(),
+            started: Instant::now(),
+            stats: Stats {
+                prompt_tokens: ids.len(),
+                prefilled_tokens: ids.len() - common,
+                ..Stats::default()
+            },
+        });
+        Ok(())
+    }
+
+    /// Whether a reply is in progress.
+    pub fn is_generating(&self) -> bool {
+        self.generation.is_some()
+    }
+
+    /// Advances the reply by one chunk of prompt or one token.
+    pub fn step(&mut self) -> Result<Event> {
+        let Some(gen) = self.generation.as_mut() else {
+            return Err(Error::NotGenerating);
+        };
+        let result = Self::advance(gen, &mut self.model, &self.tokenizer, &mut self.cached);
+        match result {
+            Ok(Event::Done { reason, text }) => {
+                self.finish();
+                Ok(Event::Done { reason, text })
+            }
+            Ok(event) => Ok(event),
+            Err(e) => {
+                // The conversation survives: the cache holds exactly the tokens that ran.
+                self.generation = None;
+                self.model.truncate_cache(self.cached.len());
+                Err(e)
+            }
+        }
+    }
+
+    fn advance(
+        gen: &mut Generation,
+        model: &mut Model,
+        tok: &Tokenizer,
+        cached: &mut Vec<u32>,
+    ) -> Result<Event> {
+        let prefilling = gen.stats.generated_tokens == 0;
+        if !gen.pending.is_empty() {
+            let n = gen.pending.len().min(PREFILL_CHUNK);
+            let chunk: Vec<u32> = gen.pending.drain(..n).collect();
+            let t0 = Instant::now();
+            gen.logits = Some(model.forward(&chunk)?);
+            cached.extend_from_slice(&chunk);
+            let dt = t0.elapsed().as_secs_f64();
+            if prefilling {
+                gen.stats.prefill_seconds += dt;
+            } else {
+                gen.stats.decode_seconds += dt;
+            }
+            if !gen.pending.is_empty() {
+                let done = gen.total_prefill - gen.pending.len();
+                return Ok(Event::Prefill {
+                    done,
+                    total: gen.total_prefill,
+                });
+            }
+        }
+        if gen.stats.generated_tokens >= gen.params.max_tokens {
+            return Self::done(gen, tok, StopReason::MaxTokens);
+        }
+        let Some(logits) = gen.logits.take() else {
+            return Err(Error::NotGenerating);
+        };
+        let t0 = Instant::now();
+        let id = gen.sampler.sample(&logits, cached)?;
+        gen.stats.decode_seconds += t0.elapsed().as_secs_f64();
+        if tok.end_of_generation().contains(&id) {
+            return Self::done(gen, tok, StopReason::EndOfGeneration);
+        }
+        gen.stats.generated_tokens += 1;
+        if gen.stats.generated_tokens == 1 {
+            gen.stats.first_token_seconds = gen.started.elapsed().as_secs_f64();
+        }
+        if cached.len() + 1 >= model.config().context_length {
+            let mut text = gen.stream.push(tok, id)?.unwrap_or_default();
+            text.push_str(&gen.stream.finish(tok)?.unwrap_or_default());
+            return Ok(Event::Done {
+                reason: StopReason::ContextFull,
+                text,
+            });
+        }
+        gen.pending.push(id);
+        let text = gen.stream.push(tok, id)?.unwrap_or_default();
+        Ok(Event::Token { id, text })
+    }
+
+    fn done(gen: &mut Generation, tok: &Tokenizer, reason: StopReason) -> Result<Event> {
+        let text = gen.stream.finish(tok)?.unwrap_or_default();
+        Ok(Event::Done { reason, text })
+    }
+
+    fn finish(&mut self) {
+        if let Some(gen) = self.generation.take() {
+            self.last_stats = gen.stats;
+        }
+        // Tokens sampled but never run are not in the cache; keep the two in step.
+        self.model.truncate_cache(self.cached.len());
+    }
+
+    /// Stops the reply in progress; the conversation so far stays cached.
+    pub fn cancel(&mut self) -> Option<Event> {
+        let gen = self.generation.as_mut()?;
+        let text = gen.stream.finish(&self.tokenizer).ok().flatten().unwrap_or_default();
+        self.finish();
+        Some(Event::Done {
+            reason: StopReason::Cancelled,
+            text,
+        })
+    }
+
+    /// Counters of the reply in progress, or of the last one.
+    pub fn stats(&self) -> &Stats {
+        self.generation
+            .as_ref()
+            .map_or(&self.last_stats, |g| &g.stats)
+    }
+
+    /// Forgets the conversation (empties the KV cache).
+    pub fn reset(&mut self) {
+        self.generation = None;
+        self.cached.clear();
+        self.model.truncate_cache(0);
+    }
+
+    /// Number of tokens held in the KV cache.
+    pub fn cached_tokens(&self) -> usize {
+        self.cached.len()
+    }
+
+    /// Runs a whole reply, calling `on_text` with each piece; returns the generated ids.
+    pub fn generate(
+        &mut self,
+        prompt: &str,
+        params: SamplingParams,
+        mut on_text: impl FnMut(&str),
+    ) -> Result<(Vec<u32>, StopReason)> {
+        self.start(prompt, params)?;
+        let mut ids = Vec::new();
+        loop {
+            match self.step()? {
+                Event::Prefill { .. } => {}
+                Event::Token { id, text } => {
+                    ids.push(id);
+                    on_text(&text);
+                }
+                Event::Done { reason, text } => {
+                    on_text(&text);
+                    return Ok((ids, reason));
+                }
+            }
+        }
+    }
+}

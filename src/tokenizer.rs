@@ -1,0 +1,273 @@
+//! Text ↔ token ids: a Hugging Face `tokenizers` tokenizer built from GGUF metadata
+//! (`tokenizer.ggml.*`) or loaded from a `tokenizer.json`, plus streaming detokenization.
+
+use candle_core::quantized::gguf_file::Value;
+use tokenizers::decoders::byte_level::ByteLevel as ByteLevelDecoder;
+use tokenizers::models::bpe::{Vocab, BPE};
+use tokenizers::pre_tokenizers::byte_level::ByteLevel;
+use tokenizers::pre_tokenizers::digits::Digits;
+use tokenizers::pre_tokenizers::sequence::Sequence;
+use tokenizers::pre_tokenizers::PreTokenizerWrapper;
+use tokenizers::AddedToken;
+
+use crate::error::{Error, Result};
+use crate::weights::Gguf;
+
+/// GGUF token type of control tokens (`<|im_start|>` …), matched whole in text and hidden on decode.
+const TOKEN_TYPE_CONTROL: i32 = 3;
+/// GGUF token type of user-defined tokens, matched whole in text but shown on decode.
+const TOKEN_TYPE_USER_DEFINED: i32 = 4;
+
+/// Texts of control tokens that end a generation, besides the declared EOS (llama.cpp's list).
+const END_OF_GENERATION: &[&str] = &[
+    "<|endoftext|>",
+    "<|im_end|>",
+    "<|eot_id|>",
+    "<|eom_id|>",
+    "<|end|>",
+    "<end_of_turn>",
+    "<|end_of_text|>",
+    "<EOT>",
+    "<|fim_pad|>",
+    "<fim-pad>",
+    "<|repo_name|>",
+    "<reponame>",
+    "<|file_sep|>",
+];
+
+/// A tokenizer plus the special ids generation needs.
+#[derive(Clone)]
+pub struct Tokenizer {
+    inner: tokenizers::Tokenizer,
+    bos: Option<u32>,
+    add_bos: bool,
+    eos: Option<u32>,
+    eog: Vec<u32>,
+}
+
+fn tok_err(e: impl std::fmt::Display) -> Error {
+    Error::Tokenizer(e.to_string())
+}
+
+impl Tokenizer {
+    /// Builds the tokenizer described by a GGUF file's `tokenizer.ggml.*` metadata.
+    pub fn from_gguf(g: &Gguf) -> Result<Self> {
+        let model = g.get_str("tokenizer.ggml.model")?;
+        if model != "gpt2" {
+            return Err(Error::Tokenizer(format!(
+                "tokenizer model `{model}` is not supported yet (supported: gpt2 byte-level BPE)"
+            )));
+        }
+        let tokens: Vec<&str> = g
+            .get_array("tokenizer.ggml.tokens")?
+            .iter()
+            .map(|v| match v {
+                Value::String(s) => Ok(s.as_str()),
+                _ => Err(Error::Metadata("tokenizer.ggml.tokens holds a non-string".into())),
+            })
+            .collect::<Result<_>>()?;
+        let merges: Vec<(String, String)> = g
+            .get_array("tokenizer.ggml.merges")?
+            .iter()
+            .map(|v| match v {
+                Value::String(s) => s
+                    .split_once(' ')
+                    .map(|(a, b)| (a.to_string(), b.to_string()))
+                    .ok_or_else(|| Error::Metadata(format!("merge `{s}` has no space"))),
+                _ => Err(Error::Metadata("tokenizer.ggml.merges holds a non-string".into())),
+            })
+            .collect::<Result<_>>()?;
+        let types: Vec<i32> = match g.get_array("tokenizer.ggml.token_type") {
+            Ok(a) => a
+                .iter()
+                .map(|v| match v {
+                    Value::I32(t) => *t,
+                    _ => 1,
+                })
+                .collect(),
+            Err(_) => vec![1; tokens.len()],
+        };
+
+        let vocab: Vocab = tokens
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.to_string(), i as u32))
+            .collect();
+        if vocab.len() != tokens.len() {
+            return Err(Error::Metadata("tokenizer.ggml.tokens has duplicates".into()));
+        }
+        let bpe = BPE::builder()
+            .vocab_and_merges(vocab, merges)
+            .build()
+            .map_err(tok_err)?;
+
+        let pre = match g.get_str("tokenizer.ggml.pre").unwrap_or("default") {
+            // SmolLM's tokenizer splits digits one by one before the GPT-2 regex.
+            "smollm" => PreTokenizerWrapper::Sequence(Sequence::new(vec![
+                Digits::new(true).into(),
+                ByteLevel::new(false, true, true).into(),
+            ])),
+            "gpt2" | "default" => ByteLevel::new(false, true, true).into(),
+            other => {
+                return Err(Error::Tokenizer(format!(
+                    "pre-tokenizer `{other}` is not supported yet (supported: smollm, gpt2)"
+                )))
+            }
+        };
+        let mut inner = tokenizers::Tokenizer::new(bpe);
+        inner.with_pre_tokenizer(Some(pre));
+        inner.with_decoder(Some(ByteLevelDecoder::default()));
+
+        let mut special = Vec::new();
+        let mut user = Vec::new();
+        for (i, t) in tokens.iter().enumerate() {
+            match types.get(i) {
+                Some(&TOKEN_TYPE_CONTROL) => special.push(AddedToken::from(*t, true)),
+                Some(&TOKEN_TYPE_USER_DEFINED) => {
+                    user.push(AddedToken::from(*t, false).normalized(false))
+                }
+                _ => {}
+            }
+        }
+        inner.add_special_tokens(&special);
+        inner.add_tokens(&user);
+
+        let id = |key: &str| -> Option<u32> {
+            g.get_usize(key)
+                .ok()
+                .and_then(|i| u32::try_from(i).ok())
+                .filter(|&i| (i as usize) < tokens.len())
+        };
+        let eos = id("tokenizer.ggml.eos_token_id");
+        let eog_texts = tokens.iter().enumerate().filter(|(i, t)| {
+            types.get(*i) == Some(&TOKEN_TYPE_CONTROL) && END_OF_GENERATION.contains(t)
+        });
+        let mut eog: Vec<u32> = eog_texts.map(|(i, _)| i as u32).chain(eos).collect();
+        eog.sort_unstable();
+        eog.dedup();
+        Ok(Self {
+            inner,
+            bos: id("tokenizer.ggml.bos_token_id"),
+            add_bos: g.get_bool("tokenizer.ggml.add_bos_token").unwrap_or(false),
+            eos,
+            eog,
+        })
+    }
+
+    /// Loads a Hugging Face `tokenizer.json`; `eos_token` names the end-of-sequence token.
+    pub fn from_json(json: &[u8], eos_token: Option<&str>, add_bos: Option<&str>) -> Result<Self> {
+        let inner = tokenizers::Tokenizer::from_bytes(json).map_err(tok_err)?;
+        let eos = eos_token.and_then(|t| inner.token_to_id(t));
+        let mut eog: Vec<u32> = END_OF_GENERATION
+            .iter()
+            .filter_map(|t| inner.token_to_id(t))
+            .chain(eos)
+            .collect();
+        eog.sort_unstable();
+        eog.dedup();
+        let bos = add_bos.and_then(|t| inner.token_to_id(t));
+        Ok(Self {
+            add_bos: bos.is_some(),
+            inner,
+            bos,
+            eos,
+            eog,
+        })
+    }
+
+    /// The tokenizer serialized as a Hugging Face `tokenizer.json`.
+    pub fn to_json(&self) -> Result<String> {
+        self.inner.to_string(false).map_err(tok_err)
+    }
+
+    /// Token ids of `text`; special tokens written in the text (`<|im_start|>`) become their ids.
+    pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
+        let enc = self.inner.encode(text, false).map_err(tok_err)?;
+        let mut ids = Vec::with_capacity(enc.len() + 1);
+        if self.add_bos {
+            ids.extend(self.bos);
+        }
+        ids.extend_from_slice(enc.get_ids());
+        Ok(ids)
+    }
+
+    /// Text of `ids`, with control tokens left out.
+    pub fn decode(&self, ids: &[u32]) -> Result<String> {
+        self.inner.decode(ids, true).map_err(tok_err)
+    }
+
+    /// The text of one token as the vocabulary stores it (for diagnostics).
+    pub fn token_text(&self, id: u32) -> Option<String> {
+        self.inner.id_to_token(id)
+    }
+
+    /// Ids that end a generation (end of sequence, end of turn …).
+    pub fn end_of_generation(&self) -> &[u32] {
+        &self.eog
+    }
+
+    /// The end-of-sequence token, if the model declares one.
+    pub fn eos_token(&self) -> Option<String> {
+        self.eos.and_then(|i| self.inner.id_to_token(i))
+    }
+
+    /// The beginning-of-sequence token, if the model declares one.
+    pub fn bos_token(&self) -> Option<String> {
+        self.bos.and_then(|i| self.inner.id_to_token(i))
+    }
+
+    /// Number of tokens, added ones included.
+    pub fn vocab_size(&self) -> usize {
+        self.inner.get_vocab_size(true)
+    }
+}
+
+/// Turns a stream of token ids into a stream of text pieces that never split a UTF-8 character.
+///
+/// It re-decodes a short window of recent tokens and emits only the text past what was already
+/// emitted, holding back while the window ends in an incomplete character (U+FFFD).
+#[derive(Debug, Default, Clone)]
+pub struct TextStream {
+    ids: Vec<u32>,
+    prefix: usize,
+    read: usize,
+}
+
+impl TextStream {
+    /// An empty stream.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a token and returns the text it completes, if any.
+    pub fn push(&mut self, tok: &Tokenizer, id: u32) -> Result<Option<String>> {
+        self.ids.push(id);
+        let before = tok.decode(&self.ids[self.prefix..self.read])?;
+        let now = tok.decode(&self.ids[self.prefix..])?;
+        if now.len() > before.len() && !now.ends_with('\u{FFFD}') {
+            let piece = now.get(before.len()..).unwrap_or_default().to_string();
+            self.prefix = self.read;
+            self.read = self.ids.len();
+            Ok(Some(piece))
+        } else {
+            Ok(None)
+        }
+    }
+
+    /// Text still held back at the end (an incomplete character), decoded lossily.
+    pub fn finish(&mut self, tok: &Tokenizer) -> Result<Option<String>> {
+        let before = tok.decode(&self.ids[self.prefix..self.read])?;
+        let now = tok.decode(&self.ids[self.prefix..])?;
+        self.prefix = self.ids.len();
+        self.read = self.ids.len();
+        Ok(now
+            .get(before.len()..)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string))
+    }
+
+    /// All ids pushed so far.
+    pub fn ids(&self) -> &[u32] {
+        &self.ids
+    }
+}

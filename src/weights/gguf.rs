@@ -1,0 +1,424 @@
+//! A bounds-checked GGUF reader over an in-memory byte buffer.
+//!
+//! Candle's own reader trusts the lengths written in the file (a lying string length allocates
+//! whatever it says), so Wick parses the header itself: every count and length is checked against
+//! the bytes that are actually there before anything is allocated. Tensor data is not copied here;
+//! [`Gguf::tensor`] builds a candle [`QTensor`] from the slice on demand.
+
+use std::collections::BTreeMap;
+
+use candle_core::quantized::gguf_file::Value;
+use candle_core::quantized::{ggml_file, GgmlDType, QTensor};
+use candle_core::Device;
+
+use crate::error::{Error, Result};
+
+const MAGIC: &[u8; 4] = b"GGUF";
+const DEFAULT_ALIGNMENT: u64 = 32;
+
+/// Where one tensor lives in the file and what it holds.
+#[derive(Debug, Clone)]
+pub struct TensorInfo {
+    /// Element type (quantization) of the tensor.
+    pub dtype: GgmlDType,
+    /// Shape in candle's order (outermost dimension first).
+    pub dims: Vec<usize>,
+    /// Byte range of the tensor's data within the whole file.
+    pub range: std::ops::Range<usize>,
+}
+
+/// A parsed GGUF header plus a borrow of the bytes its tensors live in.
+#[derive(Debug)]
+pub struct Gguf<'a> {
+    /// GGUF format version (1, 2 or 3).
+    pub version: u32,
+    /// All metadata key/value pairs.
+    pub metadata: BTreeMap<String, Value>,
+    /// All tensors by name.
+    pub tensors: BTreeMap<String, TensorInfo>,
+    bytes: &'a [u8],
+}
+
+/// A cursor that refuses to read past the end of the buffer.
+struct Reader<'a> {
+    bytes: &'a [u8],
+    pos: usize,
+    version: u32,
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize, what: &str) -> Result<&'a [u8]> {
+        let end = self.pos.checked_add(n).filter(|&e| e <= self.bytes.len());
+        match end {
+            Some(end) => {
+                let s = &self.bytes[self.pos..end];
+                self.pos = end;
+                Ok(s)
+            }
+            None => Err(Error::Truncated {
+                what: what.to_string(),
+                start: self.pos as u64,
+                end: self.pos as u64 + n as u64,
+                len: self.bytes.len() as u64,
+            }),
+        }
+    }
+
+    fn remaining(&self) -> usize {
+        self.bytes.len() - self.pos
+    }
+
+    fn array<const N: usize>(&mut self, what: &str) -> Result<[u8; N]> {
+        let mut out = [0u8; N];
+        out.copy_from_slice(self.take(N, what)?);
+        Ok(out)
+    }
+
+    fn u32(&mut self, what: &str) -> Result<u32> {
+        Ok(u32::from_le_bytes(self.array(what)?))
+    }
+
+    fn u64(&mut self, what: &str) -> Result<u64> {
+        Ok(u64::from_le_bytes(self.array(what)?))
+    }
+
+    /// A count or length: 32-bit in GGUF v1, 64-bit later.
+    fn len(&mut self, what: &str) -> Result<usize> {
+        let n = if self.version == 1 {
+            u64::from(self.u32(what)?)
+        } else {
+            self.u64(what)?
+        };
+        usize::try_from(n).map_err(|_| Error::Corrupt(format!("{what}: length {n} is absurd")))
+    }
+
+    /// A count of items each at least `min_item` bytes long, checked against what is left.
+    fn count(&mut self, what: &str, min_item: usize) -> Result<usize> {
+        let n = self.len(what)?;
+        if n.saturating_mul(min_item) > self.remaining() {
+            return Err(Error::Corrupt(format!(
+                "{what} is {n}, more than the {} bytes left in the file can hold",
+                self.remaining()
+            )));
+        }
+        Ok(n)
+    }
+
+    fn string(&mut self, what: &str) -> Result<String> {
+        let n = self.count(what, 1)?;
+        let raw = self.take(n, what)?;
+        // Some writers add trailing NULs; strings are meant to be UTF-8 but are not always.
+        let raw = match raw.iter().rposition(|&b| b != 0) {
+            Some(last) => &raw[..=last],
+            None => &raw[..0],
+        };
+        Ok(String::from_utf8_lossy(raw).into_owned())
+    }
+
+    fn value(&mut self, ty: u32, what: &str, depth: usize) -> Result<Value> {
+        Ok(match ty {
+            0 => Value::U8(self.array::<1>(what)?[0]),
+            1 => Value::I8(self.array::<1>(what)?[0] as i8),
+            2 => Value::U16(u16::from_le_bytes(self.array(what)?)),
+            3 => Value::I16(i16::from_le_bytes(self.array(what)?)),
+            4 => Value::U32(self.u32(what)?),
+            5 => Value::I32(i32::from_le_bytes(self.array(what)?)),
+            6 => Value::F32(f32::from_le_bytes(self.array(what)?)),
+            7 => match self.array::<1>(what)?[0] {
+                0 => Value::Bool(false),
+                1 => Value::Bool(true),
+                b => return Err(Error::Corrupt(format!("{what}: bool byte {b}"))),
+            },
+            8 => Value::String(self.string(what)?),
+            9 => {
+                if depth > 2 {
+                    return Err(Error::Corrupt(format!("{what}: arrays nested too deeply")));
+                }
+                let item_ty = self.u32(what)?;
+                let min_item = match item_ty {
+                    0 | 1 | 7 => 1,
+                    2 | 3 => 2,
+                    4 | 5 | 6 => 4,
+                    8 | 10..=12 => 8,
+                    9 => 12,
+                    t => return Err(Error::Corrupt(format!("{what}: unknown value type {t}"))),
+                };
+                let n = self.count(what, min_item)?;
+                let mut items = Vec::with_capacity(n);
+                for _ in 0..n {
+                    items.push(self.value(item_ty, what, depth + 1)?);
+                }
+                Value::Array(items)
+            }
+            10 => Value::U64(self.u64(what)?),
+            11 => Value::I64(i64::from_le_bytes(self.array(what)?)),
+            12 => Value::F64(f64::from_le_bytes(self.array(what)?)),
+            t => return Err(Error::Corrupt(format!("{what}: unknown value type {t}"))),
+        })
+    }
+}
+
+/// Maps a GGML type id to candle's type; `None` for types candle cannot hold.
+fn ggml_dtype(id: u32) -> Option<GgmlDType> {
+    Some(match id {
+        0 => GgmlDType::F32,
+        1 => GgmlDType::F16,
+        2 => GgmlDType::Q4_0,
+        3 => GgmlDType::Q4_1,
+        6 => GgmlDType::Q5_0,
+        7 => GgmlDType::Q5_1,
+        8 => GgmlDType::Q8_0,
+        9 => GgmlDType::Q8_1,
+        10 => GgmlDType::Q2K,
+        11 => GgmlDType::Q3K,
+        12 => GgmlDType::Q4K,
+        13 => GgmlDType::Q5K,
+        14 => GgmlDType::Q6K,
+        15 => GgmlDType::Q8K,
+        30 => GgmlDType::BF16,
+        _ => return None,
+    })
+}
+
+impl<'a> Gguf<'a> {
+    /// Parses the header of a GGUF file held in `bytes`; tensor data stays where it is.
+    pub fn parse(bytes: &'a [u8]) -> Result<Self> {
+        if bytes.len() < 4 || &bytes[..4] != MAGIC {
+            let head: Vec<String> = bytes.iter().take(4).map(|b| format!("{b:02x}")).collect();
+            return Err(Error::NotGguf(format!(
+                "it starts with bytes [{}] instead of \"GGUF\"",
+                head.join(" ")
+            )));
+        }
+        let mut r = Reader {
+            bytes,
+            pos: 4,
+            version: 3,
+        };
+        let version = r.u32("GGUF version")?;
+        if !(1..=3).contains(&version) {
+            return Err(Error::NotGguf(format!("unsupported GGUF version {version}")));
+        }
+        r.version = version;
+        // A tensor record is at least 8 (name len) + 4 (n_dims) + 4 (type) + 8 (offset) bytes.
+        let n_tensors = r.count("tensor count", 24)?;
+        // A metadata record is at least 8 (key len) + 4 (type) + 1 (value) bytes.
+        let n_kv = r.count("metadata count", 13)?;
+
+        let mut metadata = BTreeMap::new();
+        for _ in 0..n_kv {
+            let key = r.string("metadata key")?;
+            let ty = r.u32(&key)?;
+            let value = r.value(ty, &key, 0)?;
+            metadata.insert(key, value);
+        }
+
+        let mut raw_tensors = Vec::with_capacity(n_tensors);
+        for _ in 0..n_tensors {
+            let name = r.string("tensor name")?;
+            let n_dims = r.u32(&name)? as usize;
+            if n_dims == 0 || n_dims > 4 {
+                return Err(Error::Tensor {
+                    name,
+                    problem: format!("has {n_dims} dimensions (GGUF allows 1 to 4)"),
+                });
+            }
+            let mut dims = Vec::with_capacity(n_dims);
+            for _ in 0..n_dims {
+                let d = if version == 1 {
+                    u64::from(r.u32(&name)?)
+                } else {
+                    r.u64(&name)?
+                };
+                dims.push(usize::try_from(d).unwrap_or(usize::MAX));
+            }
+            dims.reverse();
+            let type_id = r.u32(&name)?;
+            let offset = r.u64(&name)?;
+            raw_tensors.push((name, dims, type_id, offset));
+        }
+
+        let alignment = match metadata.get("general.alignment") {
+            Some(Value::U32(a)) if *a > 0 && a.is_power_of_two() => u64::from(*a),
+            Some(_) => return Err(Error::Corrupt("general.alignment is not a power of two".into())),
+            None => DEFAULT_ALIGNMENT,
+        };
+        let data_start = (r.pos as u64).div_ceil(alignment) * alignment;
+
+        let mut tensors = BTreeMap::new();
+        for (name, dims, type_id, offset) in raw_tensors {
+            let Some(dtype) = ggml_dtype(type_id) else {
+                return Err(Error::UnsupportedQuantization {
+                    name,
+                    ggml_type: format!("id {type_id}"),
+                });
+            };
+            let elems = dims
+                .iter()
+                .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+                .filter(|&e| e > 0);
+            let Some(elems) = elems else {
+                return Err(Error::Tensor {
+                    name,
+                    problem: format!("shape {dims:?} is empty or absurdly large"),
+                });
+            };
+            if elems % dtype.block_size() != 0 {
+                return Err(Error::Tensor {
+                    name,
+                    problem: format!(
+                        "{elems} elements is not a multiple of the {dtype:?} block size {}",
+                        dtype.block_size()
+                    ),
+                });
+            }
+            let size = (elems / dtype.block_size()) as u64 * dtype.type_size() as u64;
+            let start = data_start.checked_add(offset);
+            let end = start.and_then(|s| s.checked_add(size));
+            match (start, end) {
+                (Some(start), Some(end)) if end <= bytes.len() as u64 => {
+                    let range = start as usize..end as usize;
+                    if tensors.contains_key(&name) {
+                        return Err(Error::Tensor {
+                            name,
+                            problem: "appears twice".into(),
+                        });
+                    }
+                    tensors.insert(name, TensorInfo { dtype, dims, range });
+                }
+                _ => {
+                    return Err(Error::Truncated {
+                        what: format!("tensor `{name}`"),
+                        start: data_start.saturating_add(offset),
+                        end: data_start.saturating_add(offset).saturating_add(size),
+                        len: bytes.len() as u64,
+                    })
+                }
+            }
+        }
+        Ok(Self {
+            version,
+            metadata,
+            tensors,
+            bytes,
+        })
+    }
+
+    /// The raw bytes of a tensor as stored in the file.
+    pub fn tensor_bytes(&self, name: &str) -> Result<(&TensorInfo, &'a [u8])> {
+        let info = self.tensors.get(name).ok_or_else(|| Error::Tensor {
+            name: name.to_string(),
+            problem: "is missing from the file".into(),
+        })?;
+        Ok((info, &self.bytes[info.range.clone()]))
+    }
+
+    /// Copies a tensor out of the file into a candle [`QTensor`] on `device`.
+    pub fn tensor(&self, name: &str, device: &Device) -> Result<QTensor> {
+        let (info, raw) = self.tensor_bytes(name)?;
+        qtensor(info.dtype, raw, &info.dims, device)
+    }
+
+    /// A metadata value, or a readable error naming the missing key.
+    pub fn get(&self, key: &str) -> Result<&Value> {
+        self.metadata
+            .get(key)
+            .ok_or_else(|| Error::Metadata(format!("key `{key}` is missing")))
+    }
+
+    /// An unsigned integer metadata value of any width.
+    pub fn get_usize(&self, key: &str) -> Result<usize> {
+        let v = match self.get(key)? {
+            Value::U8(v) => u64::from(*v),
+            Value::U16(v) => u64::from(*v),
+            Value::U32(v) => u64::from(*v),
+            Value::U64(v) => *v,
+            Value::I8(v) if *v >= 0 => *v as u64,
+            Value::I16(v) if *v >= 0 => *v as u64,
+            Value::I32(v) if *v >= 0 => *v as u64,
+            Value::I64(v) if *v >= 0 => *v as u64,
+            other => {
+                return Err(Error::Metadata(format!(
+                    "`{key}` should be a non-negative integer, found {other:?}"
+                )))
+            }
+        };
+        usize::try_from(v).map_err(|_| Error::Metadata(format!("`{key}` = {v} is absurd")))
+    }
+
+    /// A floating-point metadata value.
+    pub fn get_f32(&self, key: &str) -> Result<f32> {
+        match self.get(key)? {
+            Value::F32(v) => Ok(*v),
+            Value::F64(v) => Ok(*v as f32),
+            other => Err(Error::Metadata(format!(
+                "`{key}` should be a float, found {other:?}"
+            ))),
+        }
+    }
+
+    /// A string metadata value.
+    pub fn get_str(&self, key: &str) -> Result<&str> {
+        match self.get(key)? {
+            Value::String(s) => Ok(s),
+            other => Err(Error::Metadata(format!(
+                "`{key}` should be a string, found {:?}",
+                other.value_type()
+            ))),
+        }
+    }
+
+    /// A boolean metadata value.
+    pub fn get_bool(&self, key: &str) -> Result<bool> {
+        match self.get(key)? {
+            Value::Bool(b) => Ok(*b),
+            other => Err(Error::Metadata(format!(
+                "`{key}` should be a bool, found {:?}",
+                other.value_type()
+            ))),
+        }
+    }
+
+    /// An array metadata value.
+    pub fn get_array(&self, key: &str) -> Result<&[Value]> {
+        match self.get(key)? {
+            Value::Array(a) => Ok(a),
+            other => Err(Error::Metadata(format!(
+                "`{key}` should be an array, found {:?}",
+                other.value_type()
+            ))),
+        }
+    }
+}
+
+/// Builds a [`QTensor`] from raw GGML bytes, copying them into storage with the right alignment.
+pub fn qtensor(dtype: GgmlDType, raw: &[u8], dims: &[usize], device: &Device) -> Result<QTensor> {
+    let elems: usize = dims.iter().product();
+    let expected = elems / dtype.block_size() * dtype.type_size();
+    if raw.len() != expected || elems % dtype.block_size() != 0 {
+        return Err(Error::Corrupt(format!(
+            "{dtype:?} tensor of shape {dims:?} needs {expected} bytes, got {}",
+            raw.len()
+        )));
+    }
+    // Candle reinterprets the bytes as blocks in place, so they must be aligned for the block type.
+    if (raw.as_ptr() as usize) % 8 == 0 {
+        Ok(ggml_file::qtensor_from_ggml(dtype, raw, dims.to_vec(), device)?)
+    } else {
+        let mut aligned = vec![0u64; raw.len().div_ceil(8)];
+        let dst = bytemuck_bytes_mut(&mut aligned);
+        dst[..raw.len()].copy_from_slice(raw);
+        Ok(ggml_file::qtensor_from_ggml(
+            dtype,
+            &dst[..raw.len()],
+            dims.to_vec(),
+            device,
+        )?)
+    }
+}
+
+/// Views a `u64` buffer as bytes (always sound: u8 has no alignment or validity requirement).
+fn bytemuck_bytes_mut(v: &mut [u64]) -> &mut [u8] {
+    // SAFETY: the pointer and length cover exactly the u64 buffer, and any byte pattern is a valid u8.
+    unsafe { std::slice::from_raw_parts_mut(v.as_mut_ptr().cast::<u8>(), v.len() * 8) }
+}
