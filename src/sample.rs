@@ -25,6 +25,8 @@ pub struct SamplingParams {
     pub seed: u64,
     /// Most tokens one reply may have.
     pub max_tokens: usize,
+    /// Keep going through end-of-generation tokens (benchmarks want a fixed amount of work).
+    pub ignore_eog: bool,
 }
 
 impl Default for SamplingParams {
@@ -33,10 +35,12 @@ impl Default for SamplingParams {
             temperature: 0.7,
             top_k: 40,
             top_p: 0.9,
-            repeat_penalty: 1.1,
+            // Off by default, as in llama.cpp: on small models it pushes answers off the prompt's words.
+            repeat_penalty: 1.0,
             repeat_last_n: 64,
             seed: 299_792_458,
             max_tokens: 512,
+            ignore_eog: false,
         }
     }
 }

@@ -261,7 +261,7 @@ impl Engine {
         let t0 = Instant::now();
         let id = gen.sampler.sample(&logits, cached)?;
         gen.stats.decode_seconds += t0.elapsed().as_secs_f64();
-        if tok.end_of_generation().contains(&id) {
+        if !gen.params.ignore_eog && tok.end_of_generation().contains(&id) {
             return Self::done(gen, tok, StopReason::EndOfGeneration);
         }
         gen.stats.generated_tokens += 1;

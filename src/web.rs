@@ -1,0 +1,109 @@
+//! The JavaScript boundary (wasm-bindgen): the only file that knows about JS.
+//!
+//! Results cross as JSON strings (the worker parses them); every error becomes a JS `Error`
+//! whose message is the Rust error's text.
+
+use candle_core::Device;
+use wasm_bindgen::prelude::*;
+
+use crate::chat::Message;
+use crate::sample::SamplingParams;
+use crate::session::Engine;
+
+fn js_error(e: impl std::fmt::Display) -> JsError {
+    JsError::new(&e.to_string())
+}
+
+fn to_json(v: &impl serde::Serialize) -> Result<String, JsError> {
+    serde_json::to_string(v).map_err(js_error)
+}
+
+/// Installs the panic hook so a Rust panic shows its message in the console.
+#[wasm_bindgen(start)]
+pub fn start() {
+    console_error_panic_hook::set_once();
+}
+
+/// A loaded model with its conversation, driven one step at a time from JavaScript.
+#[wasm_bindgen]
+pub struct WickEngine {
+    engine: Engine,
+}
+
+#[wasm_bindgen]
+impl WickEngine {
+    /// Loads a GGUF model from its bytes.
+    #[wasm_bindgen(constructor)]
+    pub fn new(bytes: &[u8]) -> Result<WickEngine, JsError> {
+        let engine = Engine::from_gguf_bytes(bytes, &Device::Cpu).map_err(js_error)?;
+        Ok(Self { engine })
+    }
+
+    /// The model's configuration as JSON.
+    pub fn info(&self) -> Result<String, JsError> {
+        let c = self.engine.config();
+        to_json(&serde_json::json!({
+            "architecture": c.architecture,
+            "vocab_size": c.vocab_size,
+            "hidden_size": c.hidden_size,
+            "n_layers": c.n_layers,
+            "n_heads": c.n_heads,
+            "n_kv_heads": c.n_kv_heads,
+            "context_length": c.context_length,
+        }))
+    }
+
+    /// Starts a reply to `messages` (JSON `[{role, content}]`) with `params` (JSON, fields optional).
+    #[wasm_bindgen(js_name = startChat)]
+    pub fn start_chat(&mut self, messages: &str, params: &str) -> Result<(), JsError> {
+        let messages: Vec<Message> = serde_json::from_str(messages).map_err(js_error)?;
+        let params: SamplingParams = serde_json::from_str(params).map_err(js_error)?;
+        self.engine.start_chat(&messages, params).map_err(js_error)
+    }
+
+    /// Starts a continuation of a raw prompt.
+    #[wasm_bindgen(js_name = startRaw)]
+    pub fn start_raw(&mut self, prompt: &str, params: &str) -> Result<(), JsError> {
+        let params: SamplingParams = serde_json::from_str(params).map_err(js_error)?;
+        self.engine.start(prompt, params).map_err(js_error)
+    }
+
+    /// Advances the reply by one step; returns the event as JSON
+    /// (`{"kind":"prefill"|"token"|"done", …}`).
+    pub fn step(&mut self) -> Result<String, JsError> {
+        let event = self.engine.step().map_err(js_error)?;
+        to_json(&event)
+    }
+
+    /// Stops the reply in progress; returns its final event as JSON, or `null` if none was running.
+    pub fn cancel(&mut self) -> Result<String, JsError> {
+        to_json(&self.engine.cancel())
+    }
+
+    /// Counters of the current or last reply as JSON.
+    pub fn stats(&self) -> Result<String, JsError> {
+        to_json(self.engine.stats())
+    }
+
+    /// Last-position logits of a raw prompt, run from an empty cache (parity checks, debugging).
+    #[wasm_bindgen(js_name = promptLogits)]
+    pub fn prompt_logits(&mut self, prompt: &str) -> Result<Vec<f32>, JsError> {
+        let ids = self.engine.tokenizer().encode(prompt).map_err(js_error)?;
+        self.engine.reset();
+        let logits = self.engine.model_mut().forward(&ids).map_err(js_error)?;
+        let logits = logits.to_vec1::<f32>().map_err(js_error);
+        self.engine.reset();
+        logits
+    }
+
+    /// Forgets the conversation.
+    pub fn reset(&mut self) {
+        self.engine.reset();
+    }
+
+    /// Tokens currently held in the KV cache.
+    #[wasm_bindgen(js_name = cachedTokens)]
+    pub fn cached_tokens(&self) -> usize {
+        self.engine.cached_tokens()
+    }
+}

@@ -1,0 +1,66 @@
+// Shared plumbing for the browser tests and the browser benchmark: the dev server and
+// Debian's Chromium driven by playwright-core (no downloaded browser).
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { chromium } from 'playwright-core';
+import { startServer } from '../../scripts/serve.mjs';
+
+export const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
+export const CHROMIUM_FLAGS = [
+  '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+  '--disable-background-networking', '--disable-component-update', '--disable-sync',
+];
+
+/** Starts the dev server on a free port and Chromium with a fresh profile. */
+export async function openBrowser() {
+  const requests = [];
+  const server = await startServer({ port: 0, onRequest: (method, url, status) => requests.push({ method, url, status }) });
+  const base = `http://127.0.0.1:${server.address().port}/`;
+  const profile = mkdtempSync(join(tmpdir(), 'wick-chromium-'));
+  const context = await chromium.launchPersistentContext(profile, {
+    executablePath: CHROMIUM, headless: true, args: CHROMIUM_FLAGS, viewport: { width: 1000, height: 800 },
+  });
+  const close = async () => {
+    await context.close();
+    await new Promise((r) => server.close(r));
+    rmSync(profile, { recursive: true, force: true });
+  };
+  return { base, context, requests, close };
+}
+
+/** Resolves when the page says the model is ready (or rejects with the error it shows). */
+export async function waitReady(page, timeout = 180_000) {
+  await page.waitForFunction(() => {
+    const err = document.getElementById('error');
+    if (!err.hidden) throw new Error(err.textContent);
+    return document.getElementById('loader').classList.contains('done') && !document.getElementById('input').disabled;
+  }, null, { timeout, polling: 100 });
+}
+
+/** Types a question, sends it, waits for the reply to end; returns its text and how often it changed. */
+export async function ask(page, question, timeout = 300_000) {
+  await page.evaluate(() => {
+    window.__updates = [];
+    const box = document.getElementById('messages');
+    window.__observer?.disconnect();
+    window.__observer = new MutationObserver(() => {
+      const last = box.querySelector('.msg.assistant:last-of-type');
+      if (last && window.__updates.at(-1) !== last.textContent) window.__updates.push(last.textContent);
+    });
+    window.__observer.observe(box, { childList: true, subtree: true, characterData: true });
+  });
+  await page.fill('#input', question);
+  await page.click('#send');
+  await page.waitForFunction(() => {
+    const err = document.getElementById('error');
+    if (!err.hidden) throw new Error(err.textContent);
+    const last = document.querySelector('#messages .msg.assistant:last-of-type');
+    return last && !last.classList.contains('pending');
+  }, null, { timeout, polling: 50 });
+  return page.evaluate(() => ({
+    text: document.querySelector('#messages .msg.assistant:last-of-type').firstChild?.textContent ?? '',
+    updates: window.__updates.length,
+    status: document.getElementById('status').textContent,
+  }));
+}

@@ -1,0 +1,112 @@
+// Browser end to end: the real model (models/, fetched by setup) answering in headless Debian
+// Chromium, served by the dev server, computed by Candle in wasm in a Web Worker.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdirSync, readFileSync } from 'node:fs';
+import { openBrowser, waitReady, ask } from './browser.mjs';
+
+const MODEL = 'models/SmolLM2-135M-Instruct.Q4_1.gguf';
+const modelRequests = (requests) => requests.filter((r) => r.url.endsWith('.gguf') && r.method === 'GET');
+
+let browser;
+let page;
+const consoleErrors = [];
+
+before(async () => {
+  browser = await openBrowser();
+  page = await browser.context.newPage();
+  const record = (where) => (msg) => {
+    if (msg.type() === 'error') consoleErrors.push(`${where}: ${msg.text()}`);
+  };
+  page.on('console', record('page'));
+  page.on('pageerror', (e) => consoleErrors.push(`page exception: ${e.message}`));
+  page.on('worker', (w) => w.on('console', record('worker')));
+  // Record what the progress bar says from the first moment on.
+  await page.addInitScript(() => {
+    window.__progress = [];
+    document.addEventListener('DOMContentLoaded', () => {
+      const label = document.getElementById('progress-label');
+      new MutationObserver(() => window.__progress.push(label.textContent)).observe(label, { childList: true, characterData: true, subtree: true });
+    });
+  });
+});
+
+after(async () => {
+  await browser?.close();
+});
+
+test('the default model downloads with a byte progress bar and loads', async () => {
+  await page.goto(browser.base);
+  await waitReady(page);
+  const progress = await page.evaluate(() => window.__progress);
+  const downloads = progress.filter((t) => /^Downloading the model: [\d.]+ \/ [\d.]+ MB$/.test(t));
+  assert.ok(downloads.length >= 2, `progress updates: ${JSON.stringify(progress)}`);
+  assert.match(downloads.at(-1), /98\.4 \/ 98\.4 MB/);
+  assert.equal(modelRequests(browser.requests).length, 1);
+  assert.match(await page.textContent('#status'), /loaded from network/);
+});
+
+test('the France question is answered with Paris, streamed in several updates', async () => {
+  const reply = await ask(page, 'What is the capital of France?');
+  assert.match(reply.text, /Paris/);
+  assert.ok(reply.updates >= 3, `only ${reply.updates} updates`);
+  assert.match(reply.status, /tok\/s/);
+  mkdirSync('test-results', { recursive: true });
+  await page.screenshot({ path: 'test-results/wick-chat.png', fullPage: true });
+});
+
+test('stop halts a long reply and the next question still works', async () => {
+  await page.click('#settings summary');
+  await page.fill('#max_tokens', '400');
+  await page.fill('#input', 'Write a very long story about a dragon who learns to bake bread.');
+  await page.click('#send');
+  await page.waitForFunction(() => (document.querySelector('#messages .msg.assistant:last-of-type')?.textContent.length ?? 0) > 40, null, { timeout: 120_000 });
+  await page.click('#stop');
+  await page.waitForFunction(() => !document.querySelector('#messages .msg.assistant:last-of-type').classList.contains('pending'), null, { timeout: 30_000 });
+  const stopped = await page.textContent('#messages .msg.assistant:last-of-type');
+  assert.match(stopped, /\(stopped\)$/);
+  await page.waitForTimeout(1500);
+  assert.equal(await page.textContent('#messages .msg.assistant:last-of-type'), stopped, 'text kept growing after stop');
+  assert.ok(await page.isDisabled('#stop'));
+
+  await page.click('#new-chat');
+  const reply = await ask(page, 'What is the capital of France?');
+  assert.match(reply.text, /Paris/);
+});
+
+test('a follow-up question reuses the cached conversation', async () => {
+  const reply = await ask(page, 'And what is the capital of Italy?');
+  assert.ok(reply.text.trim().length > 0);
+  const m = reply.status.match(/prompt (\d+) tokens \((\d+) new/);
+  assert.ok(m, reply.status);
+  assert.ok(Number(m[2]) < Number(m[1]) / 2, `prefilled ${m[2]} of ${m[1]} prompt tokens`);
+});
+
+test('bad model files show a readable error and the current model keeps working', async () => {
+  await page.setInputFiles('#model-file', { name: 'notes.gguf', mimeType: 'application/octet-stream', buffer: Buffer.from('hello, this is not a model') });
+  await page.waitForSelector('#error:not([hidden])');
+  assert.match(await page.textContent('#error'), /Could not load notes\.gguf: not a GGUF file.*Still using SmolLM2/s);
+
+  const truncated = readFileSync(MODEL).subarray(0, 5_000_000);
+  await page.setInputFiles('#model-file', { name: 'cut.gguf', mimeType: 'application/octet-stream', buffer: truncated });
+  await page.waitForFunction(() => document.getElementById('error').textContent.includes('cut.gguf'));
+  assert.match(await page.textContent('#error'), /file is truncated/);
+
+  const reply = await ask(page, 'What is the capital of France?');
+  assert.match(reply.text, /Paris/);
+  assert.ok(await page.isHidden('#error'));
+});
+
+test('a reload takes the weights from the browser cache, not the network', async () => {
+  const before = modelRequests(browser.requests).length;
+  await page.reload();
+  await waitReady(page);
+  assert.equal(modelRequests(browser.requests).length, before, 'the model was downloaded again');
+  assert.match(await page.textContent('#status'), /loaded from cache/);
+  const reply = await ask(page, 'What is the capital of France?');
+  assert.match(reply.text, /Paris/);
+});
+
+test('the console shows no errors', () => {
+  assert.deepEqual(consoleErrors, []);
+});

@@ -1,0 +1,102 @@
+//! The real default model (SmolLM2-135M-Instruct Q4_1, fetched into `models/` by
+//! `scripts/setup.sh`) against llama.cpp's reference outputs in
+//! `tests/fixtures/smollm2-135m-q4_1.llamacpp.json`.
+
+use candle_core::Device;
+use serde_json::Value;
+use wick::{Engine, Message, SamplingParams, StopReason};
+
+const MODEL: &str = "models/SmolLM2-135M-Instruct.Q4_1.gguf";
+
+fn reference() -> Value {
+    serde_json::from_str(include_str!("fixtures/smollm2-135m-q4_1.llamacpp.json")).unwrap()
+}
+
+fn ids(v: &Value) -> Vec<u32> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap() as u32)
+        .collect()
+}
+
+fn engine() -> Engine {
+    let path = std::env::var("WICK_MODEL").unwrap_or_else(|_| MODEL.to_string());
+    let bytes = std::fs::read(&path).unwrap_or_else(|e| {
+        panic!("{path}: {e}. Run scripts/setup.sh to fetch the default model.")
+    });
+    Engine::from_gguf_bytes(&bytes, &Device::Cpu).unwrap()
+}
+
+#[test]
+fn config_and_tokenizer_come_from_metadata() {
+    let e = engine();
+    let c = e.config();
+    assert_eq!(c.architecture, "llama");
+    assert_eq!(
+        (c.n_layers, c.hidden_size, c.n_heads, c.n_kv_heads),
+        (30, 576, 9, 3)
+    );
+    assert_eq!((c.intermediate_size, c.vocab_size), (1536, 49152));
+    assert_eq!((c.rope_theta, c.context_length), (100000.0, 8192));
+    let r = reference();
+    assert_eq!(
+        e.tokenizer().end_of_generation(),
+        ids(&r["end_of_generation_ids"]).as_slice()
+    );
+    let prompt = r["prompt"].as_str().unwrap();
+    assert_eq!(
+        e.tokenizer().encode(prompt).unwrap(),
+        ids(&r["prompt_token_ids"])
+    );
+}
+
+#[test]
+fn chat_template_is_the_models_own() {
+    let e = engine();
+    let text = e
+        .render_chat(&[Message::new("user", "What is the capital of France?")])
+        .unwrap();
+    assert!(text.starts_with("<|im_start|>system\nYou are a helpful AI assistant named SmolLM"));
+    assert!(text.ends_with("<|im_start|>user\nWhat is the capital of France?<|im_end|>\n<|im_start|>assistant\n"));
+}
+
+#[test]
+fn greedy_reply_is_token_identical_to_llama_cpp() {
+    let mut e = engine();
+    let r = reference();
+    let mut text = String::new();
+    let (got, reason) = e
+        .generate(
+            r["prompt"].as_str().unwrap(),
+            SamplingParams::greedy(64),
+            |t| text.push_str(t),
+        )
+        .unwrap();
+    assert_eq!(got, ids(&r["greedy_stop_at_eog"]["token_ids"]));
+    assert_eq!(reason, StopReason::EndOfGeneration);
+    assert_eq!(text, r["greedy_stop_at_eog"]["text"].as_str().unwrap());
+}
+
+#[test]
+fn top_logits_match_llama_cpp() {
+    let mut e = engine();
+    let r = reference();
+    let prompt = ids(&r["prompt_token_ids"]);
+    let logits = e.model_mut().forward(&prompt).unwrap().to_vec1::<f32>().unwrap();
+    let max = logits.iter().cloned().fold(f32::NEG_INFINITY, f32::max) as f64;
+    let log_z = max + logits.iter().map(|&l| (l as f64 - max).exp()).sum::<f64>().ln();
+    let mut order: Vec<usize> = (0..logits.len()).collect();
+    order.sort_by(|&a, &b| logits[b].total_cmp(&logits[a]));
+    let top10 = &order[..10];
+    for want in r["last_prompt_logits_top10"].as_array().unwrap().iter().take(5) {
+        let id = want["id"].as_u64().unwrap() as usize;
+        let want_lp = want["logprob"].as_f64().unwrap();
+        let got_lp = logits[id] as f64 - log_z;
+        assert!(top10.contains(&id), "llama.cpp top-5 id {id} is not in Wick's top 10 {top10:?}");
+        assert!(
+            (got_lp - want_lp).abs() <= 0.3,
+            "token {id}: logprob {got_lp:.3} vs llama.cpp {want_lp:.3}"
+        );
+    }
+}

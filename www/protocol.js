@@ -1,0 +1,38 @@
+// The messages between the page (app.js) and the engine worker (worker.js).
+// Every message is a plain object `{ type, ...payload }`; this file is the one place they are named.
+
+/** Page → worker. */
+export const ToWorker = Object.freeze({
+  /** `{ url }`: fetch a GGUF model (Cache API first) and build the engine. */
+  LOAD_URL: 'load-url',
+  /** `{ file }`: build the engine from a user-picked File. */
+  LOAD_FILE: 'load-file',
+  /**
+   * `{ id, messages: [{role, content}], params }`: start a reply and stream it; `{ id, raw, params }`
+   * continues a raw prompt instead (benchmarks). `params` follows Rust's `SamplingParams`.
+   */
+  GENERATE: 'generate',
+  /** `{ id }`: stop the reply in progress. */
+  CANCEL: 'cancel',
+  /** `{}`: forget the conversation's KV cache. */
+  RESET: 'reset',
+});
+
+/** Worker → page. */
+export const FromWorker = Object.freeze({
+  /** `{ phase: 'download'|'cache'|'init', loaded, total }`: model loading progress in bytes. */
+  PROGRESS: 'progress',
+  /** `{ info, source: 'network'|'cache'|'file', name, bytes, loadSeconds, build }`: engine ready. */
+  READY: 'ready',
+  /** `{ id, done, total }`: prompt tokens run so far. */
+  PREFILL: 'prefill',
+  /** `{ id, text }`: a piece of the reply, to append as text. */
+  TOKEN: 'token',
+  /** `{ id, reason, text, stats }`: the reply ended (text: a last piece, possibly empty). */
+  DONE: 'done',
+  /** `{ id?, message, fatal }`: something failed; `fatal` means the model must be loaded again. */
+  ERROR: 'error',
+});
+
+/** Name of the Cache API store that keeps downloaded weights across reloads. */
+export const MODEL_CACHE = 'wick-models-v1';
