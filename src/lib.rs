@@ -7,6 +7,7 @@
 
 pub mod chat;
 pub mod error;
+pub mod kernels;
 pub mod model;
 pub mod sample;
 pub mod session;

@@ -12,6 +12,7 @@ use candle_nn::ops::{rms_norm, silu, softmax_last_dim};
 use candle_nn::rotary_emb::rope_i;
 
 use crate::error::{Error, Result};
+use crate::kernels::q4_1;
 use crate::weights::gguf::qtensor;
 use crate::weights::Gguf;
 
@@ -86,7 +87,11 @@ impl Config {
             n_layers: g.get_usize(&key(keys::LAYERS))?,
             n_heads,
             n_kv_heads,
-            head_dim: if n_heads == 0 { 0 } else { hidden_size / n_heads },
+            head_dim: if n_heads == 0 {
+                0
+            } else {
+                hidden_size / n_heads
+            },
             rope_theta,
             rms_eps: g.get_f32(&key(keys::RMS_EPS))?,
             context_length: g.get_usize(&key(keys::CONTEXT))?,
@@ -171,17 +176,44 @@ impl KvCache {
     }
 }
 
+/// A weight matrix applied as `y = x · Wᵀ`.
+enum Linear {
+    /// `Q4_1` weights on the CPU, run by Wick's SIMD kernel (Candle's is scalar), kept as the
+    /// file stores them: `n` rows of `k` values.
+    Q4_1 { data: Vec<u8>, n: usize, k: usize },
+    /// Any other type, or another device: Candle's quantized matmul.
+    Candle(QMatMul),
+}
+
+impl Linear {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        match self {
+            Self::Candle(m) => Ok(m.forward(x)?),
+            Self::Q4_1 { data, n, k } => {
+                let mut dims = x.dims().to_vec();
+                let rows = x.elem_count() / k;
+                let xs = x.flatten_all()?.to_vec1::<f32>()?;
+                let y = q4_1::matmul(data, *n, *k, &xs, rows);
+                if let Some(last) = dims.last_mut() {
+                    *last = *n;
+                }
+                Ok(Tensor::from_vec(y, dims, x.device())?)
+            }
+        }
+    }
+}
+
 /// One transformer block's weights and cache.
 struct Block {
     attn_norm: Tensor,
-    wq: QMatMul,
-    wk: QMatMul,
-    wv: QMatMul,
-    wo: QMatMul,
+    wq: Linear,
+    wk: Linear,
+    wv: Linear,
+    wo: Linear,
     ffn_norm: Tensor,
-    w_gate: QMatMul,
-    w_up: QMatMul,
-    w_down: QMatMul,
+    w_gate: Linear,
+    w_up: Linear,
+    w_down: Linear,
     cache: KvCache,
 }
 
@@ -217,18 +249,18 @@ pub struct Model {
     embed: Embedding,
     blocks: Vec<Block>,
     norm: Tensor,
-    head: QMatMul,
+    head: Linear,
     cos: Tensor,
     sin: Tensor,
     device: Device,
 }
 
 /// Checks a tensor's shape against what the config implies.
-fn expect_shape(name: &str, t: &QTensor, want: &[usize]) -> Result<()> {
-    if t.shape().dims() != want {
+fn expect_shape(name: &str, dims: &[usize], want: &[usize]) -> Result<()> {
+    if dims != want {
         return Err(Error::Tensor {
             name: name.to_string(),
-            problem: format!("has shape {:?}, the config implies {want:?}", t.shape().dims()),
+            problem: format!("has shape {dims:?}, the config implies {want:?}"),
         });
     }
     Ok(())
@@ -241,7 +273,7 @@ impl Model {
         let (h, kv) = (cfg.hidden_size, cfg.n_kv_heads * cfg.head_dim);
         let load = |name: &str, shape: &[usize]| -> Result<QTensor> {
             let t = g.tensor(name, device)?;
-            expect_shape(name, &t, shape)?;
+            expect_shape(name, t.shape().dims(), shape)?;
             // Candle has no matmul kernel for Q8_1 weights (it is an activation-only type).
             if t.dtype() == GgmlDType::Q8_1 {
                 return Err(Error::UnsupportedQuantization {
@@ -251,8 +283,18 @@ impl Model {
             }
             Ok(t)
         };
-        let matmul = |name: &str, shape: &[usize]| -> Result<QMatMul> {
-            Ok(QMatMul::from_qtensor(load(name, shape)?)?)
+        let matmul = |name: &str, shape: &[usize]| -> Result<Linear> {
+            let (info, raw) = g.tensor_bytes(name)?;
+            let (n, k) = (shape[0], shape[1]);
+            if device.is_cpu() && info.dtype == GgmlDType::Q4_1 && k % q4_1::BLOCK == 0 {
+                expect_shape(name, &info.dims, shape)?;
+                return Ok(Linear::Q4_1 {
+                    data: raw.to_vec(),
+                    n,
+                    k,
+                });
+            }
+            Ok(Linear::Candle(QMatMul::from_qtensor(load(name, shape)?)?))
         };
         let vector = |name: &str| -> Result<Tensor> {
             Ok(load(name, &[h])?.dequantize(device)?.to_dtype(DType::F32)?)
@@ -262,7 +304,7 @@ impl Model {
         let head = if g.tensors.contains_key("output.weight") {
             matmul("output.weight", &[cfg.vocab_size, h])?
         } else {
-            QMatMul::from_arc(table.clone())?
+            Linear::Candle(QMatMul::from_arc(table.clone())?)
         };
         let embed = Embedding {
             row_bytes: h / table.dtype().block_size() * table.dtype().type_size(),

@@ -1,0 +1,298 @@
+//! `Q4_1` weights × `Q8_1`-quantized activations.
+//!
+//! GGML's `Q4_1` block: 32 weights `w = d·q + m` with `d`, `m` f16 and `q` 4-bit, stored as
+//! 16 bytes whose low nibbles are elements 0‥15 and high nibbles 16‥31 (20 bytes per block).
+//! Activations are quantized per block of 32 to `i8` with a scale `d` and `s = d·Σq` (rounded
+//! to f16 like GGML's `Q8_1`, unpacked to f32), so that `Σ w·x = d_w·d_x·Σ q_w·q_x + m_w·s_x`.
+
+use half::f16;
+use rayon::prelude::*;
+
+/// Elements per block.
+pub const BLOCK: usize = 32;
+/// Bytes per `Q4_1` block.
+pub const BLOCK_BYTES: usize = 20;
+
+/// Activations of one or more rows, quantized to 8 bits per block of 32.
+#[derive(Debug, Clone, Default)]
+pub struct Q8Rows {
+    /// Scale of each block.
+    pub d: Vec<f32>,
+    /// `d · Σ q` of each block.
+    pub s: Vec<f32>,
+    /// The quantized values, 32 per block.
+    pub qs: Vec<i8>,
+}
+
+impl Q8Rows {
+    /// Quantizes `x` (rows of a multiple of 32 values each, back to back).
+    pub fn quantize(x: &[f32]) -> Self {
+        let blocks = x.len() / BLOCK;
+        let mut out = Self {
+            d: Vec::with_capacity(blocks),
+            s: Vec::with_capacity(blocks),
+            qs: vec![0; blocks * BLOCK],
+        };
+        for (xb, qb) in x.chunks_exact(BLOCK).zip(out.qs.chunks_exact_mut(BLOCK)) {
+            let amax = xb.iter().fold(0f32, |a, v| a.max(v.abs()));
+            let d = amax / 127.0;
+            let id = if d > 0.0 { 1.0 / d } else { 0.0 };
+            let mut sum = 0i32;
+            for (q, &v) in qb.iter_mut().zip(xb) {
+                *q = (v * id).round() as i8;
+                sum += i32::from(*q);
+            }
+            // Rounded through f16 as GGML's Q8_1 stores them, to stay close to llama.cpp.
+            out.d.push(f16::from_f32(d).to_f32());
+            out.s.push(f16::from_f32(d * sum as f32).to_f32());
+        }
+        out
+    }
+}
+
+/// The scale and minimum of a block, from its first four bytes.
+#[inline(always)]
+fn block_dm(b: &[u8]) -> (f32, f32) {
+    let d = f16::from_le_bytes([b[0], b[1]]).to_f32();
+    let m = f16::from_le_bytes([b[2], b[3]]).to_f32();
+    (d, m)
+}
+
+/// Dot product of one `Q4_1` row (`w`, whole blocks) with one quantized activation row,
+/// whose blocks start at block index `xb` of `x`: the portable reference.
+pub fn dot_scalar(w: &[u8], x: &Q8Rows, xb: usize) -> f32 {
+    let mut sum = 0f32;
+    for (i, b) in w.chunks_exact(BLOCK_BYTES).enumerate() {
+        let (d, m) = block_dm(b);
+        let q = &x.qs[(xb + i) * BLOCK..(xb + i + 1) * BLOCK];
+        let mut acc = 0i32;
+        for j in 0..16 {
+            acc += i32::from(b[4 + j] & 0x0F) * i32::from(q[j]);
+            acc += i32::from(b[4 + j] >> 4) * i32::from(q[j + 16]);
+        }
+        sum += d * x.d[xb + i] * acc as f32 + m * x.s[xb + i];
+    }
+    sum
+}
+
+/// [`dot_scalar`] with wasm simd128.
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+pub fn dot(w: &[u8], x: &Q8Rows, xb: usize) -> f32 {
+    use std::arch::wasm32::*;
+    let n = w.len() / BLOCK_BYTES;
+    assert!(x.qs.len() >= (xb + n) * BLOCK && x.d.len() >= xb + n && x.s.len() >= xb + n);
+    let mut acc = f32x4_splat(0.0);
+    let mut mins = 0f32;
+    for i in 0..n {
+        let b = &w[i * BLOCK_BYTES..(i + 1) * BLOCK_BYTES];
+        let (d, m) = block_dm(b);
+        // SAFETY: the slices above hold 16 weight bytes at b[4..] and 32 activations at q.
+        unsafe {
+            let q = x.qs.as_ptr().add((xb + i) * BLOCK);
+            let packed = v128_load(b.as_ptr().add(4) as *const v128);
+            let lo = v128_and(packed, u8x16_splat(0x0F));
+            let hi = u8x16_shr(packed, 4);
+            let y0 = v128_load(q as *const v128);
+            let y1 = v128_load(q.add(16) as *const v128);
+            let p = i32x4_add(
+                i32x4_add(
+                    i32x4_dot_i16x8(u16x8_extend_low_u8x16(lo), i16x8_extend_low_i8x16(y0)),
+                    i32x4_dot_i16x8(u16x8_extend_high_u8x16(lo), i16x8_extend_high_i8x16(y0)),
+                ),
+                i32x4_add(
+                    i32x4_dot_i16x8(u16x8_extend_low_u8x16(hi), i16x8_extend_low_i8x16(y1)),
+                    i32x4_dot_i16x8(u16x8_extend_high_u8x16(hi), i16x8_extend_high_i8x16(y1)),
+                ),
+            );
+            let scale = f32x4_splat(d * *x.d.get_unchecked(xb + i));
+            acc = f32x4_add(acc, f32x4_mul(f32x4_convert_i32x4(p), scale));
+        }
+        mins += m * x.s[xb + i];
+    }
+    f32x4_extract_lane::<0>(acc)
+        + f32x4_extract_lane::<1>(acc)
+        + f32x4_extract_lane::<2>(acc)
+        + f32x4_extract_lane::<3>(acc)
+        + mins
+}
+
+/// [`dot_scalar`] with AVX2 + FMA.
+#[cfg(all(
+    target_arch = "x86_64",
+    target_feature = "avx2",
+    target_feature = "fma"
+))]
+pub fn dot(w: &[u8], x: &Q8Rows, xb: usize) -> f32 {
+    use std::arch::x86_64::*;
+    let n = w.len() / BLOCK_BYTES;
+    assert!(x.qs.len() >= (xb + n) * BLOCK && x.d.len() >= xb + n && x.s.len() >= xb + n);
+    // SAFETY: AVX2 and FMA are enabled at compile time; every load stays inside the slices
+    // checked above (16 bytes at b[4..20], 32 activations per block).
+    unsafe {
+        let mask = _mm_set1_epi8(0x0F);
+        let ones = _mm256_set1_epi16(1);
+        let mut acc = _mm256_setzero_ps();
+        let mut mins = 0f32;
+        for i in 0..n {
+            let b = w.as_ptr().add(i * BLOCK_BYTES);
+            let (d, m) = block_dm(&w[i * BLOCK_BYTES..i * BLOCK_BYTES + 4]);
+            let packed = _mm_loadu_si128(b.add(4) as *const __m128i);
+            let lo = _mm_and_si128(packed, mask);
+            let hi = _mm_and_si128(_mm_srli_epi16(packed, 4), mask);
+            let q = _mm256_set_m128i(hi, lo);
+            let y = _mm256_loadu_si256(x.qs.as_ptr().add((xb + i) * BLOCK) as *const __m256i);
+            let p = _mm256_madd_epi16(_mm256_maddubs_epi16(q, y), ones);
+            let scale = _mm256_set1_ps(d * *x.d.get_unchecked(xb + i));
+            acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), scale, acc);
+            mins += m * *x.s.get_unchecked(xb + i);
+        }
+        let s4 = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
+        let s2 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
+        let s1 = _mm_add_ss(s2, _mm_shuffle_ps(s2, s2, 1));
+        _mm_cvtss_f32(s1) + mins
+    }
+}
+
+/// [`dot_scalar`] where no SIMD version exists.
+#[cfg(not(any(
+    all(target_arch = "wasm32", target_feature = "simd128"),
+    all(
+        target_arch = "x86_64",
+        target_feature = "avx2",
+        target_feature = "fma"
+    )
+)))]
+pub fn dot(w: &[u8], x: &Q8Rows, xb: usize) -> f32 {
+    dot_scalar(w, x, xb)
+}
+
+/// Output rows computed per parallel task: enough work to amortize scheduling.
+const ROWS_PER_TASK: usize = 16;
+
+/// `y = x · Wᵀ` for `x` of `m` rows × `k` and `W` (`Q4_1`, `n` rows × `k`): returns `m` × `n`.
+///
+/// Each weight row is read once for all `m` activation rows, so prefill costs far less per token
+/// than decode. Rows are split across rayon's pool (one thread in single-threaded wasm).
+pub fn matmul(w: &[u8], n: usize, k: usize, x: &[f32], m: usize) -> Vec<f32> {
+    let kb = k / BLOCK;
+    let row_bytes = kb * BLOCK_BYTES;
+    debug_assert_eq!(w.len(), n * row_bytes);
+    debug_assert_eq!(x.len(), m * k);
+    let xq = Q8Rows::quantize(x);
+    // Computed transposed (n × m) so each task writes one contiguous slice.
+    let mut yt = vec![0f32; n * m];
+    yt.par_chunks_mut(ROWS_PER_TASK * m)
+        .zip(w.par_chunks(ROWS_PER_TASK * row_bytes))
+        .for_each(|(out, rows)| {
+            for (o, row) in out.chunks_exact_mut(m).zip(rows.chunks_exact(row_bytes)) {
+                for (i, v) in o.iter_mut().enumerate() {
+                    *v = dot(row, &xq, i * kb);
+                }
+            }
+        });
+    if m == 1 {
+        return yt;
+    }
+    let mut y = vec![0f32; m * n];
+    for (j, col) in yt.chunks_exact(m).enumerate() {
+        for (i, &v) in col.iter().enumerate() {
+            y[i * n + j] = v;
+        }
+    }
+    y
+}
+
+/// `y = x · Wᵀ` computed the slow, obvious way from dequantized weights (tests only).
+pub fn matmul_reference(w: &[u8], n: usize, k: usize, x: &[f32], m: usize) -> Vec<f32> {
+    let xq = Q8Rows::quantize(x);
+    let row_bytes = k / BLOCK * BLOCK_BYTES;
+    let mut y = vec![0f32; m * n];
+    for i in 0..m {
+        for j in 0..n {
+            y[i * n + j] = dot_scalar(&w[j * row_bytes..(j + 1) * row_bytes], &xq, i * k / BLOCK);
+        }
+    }
+    y
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A small deterministic generator (tests must not change with a crate version).
+    fn noise(seed: u64, n: usize) -> Vec<f32> {
+        let mut s = seed;
+        (0..n)
+            .map(|_| {
+                s = s
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                ((s >> 40) as f32 / (1u64 << 24) as f32) - 0.5
+            })
+            .collect()
+    }
+
+    /// Random `Q4_1` blocks: random scales, minimums and nibbles.
+    fn random_q4_1(seed: u64, blocks: usize) -> Vec<u8> {
+        let v = noise(seed, blocks * 3);
+        let mut out = Vec::with_capacity(blocks * BLOCK_BYTES);
+        for b in 0..blocks {
+            out.extend_from_slice(&f16::from_f32(v[3 * b] * 0.1).to_le_bytes());
+            out.extend_from_slice(&f16::from_f32(v[3 * b + 1]).to_le_bytes());
+            let mut s = (v[3 * b + 2].to_bits() as u64) | 1;
+            for _ in 0..16 {
+                s = s.wrapping_mul(6364136223846793005).wrapping_add(1);
+                out.push((s >> 56) as u8);
+            }
+        }
+        out
+    }
+
+    fn close(a: f32, b: f32) -> bool {
+        (a - b).abs() <= 1e-4 * (1.0 + b.abs())
+    }
+
+    #[test]
+    fn simd_dot_matches_scalar_reference() {
+        for (seed, blocks) in [(1, 1), (2, 2), (3, 18), (4, 48)] {
+            let w = random_q4_1(seed, blocks);
+            let x = Q8Rows::quantize(&noise(seed + 100, blocks * BLOCK));
+            let (a, b) = (dot(&w, &x, 0), dot_scalar(&w, &x, 0));
+            assert!(close(a, b), "{blocks} blocks: simd {a} vs scalar {b}");
+        }
+    }
+
+    #[test]
+    fn batched_matmul_matches_reference() {
+        let (n, k) = (37, 96);
+        let w = random_q4_1(7, n * k / BLOCK);
+        for m in [1, 2, 5] {
+            let x = noise(m as u64, m * k);
+            let got = matmul(&w, n, k, &x, m);
+            let want = matmul_reference(&w, n, k, &x, m);
+            for (g, r) in got.iter().zip(&want) {
+                assert!(close(*g, *r), "m={m}: {g} vs {r}");
+            }
+        }
+    }
+
+    #[test]
+    fn quantized_dot_is_close_to_the_float_dot() {
+        let k = 256;
+        let w = random_q4_1(11, k / BLOCK);
+        let x = noise(12, k);
+        let mut exact = 0f32;
+        for (i, b) in w.chunks_exact(BLOCK_BYTES).enumerate() {
+            let (d, m) = block_dm(b);
+            for j in 0..16 {
+                exact += (d * f32::from(b[4 + j] & 0x0F) + m) * x[i * BLOCK + j];
+                exact += (d * f32::from(b[4 + j] >> 4) + m) * x[i * BLOCK + j + 16];
+            }
+        }
+        let got = dot(&w, &Q8Rows::quantize(&x), 0);
+        assert!(
+            (got - exact).abs() < 0.02 * (1.0 + exact.abs()),
+            "{got} vs {exact}"
+        );
+    }
+}
