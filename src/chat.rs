@@ -42,9 +42,12 @@ impl ChatTemplate {
         env.set_trim_blocks(true);
         env.set_lstrip_blocks(true);
         env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
-        env.add_function("raise_exception", |msg: String| -> std::result::Result<String, minijinja::Error> {
-            Err(minijinja::Error::new(ErrorKind::InvalidOperation, msg))
-        });
+        env.add_function(
+            "raise_exception",
+            |msg: String| -> std::result::Result<String, minijinja::Error> {
+                Err(minijinja::Error::new(ErrorKind::InvalidOperation, msg))
+            },
+        );
         env.add_template_owned("chat", source.unwrap_or(CHATML).to_string())
             .map_err(|e| Error::Template(e.to_string()))?;
         Ok(Self {
@@ -99,7 +102,10 @@ mod tests {
     fn default_is_chatml_and_bad_templates_are_errors() {
         let t = ChatTemplate::new(None, None, None).unwrap();
         let out = t.render(&[Message::new("user", "Hi")]).unwrap();
-        assert_eq!(out, "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n");
+        assert_eq!(
+            out,
+            "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"
+        );
         assert!(matches!(
             ChatTemplate::new(Some("{% for %}"), None, None),
             Err(Error::Template(_))

@@ -87,11 +87,7 @@ impl Config {
             n_layers: g.get_usize(&key(keys::LAYERS))?,
             n_heads,
             n_kv_heads,
-            head_dim: if n_heads == 0 {
-                0
-            } else {
-                hidden_size / n_heads
-            },
+            head_dim: hidden_size.checked_div(n_heads).unwrap_or(0),
             rope_theta,
             rms_eps: g.get_f32(&key(keys::RMS_EPS))?,
             context_length: g.get_usize(&key(keys::CONTEXT))?,
@@ -115,13 +111,13 @@ impl Config {
         if self.n_heads == 0 || self.n_kv_heads == 0 || self.hidden_size == 0 {
             return bad("head counts and embedding length must be non-zero".into());
         }
-        if self.hidden_size % self.n_heads != 0 || self.head_dim % 2 != 0 {
+        if !self.hidden_size.is_multiple_of(self.n_heads) || !self.head_dim.is_multiple_of(2) {
             return bad(format!(
                 "embedding length {} does not split into {} heads of even width",
                 self.hidden_size, self.n_heads
             ));
         }
-        if self.n_heads % self.n_kv_heads != 0 {
+        if !self.n_heads.is_multiple_of(self.n_kv_heads) {
             return bad(format!(
                 "{} query heads cannot be grouped over {} key/value heads",
                 self.n_heads, self.n_kv_heads
@@ -286,7 +282,7 @@ impl Model {
         let matmul = |name: &str, shape: &[usize]| -> Result<Linear> {
             let (info, raw) = g.tensor_bytes(name)?;
             let (n, k) = (shape[0], shape[1]);
-            if device.is_cpu() && info.dtype == GgmlDType::Q4_1 && k % q4_1::BLOCK == 0 {
+            if device.is_cpu() && info.dtype == GgmlDType::Q4_1 && k.is_multiple_of(q4_1::BLOCK) {
                 expect_shape(name, &info.dims, shape)?;
                 return Ok(Linear::Q4_1 {
                     data: raw.to_vec(),

@@ -88,11 +88,15 @@ impl Sampler {
         params.validate()?;
         let t = params.temperature;
         let sampling = match (t, params.top_k, params.top_p) {
-            (t, _, _) if t == 0.0 => Sampling::ArgMax,
+            (0.0, _, _) => Sampling::ArgMax,
             (t, 0, p) if p >= 1.0 => Sampling::All { temperature: t },
             (t, 0, p) => Sampling::TopP { p, temperature: t },
             (t, k, p) if p >= 1.0 => Sampling::TopK { k, temperature: t },
-            (t, k, p) => Sampling::TopKThenTopP { k, p, temperature: t },
+            (t, k, p) => Sampling::TopKThenTopP {
+                k,
+                p,
+                temperature: t,
+            },
         };
         Ok(Self {
             processor: LogitsProcessor::from_sampling(params.seed, sampling),
@@ -162,12 +166,21 @@ mod tests {
             ..SamplingParams::default()
         };
         let draw = |seed| {
-            let mut s = Sampler::new(&SamplingParams { seed, ..hot.clone() }).unwrap();
-            (0..32).map(|_| s.sample(&v, &[]).unwrap()).collect::<Vec<_>>()
+            let mut s = Sampler::new(&SamplingParams {
+                seed,
+                ..hot.clone()
+            })
+            .unwrap();
+            (0..32)
+                .map(|_| s.sample(&v, &[]).unwrap())
+                .collect::<Vec<_>>()
         };
         assert_eq!(draw(7), draw(7));
         assert_ne!(draw(7), draw(8));
-        assert!(draw(7).iter().any(|&t| t != 0), "temperature 1.5 should not be greedy");
+        assert!(
+            draw(7).iter().any(|&t| t != 0),
+            "temperature 1.5 should not be greedy"
+        );
     }
 
     #[test]
@@ -189,10 +202,22 @@ mod tests {
     #[test]
     fn invalid_parameters_are_errors() {
         for p in [
-            SamplingParams { temperature: -1.0, ..Default::default() },
-            SamplingParams { top_p: 0.0, ..Default::default() },
-            SamplingParams { repeat_penalty: 0.0, ..Default::default() },
-            SamplingParams { max_tokens: 0, ..Default::default() },
+            SamplingParams {
+                temperature: -1.0,
+                ..Default::default()
+            },
+            SamplingParams {
+                top_p: 0.0,
+                ..Default::default()
+            },
+            SamplingParams {
+                repeat_penalty: 0.0,
+                ..Default::default()
+            },
+            SamplingParams {
+                max_tokens: 0,
+                ..Default::default()
+            },
         ] {
             assert!(matches!(Sampler::new(&p), Err(Error::Sampling(_))), "{p:?}");
         }

@@ -297,7 +297,12 @@ impl Engine {
     /// Stops the reply in progress; the conversation so far stays cached.
     pub fn cancel(&mut self) -> Option<Event> {
         let gen = self.generation.as_mut()?;
-        let text = gen.stream.finish(&self.tokenizer).ok().flatten().unwrap_or_default();
+        let text = gen
+            .stream
+            .finish(&self.tokenizer)
+            .ok()
+            .flatten()
+            .unwrap_or_default();
         self.finish();
         Some(Event::Done {
             reason: StopReason::Cancelled,

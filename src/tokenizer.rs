@@ -63,7 +63,9 @@ impl Tokenizer {
             .iter()
             .map(|v| match v {
                 Value::String(s) => Ok(s.as_str()),
-                _ => Err(Error::Metadata("tokenizer.ggml.tokens holds a non-string".into())),
+                _ => Err(Error::Metadata(
+                    "tokenizer.ggml.tokens holds a non-string".into(),
+                )),
             })
             .collect::<Result<_>>()?;
         let merges: Vec<(String, String)> = g
@@ -74,7 +76,9 @@ impl Tokenizer {
                     .split_once(' ')
                     .map(|(a, b)| (a.to_string(), b.to_string()))
                     .ok_or_else(|| Error::Metadata(format!("merge `{s}` has no space"))),
-                _ => Err(Error::Metadata("tokenizer.ggml.merges holds a non-string".into())),
+                _ => Err(Error::Metadata(
+                    "tokenizer.ggml.merges holds a non-string".into(),
+                )),
             })
             .collect::<Result<_>>()?;
         let types: Vec<i32> = match g.get_array("tokenizer.ggml.token_type") {
@@ -94,7 +98,9 @@ impl Tokenizer {
             .map(|(i, t)| (t.to_string(), i as u32))
             .collect();
         if vocab.len() != tokens.len() {
-            return Err(Error::Metadata("tokenizer.ggml.tokens has duplicates".into()));
+            return Err(Error::Metadata(
+                "tokenizer.ggml.tokens has duplicates".into(),
+            ));
         }
         let bpe = BPE::builder()
             .vocab_and_merges(vocab, merges)
@@ -269,5 +275,92 @@ impl TextStream {
     /// All ids pushed so far.
     pub fn ids(&self) -> &[u32] {
         &self.ids
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::weights::tiny::tiny_gguf;
+
+    fn tiny_tokenizer() -> Tokenizer {
+        let bytes = tiny_gguf(3).unwrap();
+        Tokenizer::from_gguf(&Gguf::parse(&bytes).unwrap()).unwrap()
+    }
+
+    /// Pushes every id of `text` and returns the pieces, `None` for held-back pushes.
+    fn stream(tok: &Tokenizer, ids: &[u32]) -> (Vec<Option<String>>, Option<String>) {
+        let mut s = TextStream::new();
+        let pieces = ids.iter().map(|&id| s.push(tok, id).unwrap()).collect();
+        (pieces, s.finish(tok).unwrap())
+    }
+
+    #[test]
+    fn text_stream_holds_back_partial_characters() {
+        let tok = tiny_tokenizer();
+        // "é" is two bytes, so two byte-level tokens: nothing until the second arrives.
+        let ids = tok.encode("é").unwrap();
+        assert_eq!(ids.len(), 2);
+        let (pieces, rest) = stream(&tok, &ids);
+        assert_eq!(pieces, [None, Some("é".to_string())]);
+        assert_eq!(rest, None);
+
+        // A four-byte emoji after ASCII: the ASCII comes out at once, the emoji whole at the end.
+        let ids = tok.encode("a🙂").unwrap();
+        assert_eq!(ids.len(), 5);
+        let (pieces, _) = stream(&tok, &ids);
+        assert_eq!(pieces[0].as_deref(), Some("a"));
+        assert_eq!(pieces[1..4], [None, None, None]);
+        assert_eq!(pieces[4].as_deref(), Some("🙂"));
+    }
+
+    #[test]
+    fn text_stream_finish_flushes_an_incomplete_character() {
+        let tok = tiny_tokenizer();
+        let ids = tok.encode("x世").unwrap();
+        let (pieces, rest) = stream(&tok, &ids[..ids.len() - 1]);
+        assert_eq!(pieces[0].as_deref(), Some("x"));
+        assert!(pieces[1..].iter().all(Option::is_none));
+        assert_eq!(
+            rest.as_deref(),
+            Some("\u{FFFD}"),
+            "held bytes are decoded lossily at the end"
+        );
+    }
+
+    #[test]
+    fn text_stream_skips_control_tokens() {
+        let tok = tiny_tokenizer();
+        let ids = tok.encode("hi<|im_end|> there").unwrap();
+        let (pieces, rest) = stream(&tok, &ids);
+        let text: String = pieces.into_iter().flatten().chain(rest).collect();
+        assert_eq!(text, "hi there");
+    }
+
+    #[test]
+    fn json_round_trip_gives_identical_ids() {
+        let tok = tiny_tokenizer();
+        let json = tok.to_json().unwrap();
+        let back = Tokenizer::from_json(json.as_bytes(), Some("<|im_end|>"), None).unwrap();
+        for text in [
+            "the cat is in the house",
+            "<|im_start|>user\nhéllo 世界 🙂 2024<|im_end|>\n",
+            "  spaces\n\nand\ttabs ",
+        ] {
+            let ids = tok.encode(text).unwrap();
+            assert_eq!(back.encode(text).unwrap(), ids, "{text:?}");
+            assert_eq!(back.decode(&ids).unwrap(), tok.decode(&ids).unwrap());
+        }
+        assert_eq!(back.end_of_generation(), tok.end_of_generation());
+        assert_eq!(back.eos_token(), tok.eos_token());
+        assert_eq!(back.vocab_size(), tok.vocab_size());
+    }
+
+    #[test]
+    fn from_json_rejects_garbage() {
+        assert!(matches!(
+            Tokenizer::from_json(b"{not json", None, None),
+            Err(Error::Tokenizer(_))
+        ));
     }
 }

@@ -58,7 +58,9 @@ fn chat_template_is_the_models_own() {
         .render_chat(&[Message::new("user", "What is the capital of France?")])
         .unwrap();
     assert!(text.starts_with("<|im_start|>system\nYou are a helpful AI assistant named SmolLM"));
-    assert!(text.ends_with("<|im_start|>user\nWhat is the capital of France?<|im_end|>\n<|im_start|>assistant\n"));
+    assert!(text.ends_with(
+        "<|im_start|>user\nWhat is the capital of France?<|im_end|>\n<|im_start|>assistant\n"
+    ));
 }
 
 #[test]
@@ -83,17 +85,35 @@ fn top_logits_match_llama_cpp() {
     let mut e = engine();
     let r = reference();
     let prompt = ids(&r["prompt_token_ids"]);
-    let logits = e.model_mut().forward(&prompt).unwrap().to_vec1::<f32>().unwrap();
+    let logits = e
+        .model_mut()
+        .forward(&prompt)
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap();
     let max = logits.iter().cloned().fold(f32::NEG_INFINITY, f32::max) as f64;
-    let log_z = max + logits.iter().map(|&l| (l as f64 - max).exp()).sum::<f64>().ln();
+    let log_z = max
+        + logits
+            .iter()
+            .map(|&l| (l as f64 - max).exp())
+            .sum::<f64>()
+            .ln();
     let mut order: Vec<usize> = (0..logits.len()).collect();
     order.sort_by(|&a, &b| logits[b].total_cmp(&logits[a]));
     let top10 = &order[..10];
-    for want in r["last_prompt_logits_top10"].as_array().unwrap().iter().take(5) {
+    for want in r["last_prompt_logits_top10"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .take(5)
+    {
         let id = want["id"].as_u64().unwrap() as usize;
         let want_lp = want["logprob"].as_f64().unwrap();
         let got_lp = logits[id] as f64 - log_z;
-        assert!(top10.contains(&id), "llama.cpp top-5 id {id} is not in Wick's top 10 {top10:?}");
+        assert!(
+            top10.contains(&id),
+            "llama.cpp top-5 id {id} is not in Wick's top 10 {top10:?}"
+        );
         assert!(
             (got_lp - want_lp).abs() <= 0.3,
             "token {id}: logprob {got_lp:.3} vs llama.cpp {want_lp:.3}"

@@ -1,203 +1,228 @@
 //! The native command line: `wick generate` streams a reply to stdout, `wick bench` measures speed.
 
-use std::io::Write;
-use std::process::ExitCode;
-
-use clap::{Args, Parser, Subcommand};
-use wick::{Engine, Error, Event, Message, SamplingParams};
-
-#[derive(Parser)]
-#[command(name = "wick", version, about = "Wick: a small LLM runtime on Candle (native CLI)")]
-struct Cli {
-    #[command(subcommand)]
-    command: Command,
+#[cfg(not(target_arch = "wasm32"))]
+fn main() -> std::process::ExitCode {
+    cli::main()
 }
 
-#[derive(Subcommand)]
-enum Command {
-    /// Generate a reply and stream it to stdout.
-    Generate(GenerateArgs),
-    /// Measure prefill and decode speed on the model.
-    Bench(BenchArgs),
-}
+/// The browser build has no command line; this keeps `cargo test --target wasm32…` building.
+#[cfg(target_arch = "wasm32")]
+fn main() {}
 
-#[derive(Args)]
-struct ModelArgs {
-    /// Path to a GGUF model file.
-    #[arg(long, default_value = "models/SmolLM2-135M-Instruct.Q4_1.gguf")]
-    model: String,
-    /// Worker threads for the matmuls (default: all cores).
-    #[arg(long)]
-    threads: Option<usize>,
-}
+#[cfg(not(target_arch = "wasm32"))]
+mod cli {
+    use std::io::Write;
+    use std::process::ExitCode;
 
-#[derive(Args)]
-struct GenerateArgs {
-    #[command(flatten)]
-    model: ModelArgs,
-    /// The user's message (or the whole prompt with --raw).
-    #[arg(long)]
-    prompt: String,
-    /// Feed the prompt as it is, without the chat template.
-    #[arg(long)]
-    raw: bool,
-    /// System message of the chat ("" leaves it to the model's template).
-    #[arg(long, default_value = DEFAULT_SYSTEM)]
-    system: String,
-    /// Softmax temperature; 0 is greedy.
-    #[arg(long, default_value_t = SamplingParams::default().temperature)]
-    temperature: f64,
-    /// Keep the k most likely tokens (0 = all).
-    #[arg(long, default_value_t = SamplingParams::default().top_k)]
-    top_k: usize,
-    /// Nucleus sampling threshold (1 = off).
-    #[arg(long, default_value_t = SamplingParams::default().top_p)]
-    top_p: f64,
-    /// Repetition penalty (1 = off).
-    #[arg(long, default_value_t = SamplingParams::default().repeat_penalty)]
-    repeat_penalty: f32,
-    /// Random seed.
-    #[arg(long, default_value_t = SamplingParams::default().seed)]
-    seed: u64,
-    /// Most tokens to generate.
-    #[arg(long, default_value_t = SamplingParams::default().max_tokens)]
-    max_tokens: usize,
-    /// Print token counts and speeds to stderr at the end.
-    #[arg(long)]
-    stats: bool,
-}
+    use clap::{Args, Parser, Subcommand};
+    use wick::{Engine, Error, Event, Message, SamplingParams};
 
-#[derive(Args)]
-struct BenchArgs {
-    #[command(flatten)]
-    model: ModelArgs,
-    /// Runs per measurement (the median is shown).
-    #[arg(long, default_value_t = 3)]
-    runs: usize,
-    /// Greedy tokens to decode per run.
-    #[arg(long, default_value_t = 128)]
-    decode_tokens: usize,
-}
-
-/// The app's default system message: with SmolLM2's own default, its greedy answer to
-/// "What is the capital of France?" starts "L'Étoile…"; with this one it is "… Paris."
-const DEFAULT_SYSTEM: &str = "You are a helpful AI assistant.";
-
-/// The 122-token prompt of the shared benchmark (`bench_prompt`).
-const BENCH_PROMPT: &str = include_str!("../../tests/fixtures/bench_prompt.txt");
-
-fn load(args: &ModelArgs) -> Result<(Engine, f64), Error> {
-    if let Some(n) = args.threads {
-        // Only fails if a pool already exists, which cannot happen this early.
-        let _ = rayon::ThreadPoolBuilder::new().num_threads(n).build_global();
+    #[derive(Parser)]
+    #[command(
+        name = "wick",
+        version,
+        about = "Wick: a small LLM runtime on Candle (native CLI)"
+    )]
+    struct Cli {
+        #[command(subcommand)]
+        command: Command,
     }
-    let t0 = std::time::Instant::now();
-    let bytes = std::fs::read(&args.model).map_err(|source| Error::Io {
-        path: args.model.clone(),
-        source,
-    })?;
-    let engine = Engine::from_gguf_bytes(&bytes, &candle_core::Device::Cpu)?;
-    Ok((engine, t0.elapsed().as_secs_f64()))
-}
 
-fn generate(a: GenerateArgs) -> Result<(), Error> {
-    let (mut engine, _) = load(&a.model)?;
-    let params = SamplingParams {
-        temperature: a.temperature,
-        top_k: a.top_k,
-        top_p: a.top_p,
-        repeat_penalty: a.repeat_penalty,
-        seed: a.seed,
-        max_tokens: a.max_tokens,
-        ..SamplingParams::default()
-    };
-    if a.raw {
-        engine.start(&a.prompt, params)?;
-    } else {
-        let mut messages = Vec::new();
-        if !a.system.is_empty() {
-            messages.push(Message::new("system", &a.system));
+    #[derive(Subcommand)]
+    enum Command {
+        /// Generate a reply and stream it to stdout.
+        Generate(GenerateArgs),
+        /// Measure prefill and decode speed on the model.
+        Bench(BenchArgs),
+    }
+
+    #[derive(Args)]
+    struct ModelArgs {
+        /// Path to a GGUF model file.
+        #[arg(long, default_value = "models/SmolLM2-135M-Instruct.Q4_1.gguf")]
+        model: String,
+        /// Worker threads for the matmuls (default: all cores).
+        #[arg(long)]
+        threads: Option<usize>,
+    }
+
+    #[derive(Args)]
+    struct GenerateArgs {
+        #[command(flatten)]
+        model: ModelArgs,
+        /// The user's message (or the whole prompt with --raw).
+        #[arg(long)]
+        prompt: String,
+        /// Feed the prompt as it is, without the chat template.
+        #[arg(long)]
+        raw: bool,
+        /// System message of the chat ("" leaves it to the model's template).
+        #[arg(long, default_value = DEFAULT_SYSTEM)]
+        system: String,
+        /// Softmax temperature; 0 is greedy.
+        #[arg(long, default_value_t = SamplingParams::default().temperature)]
+        temperature: f64,
+        /// Keep the k most likely tokens (0 = all).
+        #[arg(long, default_value_t = SamplingParams::default().top_k)]
+        top_k: usize,
+        /// Nucleus sampling threshold (1 = off).
+        #[arg(long, default_value_t = SamplingParams::default().top_p)]
+        top_p: f64,
+        /// Repetition penalty (1 = off).
+        #[arg(long, default_value_t = SamplingParams::default().repeat_penalty)]
+        repeat_penalty: f32,
+        /// Random seed.
+        #[arg(long, default_value_t = SamplingParams::default().seed)]
+        seed: u64,
+        /// Most tokens to generate.
+        #[arg(long, default_value_t = SamplingParams::default().max_tokens)]
+        max_tokens: usize,
+        /// Print token counts and speeds to stderr at the end.
+        #[arg(long)]
+        stats: bool,
+    }
+
+    #[derive(Args)]
+    struct BenchArgs {
+        #[command(flatten)]
+        model: ModelArgs,
+        /// Runs per measurement (the median is shown).
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+        /// Greedy tokens to decode per run.
+        #[arg(long, default_value_t = 128)]
+        decode_tokens: usize,
+    }
+
+    /// The app's default system message: with SmolLM2's own default, its greedy answer to
+    /// "What is the capital of France?" starts "L'Étoile…"; with this one it is "… Paris."
+    const DEFAULT_SYSTEM: &str = "You are a helpful AI assistant.";
+
+    /// The 122-token prompt of the shared benchmark (`bench_prompt`).
+    const BENCH_PROMPT: &str = include_str!("../../tests/fixtures/bench_prompt.txt");
+
+    fn load(args: &ModelArgs) -> Result<(Engine, f64), Error> {
+        if let Some(n) = args.threads {
+            // Only fails if a pool already exists, which cannot happen this early.
+            let _ = rayon::ThreadPoolBuilder::new()
+                .num_threads(n)
+                .build_global();
         }
-        messages.push(Message::new("user", &a.prompt));
-        engine.start_chat(&messages, params)?;
-    }
-    let mut out = std::io::stdout().lock();
-    loop {
-        let (text, done) = match engine.step()? {
-            Event::Prefill { .. } => continue,
-            Event::Token { text, .. } => (text, false),
-            Event::Done { text, .. } => (text, true),
-        };
-        // A closed stdout (e.g. piped into `head`) just ends the output.
-        if write!(out, "{text}").and_then(|_| out.flush()).is_err() || done {
-            break;
-        }
-    }
-    let _ = writeln!(out);
-    if a.stats {
-        let s = engine.stats();
-        eprintln!(
-            "prompt {} tok ({:.1} tok/s), generated {} tok ({:.1} tok/s)",
-            s.prompt_tokens,
-            s.prefilled_tokens as f64 / s.prefill_seconds.max(1e-9),
-            s.generated_tokens,
-            s.generated_tokens as f64 / s.decode_seconds.max(1e-9)
-        );
-    }
-    Ok(())
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
-
-fn bench(a: BenchArgs) -> Result<(), Error> {
-    let runs = a.runs.max(1);
-    let (mut engine, load_s) = load(&a.model)?;
-    let threads = rayon::current_num_threads();
-    let (mut prefill, mut decode, mut first) = (Vec::new(), Vec::new(), Vec::new());
-    let mut prompt_tokens = 0;
-    for _ in 0..runs {
-        engine.reset();
-        // Stop at max tokens only: a fixed amount of decode work per run.
-        let params = SamplingParams {
-            ignore_eog: true,
-            ..SamplingParams::greedy(a.decode_tokens)
-        };
-        let ids = engine.tokenizer().encode(BENCH_PROMPT)?;
-        prompt_tokens = ids.len();
         let t0 = std::time::Instant::now();
-        engine.model_mut().forward(&ids)?;
-        prefill.push(ids.len() as f64 / t0.elapsed().as_secs_f64());
-        engine.reset();
-        engine.generate(BENCH_PROMPT, params, |_| {})?;
-        let s = engine.stats();
-        decode.push(s.generated_tokens as f64 / s.decode_seconds.max(1e-9));
-        first.push(s.first_token_seconds);
+        let bytes = std::fs::read(&args.model).map_err(|source| Error::Io {
+            path: args.model.clone(),
+            source,
+        })?;
+        let engine = Engine::from_gguf_bytes(&bytes, &candle_core::Device::Cpu)?;
+        Ok((engine, t0.elapsed().as_secs_f64()))
     }
-    println!("| metric | value |");
-    println!("|---|---|");
-    println!("| model | {} |", a.model.model);
-    println!("| threads | {threads} |");
-    println!("| load (s) | {load_s:.2} |");
-    println!("| prefill tok/s ({prompt_tokens} tok, median of {runs}) | {:.1} |", median(prefill));
-    println!("| decode tok/s ({} greedy tok, median of {runs}) | {:.1} |", a.decode_tokens, median(decode));
-    println!("| time to first token (s) | {:.3} |", median(first));
-    Ok(())
-}
 
-fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let result = match cli.command {
-        Command::Generate(a) => generate(a),
-        Command::Bench(a) => bench(a),
-    };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
+    fn generate(a: GenerateArgs) -> Result<(), Error> {
+        let (mut engine, _) = load(&a.model)?;
+        let params = SamplingParams {
+            temperature: a.temperature,
+            top_k: a.top_k,
+            top_p: a.top_p,
+            repeat_penalty: a.repeat_penalty,
+            seed: a.seed,
+            max_tokens: a.max_tokens,
+            ..SamplingParams::default()
+        };
+        if a.raw {
+            engine.start(&a.prompt, params)?;
+        } else {
+            let mut messages = Vec::new();
+            if !a.system.is_empty() {
+                messages.push(Message::new("system", &a.system));
+            }
+            messages.push(Message::new("user", &a.prompt));
+            engine.start_chat(&messages, params)?;
+        }
+        let mut out = std::io::stdout().lock();
+        loop {
+            let (text, done) = match engine.step()? {
+                Event::Prefill { .. } => continue,
+                Event::Token { text, .. } => (text, false),
+                Event::Done { text, .. } => (text, true),
+            };
+            // A closed stdout (e.g. piped into `head`) just ends the output.
+            if write!(out, "{text}").and_then(|_| out.flush()).is_err() || done {
+                break;
+            }
+        }
+        let _ = writeln!(out);
+        if a.stats {
+            let s = engine.stats();
+            eprintln!(
+                "prompt {} tok ({:.1} tok/s), generated {} tok ({:.1} tok/s)",
+                s.prompt_tokens,
+                s.prefilled_tokens as f64 / s.prefill_seconds.max(1e-9),
+                s.generated_tokens,
+                s.generated_tokens as f64 / s.decode_seconds.max(1e-9)
+            );
+        }
+        Ok(())
+    }
+
+    fn median(mut v: Vec<f64>) -> f64 {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    }
+
+    fn bench(a: BenchArgs) -> Result<(), Error> {
+        let runs = a.runs.max(1);
+        let (mut engine, load_s) = load(&a.model)?;
+        let threads = rayon::current_num_threads();
+        let (mut prefill, mut decode, mut first) = (Vec::new(), Vec::new(), Vec::new());
+        let mut prompt_tokens = 0;
+        for _ in 0..runs {
+            engine.reset();
+            // Stop at max tokens only: a fixed amount of decode work per run.
+            let params = SamplingParams {
+                ignore_eog: true,
+                ..SamplingParams::greedy(a.decode_tokens)
+            };
+            let ids = engine.tokenizer().encode(BENCH_PROMPT)?;
+            prompt_tokens = ids.len();
+            let t0 = std::time::Instant::now();
+            engine.model_mut().forward(&ids)?;
+            prefill.push(ids.len() as f64 / t0.elapsed().as_secs_f64());
+            engine.reset();
+            engine.generate(BENCH_PROMPT, params, |_| {})?;
+            let s = engine.stats();
+            decode.push(s.generated_tokens as f64 / s.decode_seconds.max(1e-9));
+            first.push(s.first_token_seconds);
+        }
+        println!("| metric | value |");
+        println!("|---|---|");
+        println!("| model | {} |", a.model.model);
+        println!("| threads | {threads} |");
+        println!("| load (s) | {load_s:.2} |");
+        println!(
+            "| prefill tok/s ({prompt_tokens} tok, median of {runs}) | {:.1} |",
+            median(prefill)
+        );
+        println!(
+            "| decode tok/s ({} greedy tok, median of {runs}) | {:.1} |",
+            a.decode_tokens,
+            median(decode)
+        );
+        println!("| time to first token (s) | {:.3} |", median(first));
+        Ok(())
+    }
+
+    pub fn main() -> ExitCode {
+        let cli = Cli::parse();
+        let result = match cli.command {
+            Command::Generate(a) => generate(a),
+            Command::Bench(a) => bench(a),
+        };
+        match result {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
         }
     }
 }

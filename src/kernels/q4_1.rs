@@ -218,6 +218,9 @@ pub fn matmul_reference(w: &[u8], n: usize, k: usize, x: &[f32], m: usize) -> Ve
 #[cfg(test)]
 mod tests {
     use super::*;
+    // In wasm these run under wasm-bindgen-test, so the simd128 kernel is what they check.
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
 
     /// A small deterministic generator (tests must not change with a crate version).
     fn noise(seed: u64, n: usize) -> Vec<f32> {

@@ -138,7 +138,7 @@ impl<'a> Reader<'a> {
                 let min_item = match item_ty {
                     0 | 1 | 7 => 1,
                     2 | 3 => 2,
-                    4 | 5 | 6 => 4,
+                    4..=6 => 4,
                     8 | 10..=12 => 8,
                     9 => 12,
                     t => return Err(Error::Corrupt(format!("{what}: unknown value type {t}"))),
@@ -197,7 +197,9 @@ impl<'a> Gguf<'a> {
         };
         let version = r.u32("GGUF version")?;
         if !(1..=3).contains(&version) {
-            return Err(Error::NotGguf(format!("unsupported GGUF version {version}")));
+            return Err(Error::NotGguf(format!(
+                "unsupported GGUF version {version}"
+            )));
         }
         r.version = version;
         // A tensor record is at least 8 (name len) + 4 (n_dims) + 4 (type) + 8 (offset) bytes.
@@ -240,7 +242,11 @@ impl<'a> Gguf<'a> {
 
         let alignment = match metadata.get("general.alignment") {
             Some(Value::U32(a)) if *a > 0 && a.is_power_of_two() => u64::from(*a),
-            Some(_) => return Err(Error::Corrupt("general.alignment is not a power of two".into())),
+            Some(_) => {
+                return Err(Error::Corrupt(
+                    "general.alignment is not a power of two".into(),
+                ))
+            }
             None => DEFAULT_ALIGNMENT,
         };
         let data_start = (r.pos as u64).div_ceil(alignment) * alignment;
@@ -263,7 +269,7 @@ impl<'a> Gguf<'a> {
                     problem: format!("shape {dims:?} is empty or absurdly large"),
                 });
             };
-            if elems % dtype.block_size() != 0 {
+            if !elems.is_multiple_of(dtype.block_size()) {
                 return Err(Error::Tensor {
                     name,
                     problem: format!(
@@ -395,15 +401,20 @@ impl<'a> Gguf<'a> {
 pub fn qtensor(dtype: GgmlDType, raw: &[u8], dims: &[usize], device: &Device) -> Result<QTensor> {
     let elems: usize = dims.iter().product();
     let expected = elems / dtype.block_size() * dtype.type_size();
-    if raw.len() != expected || elems % dtype.block_size() != 0 {
+    if raw.len() != expected || !elems.is_multiple_of(dtype.block_size()) {
         return Err(Error::Corrupt(format!(
             "{dtype:?} tensor of shape {dims:?} needs {expected} bytes, got {}",
             raw.len()
         )));
     }
     // Candle reinterprets the bytes as blocks in place, so they must be aligned for the block type.
-    if (raw.as_ptr() as usize) % 8 == 0 {
-        Ok(ggml_file::qtensor_from_ggml(dtype, raw, dims.to_vec(), device)?)
+    if (raw.as_ptr() as usize).is_multiple_of(8) {
+        Ok(ggml_file::qtensor_from_ggml(
+            dtype,
+            raw,
+            dims.to_vec(),
+            device,
+        )?)
     } else {
         let mut aligned = vec![0u64; raw.len().div_ceil(8)];
         let dst = bytemuck_bytes_mut(&mut aligned);
@@ -421,4 +432,112 @@ pub fn qtensor(dtype: GgmlDType, raw: &[u8], dims: &[usize], device: &Device) ->
 fn bytemuck_bytes_mut(v: &mut [u64]) -> &mut [u8] {
     // SAFETY: the pointer and length cover exactly the u64 buffer, and any byte pattern is a valid u8.
     unsafe { std::slice::from_raw_parts_mut(v.as_mut_ptr().cast::<u8>(), v.len() * 8) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::quantized::gguf_file;
+
+    /// A GGUF with only the given metadata (and no tensors), written by candle's writer.
+    fn header(metadata: &[(&str, Value)]) -> Vec<u8> {
+        let md: Vec<(&str, &Value)> = metadata.iter().map(|(k, v)| (*k, v)).collect();
+        let mut out = std::io::Cursor::new(Vec::new());
+        gguf_file::write(&mut out, &md, &[]).unwrap();
+        out.into_inner()
+    }
+
+    fn sample() -> Vec<u8> {
+        header(&[
+            ("u8", Value::U8(7)),
+            ("u64", Value::U64(1 << 30)),
+            ("i32", Value::I32(12)),
+            ("neg", Value::I32(-1)),
+            ("f32", Value::F32(0.5)),
+            ("f64", Value::F64(0.25)),
+            ("s", Value::String("hi".into())),
+            ("b", Value::Bool(true)),
+            ("a", Value::Array(vec![Value::U32(1), Value::U32(2)])),
+        ])
+    }
+
+    /// The message of a metadata error, failing the test on anything else.
+    fn metadata_err<T: std::fmt::Debug>(r: Result<T>) -> String {
+        match r {
+            Err(Error::Metadata(m)) => m,
+            other => panic!("expected a metadata error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn getters_read_their_types() {
+        let bytes = sample();
+        let g = Gguf::parse(&bytes).unwrap();
+        assert_eq!(g.version, 2);
+        assert!(g.tensors.is_empty());
+        assert_eq!(g.get_usize("u8").unwrap(), 7);
+        assert_eq!(g.get_usize("u64").unwrap(), 1 << 30);
+        assert_eq!(g.get_usize("i32").unwrap(), 12);
+        assert_eq!(g.get_f32("f32").unwrap(), 0.5);
+        assert_eq!(g.get_f32("f64").unwrap(), 0.25);
+        assert_eq!(g.get_str("s").unwrap(), "hi");
+        assert!(g.get_bool("b").unwrap());
+        assert_eq!(g.get_array("a").unwrap().len(), 2);
+    }
+
+    #[test]
+    fn getters_name_the_key_and_the_wrong_type() {
+        let bytes = sample();
+        let g = Gguf::parse(&bytes).unwrap();
+        let cases = [
+            (
+                metadata_err(g.get_usize("s")),
+                "`s` should be a non-negative integer",
+            ),
+            (
+                metadata_err(g.get_usize("neg")),
+                "`neg` should be a non-negative integer",
+            ),
+            (
+                metadata_err(g.get_usize("f32")),
+                "`f32` should be a non-negative integer",
+            ),
+            (metadata_err(g.get_f32("u8")), "`u8` should be a float"),
+            (metadata_err(g.get_str("b")), "`b` should be a string"),
+            (metadata_err(g.get_bool("s")), "`s` should be a bool"),
+            (metadata_err(g.get_array("i32")), "`i32` should be an array"),
+            (metadata_err(g.get_str("nope")), "key `nope` is missing"),
+            (metadata_err(g.get_usize("nope")), "key `nope` is missing"),
+        ];
+        for (msg, want) in cases {
+            assert!(msg.contains(want), "{msg:?} should contain {want:?}");
+        }
+    }
+
+    #[test]
+    fn bad_alignment_and_nul_padded_strings() {
+        let bytes = header(&[("general.alignment", Value::U32(24))]);
+        assert!(matches!(Gguf::parse(&bytes), Err(Error::Corrupt(m)) if m.contains("alignment")));
+        let bytes = header(&[("s", Value::String("ab\0\0".into()))]);
+        assert_eq!(Gguf::parse(&bytes).unwrap().get_str("s").unwrap(), "ab");
+    }
+
+    #[test]
+    fn unaligned_tensor_bytes_are_copied_before_use() {
+        let q = QTensor::quantize(
+            &candle_core::Tensor::arange(0f32, 64.0, &Device::Cpu).unwrap(),
+            GgmlDType::Q8_0,
+        )
+        .unwrap();
+        let raw = q.data().unwrap();
+        let mut shifted = vec![0u8; raw.len() + 1];
+        shifted[1..].copy_from_slice(&raw);
+        let t = qtensor(GgmlDType::Q8_0, &shifted[1..], &[64], &Device::Cpu).unwrap();
+        let back: Vec<f32> = t.dequantize(&Device::Cpu).unwrap().to_vec1().unwrap();
+        assert!((back[63] - 63.0).abs() < 0.5, "{}", back[63]);
+        assert!(matches!(
+            qtensor(GgmlDType::Q8_0, &shifted[1..10], &[64], &Device::Cpu),
+            Err(Error::Corrupt(_))
+        ));
+    }
 }

@@ -1,0 +1,49 @@
+//! The tiny model run as WebAssembly (under Node) must give what it gives natively: the same
+//! greedy ids and logits within 1e-3 of `tests/fixtures/tiny_reference.json`.
+//!
+//! Run with:
+//! `CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner cargo test --target wasm32-unknown-unknown --test wasm`
+#![cfg(target_arch = "wasm32")]
+
+use candle_core::Device;
+use serde::Deserialize;
+use wasm_bindgen_test::wasm_bindgen_test;
+use wick::weights::tiny::tiny_gguf;
+use wick::{Engine, SamplingParams};
+
+/// The fields of the fixture this test needs (written natively by `tests/tiny.rs`).
+#[derive(Deserialize)]
+struct Reference {
+    seed: u64,
+    prompt: String,
+    prompt_ids: Vec<u32>,
+    greedy_ids: Vec<u32>,
+    logits: Vec<f32>,
+}
+
+const FIXTURE: &str = include_str!("fixtures/tiny_reference.json");
+
+#[wasm_bindgen_test]
+fn tiny_model_matches_the_native_reference() {
+    let want: Reference = serde_json::from_str(FIXTURE).expect("fixture parses");
+    let bytes = tiny_gguf(want.seed).expect("tiny model");
+    let mut e = Engine::from_gguf_bytes(&bytes, &Device::Cpu).expect("tiny model loads");
+
+    let ids = e.tokenizer().encode(&want.prompt).unwrap();
+    assert_eq!(ids, want.prompt_ids);
+
+    let logits: Vec<f32> = e.model_mut().forward(&ids).unwrap().to_vec1().unwrap();
+    assert_eq!(logits.len(), want.logits.len());
+    let mut worst = 0f32;
+    for (i, (a, b)) in logits.iter().zip(&want.logits).enumerate() {
+        let err = (a - b).abs() / b.abs().max(1.0);
+        assert!(err <= 1e-3, "logit {i}: wasm {a}, native {b}");
+        worst = worst.max(err);
+    }
+    wasm_bindgen_test::console_log!("largest relative logit difference from native: {worst:e}");
+
+    e.reset();
+    let params = SamplingParams::greedy(want.greedy_ids.len());
+    let (greedy, _) = e.generate(&want.prompt, params, |_| {}).unwrap();
+    assert_eq!(greedy, want.greedy_ids);
+}
