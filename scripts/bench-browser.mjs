@@ -1,7 +1,8 @@
 // Browser benchmark: Wick's engine worker in headless Debian Chromium against the dev server,
-// on the default model. Prints one table of medians.
+// on the default model, at 1 and 2 threads. Prints one table of medians.
 //   node scripts/bench-browser.mjs [--runs 3] [--decode 128]
 import { readFileSync, statSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
 import { openBrowser, waitReady } from '../tests/e2e/browser.mjs';
 
 const arg = (name, fallback) => {
@@ -10,18 +11,22 @@ const arg = (name, fallback) => {
 };
 const RUNS = arg('--runs', 3);
 const DECODE = arg('--decode', 128);
+const THREADS = [1, 2];
 const MODEL = 'models/SmolLM2-135M-Instruct.Q4_1.gguf';
 const BENCH_PROMPT = readFileSync(new URL('../tests/fixtures/bench_prompt.txt', import.meta.url), 'utf8');
 const median = (v) => [...v].sort((a, b) => a - b)[Math.floor(v.length / 2)];
+const modelBytes = statSync(new URL(`../${MODEL}`, import.meta.url)).size;
 
-const browser = await openBrowser();
-try {
-  const page = await browser.context.newPage();
-  await page.goto(browser.base);
-  await waitReady(page); // first visit: downloads and caches the weights
+/** Resident memory of Chromium's renderer processes, in bytes (largest one). */
+function rendererRss() {
+  const out = execFileSync('ps', ['-eo', 'rss=,args='], { encoding: 'utf8' });
+  const rss = out.split('\n').filter((l) => l.includes('--type=renderer')).map((l) => Number(l.trim().split(/\s+/)[0]) * 1024);
+  return Math.max(0, ...rss);
+}
 
-  // Drive a fresh engine worker directly (the same worker.js the app uses) with a raw prompt.
-  const runs = await page.evaluate(async ({ model, prompt, decode, runs }) => {
+/** Raw-prompt runs in a fresh engine worker (the app's own worker.js) with `threads` threads. */
+async function engineRuns(page, threads) {
+  return page.evaluate(async ({ model, prompt, decode, runs, threads }) => {
     const worker = new Worker('/www/worker.js', { type: 'module' });
     const next = (type) => new Promise((resolve, reject) => {
       worker.onmessage = ({ data }) => {
@@ -30,44 +35,71 @@ try {
       };
     });
     const ready = next('ready');
-    worker.postMessage({ type: 'load-url', url: new URL(model, location.href).href });
-    const { loadSeconds, source } = await ready;
+    worker.postMessage({ type: 'load-url', url: new URL(model, location.href).href, threads });
+    const { loadSeconds, source, build } = await ready;
     const out = [];
     for (let i = 0; i < runs; i++) {
       worker.postMessage({ type: 'reset' });
       const done = next('done');
       worker.postMessage({ type: 'generate', id: i, raw: prompt, params: { temperature: 0, max_tokens: decode, ignore_eog: true } });
-      const { stats } = await done;
-      out.push({ ...stats, loadSeconds, source });
+      const { stats, memoryBytes } = await done;
+      out.push({ ...stats, loadSeconds, source, memoryBytes, threads: build.threads });
     }
     worker.terminate();
     return out;
-  }, { model: MODEL, prompt: BENCH_PROMPT, decode: DECODE, runs: RUNS });
+  }, { model: MODEL, prompt: BENCH_PROMPT, decode: DECODE, runs: RUNS, threads });
+}
 
-  // Time from opening the page to the first token of a chat reply, weights in the browser cache.
-  const ttft = [];
-  for (let i = 0; i < RUNS; i++) {
-    const p = await browser.context.newPage();
-    await p.goto(browser.base);
-    await waitReady(p);
-    await p.fill('#input', 'What is the capital of France?');
-    await p.click('#send');
-    await p.waitForFunction(() => (document.querySelector('#messages .msg.assistant')?.textContent.length ?? 0) > 0, null, { polling: 'raf', timeout: 120_000 });
-    ttft.push(await p.evaluate(() => performance.now() / 1000));
-    await p.close();
+/** Seconds from opening the page to the first token of a chat reply (weights cached). */
+async function timeToFirstToken(context, base, threads) {
+  const page = await context.newPage();
+  await page.goto(`${base}?threads=${threads}`);
+  await waitReady(page);
+  await page.fill('#input', 'What is the capital of France?');
+  await page.click('#send');
+  await page.waitForFunction(() => (document.querySelector('#messages .msg.assistant')?.textContent.length ?? 0) > 0, null, { polling: 'raf', timeout: 120_000 });
+  const t = await page.evaluate(() => performance.now() / 1000);
+  await page.close();
+  return t;
+}
+
+const browser = await openBrowser();
+const rows = {};
+try {
+  const page = await browser.context.newPage();
+  await page.goto(browser.base);
+  await waitReady(page); // the first visit downloads and caches the weights
+  for (const threads of THREADS) {
+    const runs = await engineRuns(page, threads);
+    const rss = rendererRss();
+    const ttft = [];
+    for (let i = 0; i < RUNS; i++) ttft.push(await timeToFirstToken(browser.context, browser.base, threads));
+    const memory = Math.max(...runs.map((r) => r.memoryBytes));
+    rows[threads] = {
+      build: runs[0].threads === 1 ? 'single-threaded' : `threaded (${runs[0].threads} workers)`,
+      prefill: median(runs.map((r) => r.prefilled_tokens / r.prefill_seconds)).toFixed(1),
+      decode: median(runs.map((r) => r.generated_tokens / r.decode_seconds)).toFixed(1),
+      load: median(runs.map((r) => r.loadSeconds)).toFixed(2),
+      ttft: median(ttft).toFixed(2),
+      memory: `${(memory / 1e6).toFixed(0)} MB (${(memory / modelBytes).toFixed(2)}×)`,
+      rss: `${(rss / 1e6).toFixed(0)} MB`,
+    };
   }
-
-  const prefill = runs.map((r) => r.prefilled_tokens / r.prefill_seconds);
-  const decodeRate = runs.map((r) => r.generated_tokens / r.decode_seconds);
-  const wasmBytes = statSync(new URL('../www/pkg/wick_bg.wasm', import.meta.url)).size;
   const version = await page.evaluate(() => navigator.userAgent.match(/Chrome\/[\d.]+/)?.[0]);
-  console.log(`| metric (Wick in ${version}, wasm simd128, 1 thread, median of ${RUNS}) | value |`);
-  console.log('|---|---|');
-  console.log(`| prefill tok/s (${runs[0].prefilled_tokens}-token bench_prompt) | ${median(prefill).toFixed(1)} |`);
-  console.log(`| decode tok/s (${DECODE} greedy tokens) | ${median(decodeRate).toFixed(1)} |`);
-  console.log(`| model load in the worker, weights from ${runs[0].source} (s) | ${median(runs.map((r) => r.loadSeconds)).toFixed(2)} |`);
-  console.log(`| page open → first token, warm cache (s) | ${median(ttft).toFixed(2)} |`);
-  console.log(`| wasm size (bytes) | ${wasmBytes} |`);
+  const line = (label, key) => console.log(`| ${label} | ${THREADS.map((t) => rows[t][key]).join(' | ')} |`);
+  console.log(`\nWick in headless Chromium (${version}), ${MODEL}, medians of ${RUNS}`);
+  console.log(`| metric | ${THREADS.map((t) => `${t} thread${t > 1 ? 's' : ''}`).join(' | ')} |`);
+  console.log(`|---|${THREADS.map(() => '---|').join('')}`);
+  line('wasm build', 'build');
+  line(`prefill tok/s (${BENCH_PROMPT.length > 0 ? '122-token bench_prompt' : ''})`, 'prefill');
+  line(`decode tok/s (${DECODE} greedy tokens)`, 'decode');
+  line('model load, weights cached (s)', 'load');
+  line('page open → first token, weights cached (s)', 'ttft');
+  line('peak wasm memory (× model file)', 'memory');
+  line('renderer RSS after the runs', 'rss');
+  for (const dir of ['pkg', 'pkg-threads']) {
+    console.log(`| wasm size, www/${dir} | ${statSync(new URL(`../www/${dir}/wick_bg.wasm`, import.meta.url)).size} bytes |`);
+  }
 } finally {
   await browser.close();
 }

@@ -31,11 +31,16 @@ _debian_wasm_toolchain() {
   WASM_CARGO="cargo +debian-web"
 }
 
+# std's sources, which the threaded build recompiles with atomics (-Z build-std).
+_rust_src() {
+  [ -d "$(rustc --print sysroot)/lib/rustlib/src/rust/library/std" ] || timeout 300 rustup component add rust-src >&2
+}
+
 ensure_wasm_toolchain() {
   if rustup target list --installed 2>/dev/null | grep -qx $WASM_TARGET; then
-    return 0
+    _rust_src && return 0
   fi
-  if timeout 300 rustup target add $WASM_TARGET >&2; then
+  if timeout 300 rustup target add $WASM_TARGET >&2 && _rust_src; then
     return 0
   fi
   echo "[setup] rustup could not install $WASM_TARGET; using Debian's rustc-web" >&2
@@ -44,7 +49,8 @@ ensure_wasm_toolchain() {
 
 # The toolchain to use, without installing anything (for build-wasm.sh after setup).
 wasm_cargo() {
-  if rustup target list --installed 2>/dev/null | grep -qx $WASM_TARGET; then
+  if rustup target list --installed 2>/dev/null | grep -qx $WASM_TARGET \
+     && [ -d "$(rustc --print sysroot)/lib/rustlib/src/rust/library/std" ]; then
     echo cargo
   else
     echo "cargo +debian-web"

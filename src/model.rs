@@ -13,7 +13,7 @@ use candle_nn::rotary_emb::rope_i;
 
 use crate::error::{Error, Result};
 use crate::kernels::q4_1;
-use crate::weights::gguf::qtensor;
+use crate::weights::gguf::{qtensor, TensorData};
 use crate::weights::Gguf;
 
 /// The shape and hyper-parameters of a decoder, read from the weights file's metadata.
@@ -174,9 +174,13 @@ impl KvCache {
 
 /// A weight matrix applied as `y = x · Wᵀ`.
 enum Linear {
-    /// `Q4_1` weights on the CPU, run by Wick's SIMD kernel (Candle's is scalar), kept as the
-    /// file stores them: `n` rows of `k` values.
-    Q4_1 { data: Vec<u8>, n: usize, k: usize },
+    /// `Q4_1` weights on the CPU, run by Wick's SIMD kernel (Candle's is scalar), read where
+    /// the file holds them: `n` rows of `k` values.
+    Q4_1 {
+        data: TensorData,
+        n: usize,
+        k: usize,
+    },
     /// Any other type, or another device: Candle's quantized matmul.
     Candle(QMatMul),
 }
@@ -280,15 +284,12 @@ impl Model {
             Ok(t)
         };
         let matmul = |name: &str, shape: &[usize]| -> Result<Linear> {
-            let (info, raw) = g.tensor_bytes(name)?;
+            let info = g.tensor_bytes(name)?.0;
             let (n, k) = (shape[0], shape[1]);
             if device.is_cpu() && info.dtype == GgmlDType::Q4_1 && k.is_multiple_of(q4_1::BLOCK) {
                 expect_shape(name, &info.dims, shape)?;
-                return Ok(Linear::Q4_1 {
-                    data: raw.to_vec(),
-                    n,
-                    k,
-                });
+                let data = g.tensor_data(name)?.1;
+                return Ok(Linear::Q4_1 { data, n, k });
             }
             Ok(Linear::Candle(QMatMul::from_qtensor(load(name, shape)?)?))
         };

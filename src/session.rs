@@ -5,6 +5,8 @@
 //! browser worker — can stream text and cancel between steps. The KV cache outlives a reply: the
 //! next prompt only prefills the tokens past the longest prefix already cached.
 
+use std::sync::Arc;
+
 use candle_core::{Device, Tensor};
 use serde::Serialize;
 use web_time::Instant;
@@ -99,11 +101,21 @@ pub struct Engine {
 }
 
 impl Engine {
-    /// Builds an engine from the bytes of a GGUF file.
+    /// Builds an engine from the bytes of a GGUF file (copying the weights it keeps).
     pub fn from_gguf_bytes(bytes: &[u8], device: &Device) -> Result<Self> {
-        let g = Gguf::parse(bytes)?;
-        let model = Model::from_gguf(&g, device)?;
-        let tokenizer = Tokenizer::from_gguf(&g)?;
+        Self::from_gguf(&Gguf::parse(bytes)?, device)
+    }
+
+    /// Builds an engine that keeps `file` as the storage of its weights where it can, so the
+    /// file's bytes are not copied a second time (what the browser wants).
+    pub fn from_gguf_vec(file: Vec<u8>, device: &Device) -> Result<Self> {
+        let file = Arc::new(file);
+        Self::from_gguf(&Gguf::parse_shared(&file)?, device)
+    }
+
+    fn from_gguf(g: &Gguf, device: &Device) -> Result<Self> {
+        let model = Model::from_gguf(g, device)?;
+        let tokenizer = Tokenizer::from_gguf(g)?;
         let template = ChatTemplate::new(
             g.get_str("tokenizer.chat_template").ok(),
             tokenizer.bos_token(),

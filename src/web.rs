@@ -10,6 +10,10 @@ use crate::chat::Message;
 use crate::sample::SamplingParams;
 use crate::session::Engine;
 
+/// `initThreadPool(n)`: starts `n` Web Workers for rayon (the threaded build only).
+#[cfg(feature = "threads")]
+pub use wasm_bindgen_rayon::init_thread_pool;
+
 fn js_error(e: impl std::fmt::Display) -> JsError {
     JsError::new(&e.to_string())
 }
@@ -32,10 +36,10 @@ pub struct WickEngine {
 
 #[wasm_bindgen]
 impl WickEngine {
-    /// Loads a GGUF model from its bytes.
+    /// Loads a GGUF model from its bytes, which become the storage of the weights (one copy).
     #[wasm_bindgen(constructor)]
-    pub fn new(bytes: &[u8]) -> Result<WickEngine, JsError> {
-        let engine = Engine::from_gguf_bytes(bytes, &Device::Cpu).map_err(js_error)?;
+    pub fn new(bytes: Vec<u8>) -> Result<WickEngine, JsError> {
+        let engine = Engine::from_gguf_vec(bytes, &Device::Cpu).map_err(js_error)?;
         Ok(Self { engine })
     }
 

@@ -3,6 +3,9 @@
 import { ToWorker, FromWorker } from './protocol.js';
 
 const DEFAULT_MODEL = 'models/SmolLM2-135M-Instruct.Q4_1.gguf';
+const query = new URLSearchParams(location.search);
+// Worker threads for the engine: ?threads=N, else one per core.
+const THREADS = Math.max(1, Number(query.get('threads')) || navigator.hardwareConcurrency || 1);
 
 const $ = (id) => document.getElementById(id);
 const ui = {
@@ -172,9 +175,9 @@ ui.file.addEventListener('change', () => {
   if (!file) return;
   ui.error.hidden = true;
   ui.status.textContent = `Loading ${file.name}…`;
-  worker.postMessage({ type: ToWorker.LOAD_FILE, file });
+  worker.postMessage({ type: ToWorker.LOAD_FILE, file, threads: THREADS });
 });
 
-const modelUrl = new URL(new URLSearchParams(location.search).get('model') ?? DEFAULT_MODEL, location.href).href;
-worker.postMessage({ type: ToWorker.LOAD_URL, url: modelUrl });
+const modelUrl = new URL(query.get('model') ?? DEFAULT_MODEL, location.href).href;
+worker.postMessage({ type: ToWorker.LOAD_URL, url: modelUrl, threads: THREADS });
 setBusy(false);

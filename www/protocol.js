@@ -3,9 +3,12 @@
 
 /** Page → worker. */
 export const ToWorker = Object.freeze({
-  /** `{ url }`: fetch a GGUF model (Cache API first) and build the engine. */
+  /**
+   * `{ url, threads }`: fetch a GGUF model (Cache API first) and build the engine; `threads`
+   * (> 1 picks the threaded build when the page is cross-origin isolated) counts only the first time.
+   */
   LOAD_URL: 'load-url',
-  /** `{ file }`: build the engine from a user-picked File. */
+  /** `{ file, threads }`: build the engine from a user-picked File. */
   LOAD_FILE: 'load-file',
   /**
    * `{ id, messages: [{role, content}], params }`: start a reply and stream it; `{ id, raw, params }`
@@ -22,13 +25,16 @@ export const ToWorker = Object.freeze({
 export const FromWorker = Object.freeze({
   /** `{ phase: 'download'|'cache'|'init', loaded, total }`: model loading progress in bytes. */
   PROGRESS: 'progress',
-  /** `{ info, source: 'network'|'cache'|'file', name, bytes, loadSeconds, build }`: engine ready. */
+  /**
+   * `{ info, source: 'network'|'cache'|'file', name, bytes, loadSeconds, build, memoryBytes }`:
+   * engine ready (`memoryBytes`: size of the wasm memory).
+   */
   READY: 'ready',
   /** `{ id, done, total }`: prompt tokens run so far. */
   PREFILL: 'prefill',
   /** `{ id, text }`: a piece of the reply, to append as text. */
   TOKEN: 'token',
-  /** `{ id, reason, text, stats }`: the reply ended (text: a last piece, possibly empty). */
+  /** `{ id, reason, text, stats, memoryBytes }`: the reply ended (text: a last piece, possibly empty). */
   DONE: 'done',
   /** `{ id?, message, fatal }`: something failed; `fatal` means the model must be loaded again. */
   ERROR: 'error',

@@ -1,11 +1,32 @@
 // The engine host: owns the wasm module and the model, runs generation one step at a time and
 // posts each text piece to the page. Runs as a module Worker so the page never blocks.
-import init, { WickEngine } from './pkg/wick.js';
 import { ToWorker, FromWorker, MODEL_CACHE } from './protocol.js';
 
 let wasmReady = null;
 let engine = null;
 let engineName = '';
+let wasmMemory = null; // the instance's memory, to report its size (it only ever grows)
+let WickEngine = null; // the engine class of whichever build was loaded
+
+/**
+ * Loads the threaded build when the page is cross-origin isolated (SharedArrayBuffer) and more
+ * than one thread is wanted, the single-threaded build otherwise or if that fails.
+ */
+async function initWasm(threads) {
+  if (threads > 1 && self.crossOriginIsolated) {
+    try {
+      const mod = await import('./pkg-threads/wick.js');
+      const wasm = await mod.default();
+      await mod.initThreadPool(threads);
+      return { mod, wasm, build: { simd: true, threads } };
+    } catch (e) {
+      console.warn(`threaded build unavailable (${e.message}); using one thread`);
+    }
+  }
+  const mod = await import('./pkg/wick.js');
+  const wasm = await mod.default();
+  return { mod, wasm, build: { simd: true, threads: 1 } };
+}
 let current = null; // { id, cancelled, finished } of the reply in progress
 
 const post = (type, payload = {}) => self.postMessage({ type, ...payload });
@@ -63,11 +84,13 @@ async function fetchModel(url) {
   return { bytes, source: 'network' };
 }
 
-async function load(getBytes, name) {
+async function load(getBytes, name, threads) {
   const t0 = performance.now();
-  wasmReady ??= init();
+  wasmReady ??= initWasm(threads);
   try {
-    const [{ bytes, source }] = await Promise.all([getBytes(), wasmReady]);
+    const [{ bytes, source }, { mod, wasm, build }] = await Promise.all([getBytes(), wasmReady]);
+    wasmMemory = wasm.memory;
+    WickEngine = mod.WickEngine;
     post(FromWorker.PROGRESS, { phase: 'init', loaded: bytes.length, total: bytes.length });
     await stopCurrent();
     const next = new WickEngine(bytes);
@@ -76,9 +99,8 @@ async function load(getBytes, name) {
     engine = next;
     engineName = name;
     const info = JSON.parse(engine.info());
-    const build = { simd: true, threads: 1 };
     post(FromWorker.READY, {
-      info, source, name, bytes: bytes.length, build,
+      info, source, name, bytes: bytes.length, build, memoryBytes: wasmMemory.buffer.byteLength,
       loadSeconds: (performance.now() - t0) / 1000,
     });
   } catch (e) {
@@ -135,7 +157,9 @@ async function generate({ id, messages, raw, params }) {
       if (ev.kind === 'prefill') post(FromWorker.PREFILL, { id, done: ev.done, total: ev.total });
       else if (ev.kind === 'token') post(FromWorker.TOKEN, { id, text: ev.text });
       else {
-        post(FromWorker.DONE, { id, reason: ev.reason, text: ev.text, stats: JSON.parse(engine.stats()) });
+        post(FromWorker.DONE, {
+          id, reason: ev.reason, text: ev.text, stats: JSON.parse(engine.stats()), memoryBytes: wasmMemory.buffer.byteLength,
+        });
         return;
       }
     }
@@ -159,10 +183,10 @@ async function generate({ id, messages, raw, params }) {
 self.onmessage = ({ data }) => {
   switch (data.type) {
     case ToWorker.LOAD_URL:
-      load(() => fetchModel(data.url), data.url.split('/').pop());
+      load(() => fetchModel(data.url), data.url.split('/').pop(), data.threads);
       break;
     case ToWorker.LOAD_FILE:
-      load(async () => ({ bytes: new Uint8Array(await data.file.arrayBuffer()), source: 'file' }), data.file.name);
+      load(async () => ({ bytes: new Uint8Array(await data.file.arrayBuffer()), source: 'file' }), data.file.name, data.threads);
       break;
     case ToWorker.GENERATE:
       generate(data);

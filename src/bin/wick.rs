@@ -113,7 +113,7 @@ mod cli {
             path: args.model.clone(),
             source,
         })?;
-        let engine = Engine::from_gguf_bytes(&bytes, &candle_core::Device::Cpu)?;
+        let engine = Engine::from_gguf_vec(bytes, &candle_core::Device::Cpu)?;
         Ok((engine, t0.elapsed().as_secs_f64()))
     }
 

@@ -6,6 +6,8 @@
 //! [`Gguf::tensor`] builds a candle [`QTensor`] from the slice on demand.
 
 use std::collections::BTreeMap;
+use std::ops::{Deref, Range};
+use std::sync::Arc;
 
 use candle_core::quantized::gguf_file::Value;
 use candle_core::quantized::{ggml_file, GgmlDType, QTensor};
@@ -37,6 +39,22 @@ pub struct Gguf<'a> {
     /// All tensors by name.
     pub tensors: BTreeMap<String, TensorInfo>,
     bytes: &'a [u8],
+    /// The buffer `bytes` lies in, when the caller shares it: tensors then point into it.
+    shared: Option<Arc<Vec<u8>>>,
+}
+
+/// The bytes of one tensor: a window on the shared file buffer, or a copy of its own.
+#[derive(Debug, Clone)]
+pub struct TensorData {
+    buf: Arc<Vec<u8>>,
+    range: Range<usize>,
+}
+
+impl Deref for TensorData {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.buf[self.range.clone()]
+    }
 }
 
 /// A cursor that refuses to read past the end of the buffer.
@@ -307,7 +325,32 @@ impl<'a> Gguf<'a> {
             metadata,
             tensors,
             bytes,
+            shared: None,
         })
+    }
+
+    /// Parses a file held in a shared buffer; [`Gguf::tensor_data`] then copies nothing, so the
+    /// file's bytes are the only copy of the weights that use it.
+    pub fn parse_shared(file: &'a Arc<Vec<u8>>) -> Result<Self> {
+        let mut g = Self::parse(file)?;
+        g.shared = Some(file.clone());
+        Ok(g)
+    }
+
+    /// A tensor's bytes, shared with the file buffer when it was parsed with `parse_shared`.
+    pub fn tensor_data(&self, name: &str) -> Result<(&TensorInfo, TensorData)> {
+        let (info, raw) = self.tensor_bytes(name)?;
+        let data = match &self.shared {
+            Some(buf) => TensorData {
+                buf: buf.clone(),
+                range: info.range.clone(),
+            },
+            None => TensorData {
+                buf: Arc::new(raw.to_vec()),
+                range: 0..raw.len(),
+            },
+        };
+        Ok((info, data))
     }
 
     /// The raw bytes of a tensor as stored in the file.

@@ -43,7 +43,12 @@ test('the default model downloads with a byte progress bar and loads', async () 
   assert.ok(downloads.length >= 2, `progress updates: ${JSON.stringify(progress)}`);
   assert.match(downloads.at(-1), /98\.4 \/ 98\.4 MB/);
   assert.equal(modelRequests(browser.requests).length, 1);
-  assert.match(await page.textContent('#status'), /loaded from network/);
+  const status = await page.textContent('#status');
+  assert.match(status, /loaded from network/);
+  // The dev server makes the page cross-origin isolated, so the threaded build runs.
+  const cores = await page.evaluate(() => navigator.hardwareConcurrency);
+  assert.equal(await page.evaluate(() => self.crossOriginIsolated), true);
+  assert.match(status, cores > 1 ? new RegExp(`wasm simd128, ${cores} threads`) : /wasm simd128, 1 thread\b/);
 });
 
 test('the France question is answered with Paris, streamed in several updates', async () => {
@@ -105,6 +110,17 @@ test('a reload takes the weights from the browser cache, not the network', async
   assert.match(await page.textContent('#status'), /loaded from cache/);
   const reply = await ask(page, 'What is the capital of France?');
   assert.match(reply.text, /Paris/);
+});
+
+test('the single-threaded build answers too (?threads=1)', async () => {
+  const single = await browser.context.newPage();
+  single.on('console', (m) => m.type() === 'error' && consoleErrors.push(`single: ${m.text()}`));
+  await single.goto(`${browser.base}?threads=1`);
+  await waitReady(single);
+  assert.match(await single.textContent('#status'), /wasm simd128, 1 thread · loaded from cache/);
+  const reply = await ask(single, 'What is the capital of France?');
+  assert.match(reply.text, /Paris/);
+  await single.close();
 });
 
 test('the console shows no errors', () => {
