@@ -12,7 +12,7 @@ use candle_nn::ops::{rms_norm, silu, softmax_last_dim};
 use candle_nn::rotary_emb::rope_i;
 
 use crate::error::{Error, Result};
-use crate::kernels::q4_1;
+use crate::kernels::{self, WeightType};
 use crate::weights::gguf::{qtensor, TensorData};
 use crate::weights::Gguf;
 
@@ -174,9 +174,10 @@ impl KvCache {
 
 /// A weight matrix applied as `y = x · Wᵀ`.
 enum Linear {
-    /// `Q4_1` weights on the CPU, run by Wick's SIMD kernel (Candle's is scalar), read where
-    /// the file holds them: `n` rows of `k` values.
-    Q4_1 {
+    /// Weights on the CPU of a type Wick's own SIMD kernels run, read where the file holds them:
+    /// `n` rows of `k` values.
+    Own {
+        ty: WeightType,
         data: TensorData,
         n: usize,
         k: usize,
@@ -189,17 +190,29 @@ impl Linear {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         match self {
             Self::Candle(m) => Ok(m.forward(x)?),
-            Self::Q4_1 { data, n, k } => {
+            Self::Own { ty, data, n, k } => {
                 let mut dims = x.dims().to_vec();
                 let rows = x.elem_count() / k;
                 let xs = x.flatten_all()?.to_vec1::<f32>()?;
-                let y = q4_1::matmul(data, *n, *k, &xs, rows);
+                let y = kernels::matmul(*ty, data, *n, *k, &xs, rows);
                 if let Some(last) = dims.last_mut() {
                     *last = *n;
                 }
                 Ok(Tensor::from_vec(y, dims, x.device())?)
             }
         }
+    }
+}
+
+/// The type Wick's kernels run for a GGML type, if any (rows must be whole blocks).
+fn own_kernel(dtype: GgmlDType, k: usize, device: &Device) -> Option<WeightType> {
+    if !device.is_cpu() || !k.is_multiple_of(kernels::BLOCK) {
+        return None;
+    }
+    match dtype {
+        GgmlDType::Q4_1 => Some(WeightType::Q4_1),
+        GgmlDType::Q8_0 => Some(WeightType::Q8_0),
+        _ => None,
     }
 }
 
@@ -218,28 +231,60 @@ struct Block {
 }
 
 /// A token embedding kept quantized: rows are dequantized only for the tokens looked up.
-struct Embedding {
-    table: Arc<QTensor>,
-    row_bytes: usize,
-    hidden: usize,
+enum Embedding {
+    /// Read in place by Wick's kernels.
+    Own {
+        ty: WeightType,
+        data: TensorData,
+        vocab: usize,
+        hidden: usize,
+    },
+    /// A candle tensor of another type.
+    Candle {
+        table: Arc<QTensor>,
+        row_bytes: usize,
+        hidden: usize,
+    },
 }
 
 impl Embedding {
     fn forward(&self, ids: &[u32], device: &Device) -> Result<Tensor> {
-        let data = self.table.data()?;
-        let vocab = self.table.shape().dims()[0];
-        let mut rows = Vec::with_capacity(ids.len() * self.row_bytes);
-        for &id in ids {
-            let id = id as usize;
-            if id >= vocab {
-                return Err(Error::Tokenizer(format!(
-                    "token id {id} is outside the vocabulary of {vocab}"
-                )));
-            }
-            rows.extend_from_slice(&data[id * self.row_bytes..(id + 1) * self.row_bytes]);
+        let vocab = match self {
+            Self::Own { vocab, .. } => *vocab,
+            Self::Candle { table, .. } => table.shape().dims()[0],
+        };
+        if let Some(&bad) = ids.iter().find(|&&id| id as usize >= vocab) {
+            return Err(Error::Tokenizer(format!(
+                "token id {bad} is outside the vocabulary of {vocab}"
+            )));
         }
-        let q = qtensor(self.table.dtype(), &rows, &[ids.len(), self.hidden], device)?;
-        Ok(q.dequantize(device)?)
+        match self {
+            Self::Own {
+                ty, data, hidden, ..
+            } => {
+                let row_bytes = hidden / kernels::BLOCK * ty.block_bytes();
+                let mut out = vec![0f32; ids.len() * hidden];
+                for (&id, o) in ids.iter().zip(out.chunks_exact_mut(*hidden)) {
+                    let id = id as usize;
+                    ty.dequantize_row(&data[id * row_bytes..(id + 1) * row_bytes], o);
+                }
+                Ok(Tensor::from_vec(out, (ids.len(), *hidden), device)?)
+            }
+            Self::Candle {
+                table,
+                row_bytes,
+                hidden,
+            } => {
+                let data = table.data()?;
+                let mut rows = Vec::with_capacity(ids.len() * row_bytes);
+                for &id in ids {
+                    let id = id as usize;
+                    rows.extend_from_slice(&data[id * row_bytes..(id + 1) * row_bytes]);
+                }
+                let q = qtensor(table.dtype(), &rows, &[ids.len(), *hidden], device)?;
+                Ok(q.dequantize(device)?)
+            }
+        }
     }
 }
 
@@ -285,11 +330,11 @@ impl Model {
         };
         let matmul = |name: &str, shape: &[usize]| -> Result<Linear> {
             let info = g.tensor_bytes(name)?.0;
-            let (n, k) = (shape[0], shape[1]);
-            if device.is_cpu() && info.dtype == GgmlDType::Q4_1 && k.is_multiple_of(q4_1::BLOCK) {
+            if let Some(ty) = own_kernel(info.dtype, shape[1], device) {
                 expect_shape(name, &info.dims, shape)?;
                 let data = g.tensor_data(name)?.1;
-                return Ok(Linear::Q4_1 { data, n, k });
+                let (n, k) = (shape[0], shape[1]);
+                return Ok(Linear::Own { ty, data, n, k });
             }
             Ok(Linear::Candle(QMatMul::from_qtensor(load(name, shape)?)?))
         };
@@ -297,16 +342,43 @@ impl Model {
             Ok(load(name, &[h])?.dequantize(device)?.to_dtype(DType::F32)?)
         };
 
-        let table = Arc::new(load("token_embd.weight", &[cfg.vocab_size, h])?);
+        let embd_name = "token_embd.weight";
+        let embd_info = g.tensor_bytes(embd_name)?.0;
+        expect_shape(embd_name, &embd_info.dims, &[cfg.vocab_size, h])?;
+        let (embed, tied_head) = match own_kernel(embd_info.dtype, h, device) {
+            Some(ty) => {
+                let data = g.tensor_data(embd_name)?.1;
+                let head = Linear::Own {
+                    ty,
+                    data: data.clone(),
+                    n: cfg.vocab_size,
+                    k: h,
+                };
+                let vocab = cfg.vocab_size;
+                let embed = Embedding::Own {
+                    ty,
+                    data,
+                    vocab,
+                    hidden: h,
+                };
+                (embed, head)
+            }
+            None => {
+                let table = Arc::new(load(embd_name, &[cfg.vocab_size, h])?);
+                let head = Linear::Candle(QMatMul::from_arc(table.clone())?);
+                let row_bytes = h / table.dtype().block_size() * table.dtype().type_size();
+                let embed = Embedding::Candle {
+                    table,
+                    row_bytes,
+                    hidden: h,
+                };
+                (embed, head)
+            }
+        };
         let head = if g.tensors.contains_key("output.weight") {
             matmul("output.weight", &[cfg.vocab_size, h])?
         } else {
-            Linear::Candle(QMatMul::from_arc(table.clone())?)
-        };
-        let embed = Embedding {
-            row_bytes: h / table.dtype().block_size() * table.dtype().type_size(),
-            hidden: h,
-            table,
+            tied_head
         };
 
         let mut blocks = Vec::with_capacity(cfg.n_layers);

@@ -1,6 +1,219 @@
-//! Hand-written quantized matmul kernels, for the types Candle runs with scalar code.
+//! Hand-written quantized matmul kernels, for the types Candle runs with scalar code or with
+//! a copy of the weights.
 //!
-//! Each kernel has a scalar reference beside its SIMD versions (simd128 in wasm, AVX2 natively,
-//! chosen at compile time like Candle's own) and a test that the two agree on random data.
+//! Weights stay in GGML's block layout, where the file holds them. Activations are quantized to
+//! 8 bits per block of 32 ([`Q8Rows`]); each weight type has a dot product with a scalar
+//! reference beside its SIMD versions (simd128 in wasm, AVX2 natively, chosen at compile time
+//! like Candle's own) and a test that they agree on random data.
 
 pub mod q4_1;
+pub mod q8_0;
+
+use half::f16;
+use rayon::prelude::*;
+
+/// Elements per block, for every type here.
+pub const BLOCK: usize = 32;
+
+/// The weight types these kernels run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WeightType {
+    /// 4-bit with a scale and a minimum per block.
+    Q4_1,
+    /// 8-bit with a scale per block.
+    Q8_0,
+}
+
+impl WeightType {
+    /// Bytes per block of 32 weights.
+    pub fn block_bytes(self) -> usize {
+        match self {
+            Self::Q4_1 => q4_1::BLOCK_BYTES,
+            Self::Q8_0 => q8_0::BLOCK_BYTES,
+        }
+    }
+
+    /// Dot product of a weight row with the activation row whose blocks start at block `xb`.
+    #[inline]
+    fn dot(self, w: &[u8], x: &Q8Rows, xb: usize) -> f32 {
+        match self {
+            Self::Q4_1 => q4_1::dot(w, x, xb),
+            Self::Q8_0 => q8_0::dot(w, x, xb),
+        }
+    }
+
+    /// [`WeightType::dot`] with the scalar reference kernels.
+    fn dot_scalar(self, w: &[u8], x: &Q8Rows, xb: usize) -> f32 {
+        match self {
+            Self::Q4_1 => q4_1::dot_scalar(w, x, xb),
+            Self::Q8_0 => q8_0::dot_scalar(w, x, xb),
+        }
+    }
+
+    /// Dequantizes a whole row (`row.len()` a multiple of the block size in bytes).
+    pub fn dequantize_row(self, row: &[u8], out: &mut [f32]) {
+        let bb = self.block_bytes();
+        for (b, o) in row.chunks_exact(bb).zip(out.chunks_exact_mut(BLOCK)) {
+            match self {
+                Self::Q4_1 => q4_1::dequantize_block(b, o),
+                Self::Q8_0 => q8_0::dequantize_block(b, o),
+            }
+        }
+    }
+}
+
+/// Activations of one or more rows, quantized to 8 bits per block of 32.
+#[derive(Debug, Clone, Default)]
+pub struct Q8Rows {
+    /// Scale of each block.
+    pub d: Vec<f32>,
+    /// `d · Σ q` of each block.
+    pub s: Vec<f32>,
+    /// The quantized values, 32 per block.
+    pub qs: Vec<i8>,
+}
+
+impl Q8Rows {
+    /// Quantizes `x` (rows of a multiple of 32 values each, back to back).
+    pub fn quantize(x: &[f32]) -> Self {
+        let blocks = x.len() / BLOCK;
+        let mut out = Self {
+            d: Vec::with_capacity(blocks),
+            s: Vec::with_capacity(blocks),
+            qs: vec![0; blocks * BLOCK],
+        };
+        for (xb, qb) in x.chunks_exact(BLOCK).zip(out.qs.chunks_exact_mut(BLOCK)) {
+            let amax = xb.iter().fold(0f32, |a, v| a.max(v.abs()));
+            let d = amax / 127.0;
+            let id = if d > 0.0 { 1.0 / d } else { 0.0 };
+            let mut sum = 0i32;
+            for (q, &v) in qb.iter_mut().zip(xb) {
+                *q = (v * id).round() as i8;
+                sum += i32::from(*q);
+            }
+            // Rounded through f16 as GGML's Q8_0/Q8_1 store them, to stay close to llama.cpp.
+            out.d.push(f16::from_f32(d).to_f32());
+            out.s.push(f16::from_f32(d * sum as f32).to_f32());
+        }
+        out
+    }
+}
+
+/// Output rows computed per parallel task: enough work to amortize scheduling.
+const ROWS_PER_TASK: usize = 16;
+
+/// `y = x · Wᵀ` for `x` of `m` rows × `k` and `W` (`n` rows × `k` of type `ty`): returns `m` × `n`.
+///
+/// Each weight row is read once for all `m` activation rows, so prefill costs far less per token
+/// than decode. Rows are split across rayon's pool (Web Workers in the threaded wasm build).
+pub fn matmul(ty: WeightType, w: &[u8], n: usize, k: usize, x: &[f32], m: usize) -> Vec<f32> {
+    let kb = k / BLOCK;
+    let row_bytes = kb * ty.block_bytes();
+    debug_assert_eq!(w.len(), n * row_bytes);
+    debug_assert_eq!(x.len(), m * k);
+    let xq = Q8Rows::quantize(x);
+    // Computed transposed (n × m) so each task writes one contiguous slice.
+    let mut yt = vec![0f32; n * m];
+    yt.par_chunks_mut(ROWS_PER_TASK * m)
+        .zip(w.par_chunks(ROWS_PER_TASK * row_bytes))
+        .for_each(|(out, rows)| {
+            for (o, row) in out.chunks_exact_mut(m).zip(rows.chunks_exact(row_bytes)) {
+                for (i, v) in o.iter_mut().enumerate() {
+                    *v = ty.dot(row, &xq, i * kb);
+                }
+            }
+        });
+    if m == 1 {
+        return yt;
+    }
+    let mut y = vec![0f32; m * n];
+    for (j, col) in yt.chunks_exact(m).enumerate() {
+        for (i, &v) in col.iter().enumerate() {
+            y[i * n + j] = v;
+        }
+    }
+    y
+}
+
+/// `y = x · Wᵀ` the slow, obvious way, with the scalar reference kernels (tests).
+pub fn matmul_reference(
+    ty: WeightType,
+    w: &[u8],
+    n: usize,
+    k: usize,
+    x: &[f32],
+    m: usize,
+) -> Vec<f32> {
+    let xq = Q8Rows::quantize(x);
+    let row_bytes = k / BLOCK * ty.block_bytes();
+    let mut y = vec![0f32; m * n];
+    for i in 0..m {
+        for j in 0..n {
+            y[i * n + j] =
+                ty.dot_scalar(&w[j * row_bytes..(j + 1) * row_bytes], &xq, i * k / BLOCK);
+        }
+    }
+    y
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    /// A small deterministic generator (tests must not change with a crate version).
+    pub fn noise(seed: u64, n: usize) -> Vec<f32> {
+        let mut s = seed;
+        (0..n)
+            .map(|_| {
+                s = s
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                ((s >> 40) as f32 / (1u64 << 24) as f32) - 0.5
+            })
+            .collect()
+    }
+
+    /// Random blocks of `ty`: random f16 scales (and minimums) and random quantized bytes.
+    pub fn random_blocks(ty: WeightType, seed: u64, blocks: usize) -> Vec<u8> {
+        let v = noise(seed, blocks * 3);
+        let mut out = Vec::with_capacity(blocks * ty.block_bytes());
+        for b in 0..blocks {
+            out.extend_from_slice(&f16::from_f32(v[3 * b] * 0.1).to_le_bytes());
+            let payload = match ty {
+                WeightType::Q4_1 => {
+                    out.extend_from_slice(&f16::from_f32(v[3 * b + 1]).to_le_bytes());
+                    16
+                }
+                WeightType::Q8_0 => 32,
+            };
+            let mut s = (v[3 * b + 2].to_bits() as u64) | 1;
+            for _ in 0..payload {
+                s = s.wrapping_mul(6364136223846793005).wrapping_add(1);
+                out.push((s >> 56) as u8);
+            }
+        }
+        out
+    }
+
+    pub fn close(a: f32, b: f32) -> bool {
+        (a - b).abs() <= 1e-4 * (1.0 + b.abs())
+    }
+
+    #[test]
+    fn batched_matmul_matches_reference() {
+        let (n, k) = (37, 96);
+        for ty in [WeightType::Q4_1, WeightType::Q8_0] {
+            let w = random_blocks(ty, 7, n * k / BLOCK);
+            for m in [1, 2, 5] {
+                let x = noise(m as u64, m * k);
+                let got = matmul(ty, &w, n, k, &x, m);
+                let want = matmul_reference(ty, &w, n, k, &x, m);
+                for (g, r) in got.iter().zip(&want) {
+                    assert!(close(*g, *r), "{ty:?} m={m}: {g} vs {r}");
+                }
+            }
+        }
+    }
+}

@@ -6,49 +6,11 @@
 //! to f16 like GGML's `Q8_1`, unpacked to f32), so that `Σ w·x = d_w·d_x·Σ q_w·q_x + m_w·s_x`.
 
 use half::f16;
-use rayon::prelude::*;
 
-/// Elements per block.
-pub const BLOCK: usize = 32;
+use super::{Q8Rows, BLOCK};
+
 /// Bytes per `Q4_1` block.
 pub const BLOCK_BYTES: usize = 20;
-
-/// Activations of one or more rows, quantized to 8 bits per block of 32.
-#[derive(Debug, Clone, Default)]
-pub struct Q8Rows {
-    /// Scale of each block.
-    pub d: Vec<f32>,
-    /// `d · Σ q` of each block.
-    pub s: Vec<f32>,
-    /// The quantized values, 32 per block.
-    pub qs: Vec<i8>,
-}
-
-impl Q8Rows {
-    /// Quantizes `x` (rows of a multiple of 32 values each, back to back).
-    pub fn quantize(x: &[f32]) -> Self {
-        let blocks = x.len() / BLOCK;
-        let mut out = Self {
-            d: Vec::with_capacity(blocks),
-            s: Vec::with_capacity(blocks),
-            qs: vec![0; blocks * BLOCK],
-        };
-        for (xb, qb) in x.chunks_exact(BLOCK).zip(out.qs.chunks_exact_mut(BLOCK)) {
-            let amax = xb.iter().fold(0f32, |a, v| a.max(v.abs()));
-            let d = amax / 127.0;
-            let id = if d > 0.0 { 1.0 / d } else { 0.0 };
-            let mut sum = 0i32;
-            for (q, &v) in qb.iter_mut().zip(xb) {
-                *q = (v * id).round() as i8;
-                sum += i32::from(*q);
-            }
-            // Rounded through f16 as GGML's Q8_1 stores them, to stay close to llama.cpp.
-            out.d.push(f16::from_f32(d).to_f32());
-            out.s.push(f16::from_f32(d * sum as f32).to_f32());
-        }
-        out
-    }
-}
 
 /// The scale and minimum of a block, from its first four bytes.
 #[inline(always)]
@@ -166,53 +128,13 @@ pub fn dot(w: &[u8], x: &Q8Rows, xb: usize) -> f32 {
     dot_scalar(w, x, xb)
 }
 
-/// Output rows computed per parallel task: enough work to amortize scheduling.
-const ROWS_PER_TASK: usize = 16;
-
-/// `y = x · Wᵀ` for `x` of `m` rows × `k` and `W` (`Q4_1`, `n` rows × `k`): returns `m` × `n`.
-///
-/// Each weight row is read once for all `m` activation rows, so prefill costs far less per token
-/// than decode. Rows are split across rayon's pool (one thread in single-threaded wasm).
-pub fn matmul(w: &[u8], n: usize, k: usize, x: &[f32], m: usize) -> Vec<f32> {
-    let kb = k / BLOCK;
-    let row_bytes = kb * BLOCK_BYTES;
-    debug_assert_eq!(w.len(), n * row_bytes);
-    debug_assert_eq!(x.len(), m * k);
-    let xq = Q8Rows::quantize(x);
-    // Computed transposed (n × m) so each task writes one contiguous slice.
-    let mut yt = vec![0f32; n * m];
-    yt.par_chunks_mut(ROWS_PER_TASK * m)
-        .zip(w.par_chunks(ROWS_PER_TASK * row_bytes))
-        .for_each(|(out, rows)| {
-            for (o, row) in out.chunks_exact_mut(m).zip(rows.chunks_exact(row_bytes)) {
-                for (i, v) in o.iter_mut().enumerate() {
-                    *v = dot(row, &xq, i * kb);
-                }
-            }
-        });
-    if m == 1 {
-        return yt;
+/// The 32 weights of one block, dequantized (embedding lookups).
+pub fn dequantize_block(b: &[u8], out: &mut [f32]) {
+    let (d, m) = block_dm(b);
+    for j in 0..16 {
+        out[j] = d * f32::from(b[4 + j] & 0x0F) + m;
+        out[j + 16] = d * f32::from(b[4 + j] >> 4) + m;
     }
-    let mut y = vec![0f32; m * n];
-    for (j, col) in yt.chunks_exact(m).enumerate() {
-        for (i, &v) in col.iter().enumerate() {
-            y[i * n + j] = v;
-        }
-    }
-    y
-}
-
-/// `y = x · Wᵀ` computed the slow, obvious way from dequantized weights (tests only).
-pub fn matmul_reference(w: &[u8], n: usize, k: usize, x: &[f32], m: usize) -> Vec<f32> {
-    let xq = Q8Rows::quantize(x);
-    let row_bytes = k / BLOCK * BLOCK_BYTES;
-    let mut y = vec![0f32; m * n];
-    for i in 0..m {
-        for j in 0..n {
-            y[i * n + j] = dot_scalar(&w[j * row_bytes..(j + 1) * row_bytes], &xq, i * k / BLOCK);
-        }
-    }
-    y
 }
 
 #[cfg(test)]
@@ -262,20 +184,6 @@ mod tests {
             let x = Q8Rows::quantize(&noise(seed + 100, blocks * BLOCK));
             let (a, b) = (dot(&w, &x, 0), dot_scalar(&w, &x, 0));
             assert!(close(a, b), "{blocks} blocks: simd {a} vs scalar {b}");
-        }
-    }
-
-    #[test]
-    fn batched_matmul_matches_reference() {
-        let (n, k) = (37, 96);
-        let w = random_q4_1(7, n * k / BLOCK);
-        for m in [1, 2, 5] {
-            let x = noise(m as u64, m * k);
-            let got = matmul(&w, n, k, &x, m);
-            let want = matmul_reference(&w, n, k, &x, m);
-            for (g, r) in got.iter().zip(&want) {
-                assert!(close(*g, *r), "m={m}: {g} vs {r}");
-            }
         }
     }
 
