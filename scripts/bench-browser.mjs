@@ -1,5 +1,6 @@
-// Browser benchmark: Wick's engine worker in headless Debian Chromium against the dev server,
-// on the default model, at 1 and 2 threads. Prints one table of medians.
+// Browser benchmark: Wick's engine worker and wllama (llama.cpp in wasm, npm @wllama/wllama) in
+// the same headless Debian Chromium, against the dev server, on the default model, at 1 and 2
+// threads. Prints one table of medians with Wick/wllama ratios.
 //   node scripts/bench-browser.mjs [--runs 3] [--decode 128]
 import { readFileSync, statSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
@@ -50,6 +51,27 @@ async function engineRuns(page, threads) {
   }, { model: MODEL, prompt: BENCH_PROMPT, decode: DECODE, runs: RUNS, threads });
 }
 
+/** The same measurements for wllama: raw completion of the same prompt, greedy, EOS ignored. */
+async function wllamaRuns(page, threads) {
+  return page.evaluate(async ({ model, prompt, decode, runs, threads }) => {
+    const { Wllama } = await import('/node_modules/@wllama/wllama/esm/index.js');
+    const wllama = new Wllama({ default: '/node_modules/@wllama/wllama/esm/wasm/wllama.wasm' }, { suppressNativeLog: true });
+    const url = new URL(model, location.href).href;
+    const cached = await (await caches.open('wick-models-v1')).match(url);
+    const blob = await (cached ?? (await fetch(url))).blob();
+    const t0 = performance.now();
+    await wllama.loadModel([blob], { n_threads: threads, n_ctx: 1024, n_gpu_layers: 0 });
+    const loadSeconds = (performance.now() - t0) / 1000;
+    const out = [];
+    for (let i = 0; i < runs; i++) {
+      const r = await wllama.createCompletion({ prompt, max_tokens: decode, temperature: 0, ignore_eos: true, cache_prompt: false });
+      out.push({ ...r.timings, loadSeconds });
+    }
+    await wllama.exit();
+    return out;
+  }, { model: MODEL, prompt: BENCH_PROMPT, decode: DECODE, runs: RUNS, threads });
+}
+
 /** Seconds from opening the page to the first token of a chat reply (weights cached). */
 async function timeToFirstToken(context, base, threads) {
   const page = await context.newPage();
@@ -63,7 +85,7 @@ async function timeToFirstToken(context, base, threads) {
   return t;
 }
 
-const browser = await openBrowser();
+const browser = await openBrowser({ alsoServe: ['node_modules'] });
 const rows = {};
 try {
   const page = await browser.context.newPage();
@@ -75,10 +97,22 @@ try {
     const ttft = [];
     for (let i = 0; i < RUNS; i++) ttft.push(await timeToFirstToken(browser.context, browser.base, threads));
     const memory = Math.max(...runs.map((r) => r.memoryBytes));
+    const wl = await wllamaRuns(page, threads);
+    const wlRss = rendererRss();
+    const wlPrefill = median(wl.map((r) => r.prompt_per_second));
+    const wlDecode = median(wl.map((r) => r.predicted_per_second));
+    const prefill = median(runs.map((r) => r.prefilled_tokens / r.prefill_seconds));
+    const decode = median(runs.map((r) => r.generated_tokens / r.decode_seconds));
     rows[threads] = {
+      wlPrefill: `${wlPrefill.toFixed(1)} (${wl[0].prompt_n} tok)`,
+      wlDecode: `${wlDecode.toFixed(1)} (${wl[0].predicted_n} tok)`,
+      wlLoad: median(wl.map((r) => r.loadSeconds)).toFixed(2),
+      wlRss: `${(wlRss / 1e6).toFixed(0)} MB`,
+      prefillRatio: `${(prefill / wlPrefill).toFixed(1)}×`,
+      decodeRatio: `${(decode / wlDecode).toFixed(1)}×`,
       build: runs[0].threads === 1 ? 'single-threaded' : `threaded (${runs[0].threads} workers)`,
-      prefill: median(runs.map((r) => r.prefilled_tokens / r.prefill_seconds)).toFixed(1),
-      decode: median(runs.map((r) => r.generated_tokens / r.decode_seconds)).toFixed(1),
+      prefill: prefill.toFixed(1),
+      decode: decode.toFixed(1),
       load: median(runs.map((r) => r.loadSeconds)).toFixed(2),
       ttft: median(ttft).toFixed(2),
       memory: `${(memory / 1e6).toFixed(0)} MB (${(memory / modelBytes).toFixed(2)}×)`,
@@ -91,12 +125,18 @@ try {
   console.log(`| metric | ${THREADS.map((t) => `${t} thread${t > 1 ? 's' : ''}`).join(' | ')} |`);
   console.log(`|---|${THREADS.map(() => '---|').join('')}`);
   line('wasm build', 'build');
-  line(`prefill tok/s (${BENCH_PROMPT.length > 0 ? '122-token bench_prompt' : ''})`, 'prefill');
+  line('prefill tok/s (122-token bench_prompt)', 'prefill');
   line(`decode tok/s (${DECODE} greedy tokens)`, 'decode');
   line('model load, weights cached (s)', 'load');
   line('page open → first token, weights cached (s)', 'ttft');
   line('peak wasm memory (× model file)', 'memory');
   line('renderer RSS after the runs', 'rss');
+  line('wllama 3.13 prefill tok/s', 'wlPrefill');
+  line('wllama 3.13 decode tok/s', 'wlDecode');
+  line('wllama model load (s)', 'wlLoad');
+  line('renderer RSS after wllama (largest renderer)', 'wlRss');
+  line('**Wick / wllama, prefill**', 'prefillRatio');
+  line('**Wick / wllama, decode**', 'decodeRatio');
   for (const dir of ['pkg', 'pkg-threads']) {
     console.log(`| wasm size, www/${dir} | ${statSync(new URL(`../www/${dir}/wick_bg.wasm`, import.meta.url)).size} bytes |`);
   }

@@ -27,9 +27,11 @@ const PUBLIC = ['index.html', 'www', 'models'];
 
 /**
  * Starts the server. `onRequest(method, path, status)` sees every request (tests count
- * model downloads with it). Resolves to the listening http.Server.
+ * model downloads with it); `alsoServe` adds top-level folders (the benchmark serves
+ * node_modules for wllama). Resolves to the listening http.Server.
  */
-export function startServer({ port = 8080, host = '127.0.0.1', root = ROOT, onRequest = () => {} } = {}) {
+export function startServer({ port = 8080, host = '127.0.0.1', root = ROOT, onRequest = () => {}, alsoServe = [] } = {}) {
+  const served = [...PUBLIC, ...alsoServe];
   const server = createServer(async (req, res) => {
     const send = (status, body, headers = {}) => {
       res.writeHead(status, { ...securityHeaders, ...headers });
@@ -54,7 +56,7 @@ export function startServer({ port = 8080, host = '127.0.0.1', root = ROOT, onRe
     const rel = normalize(path).replace(/^[/\\]+/, '');
     const top = rel.split(sep)[0];
     const file = join(root, rel);
-    if (!PUBLIC.includes(top) || !file.startsWith(root + sep)) return send(404, 'not found');
+    if (!served.includes(top) || !file.startsWith(root + sep)) return send(404, 'not found');
     let info;
     try {
       info = await stat(file);

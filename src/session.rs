@@ -21,6 +21,16 @@ use crate::weights::Gguf;
 /// Prompt tokens fed per step, so a long prefill still yields to the caller now and then.
 const PREFILL_CHUNK: usize = 128;
 
+/// Runs `f` on a thread of rayon's pool, so the matmuls inside split across the pool from
+/// within it. Called from outside, every parallel matmul would block its caller and wake a
+/// worker, which in wasm costs more than a small matmul (2 threads decoded slower than 1).
+fn on_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    if rayon::current_thread_index().is_some() {
+        return f();
+    }
+    rayon::scope(|_| f())
+}
+
 /// Why a reply ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -221,7 +231,8 @@ impl Engine {
         let Some(gen) = self.generation.as_mut() else {
             return Err(Error::NotGenerating);
         };
-        let result = Self::advance(gen, &mut self.model, &self.tokenizer, &mut self.cached);
+        let (model, tok, cached) = (&mut self.model, &self.tokenizer, &mut self.cached);
+        let result = on_pool(|| Self::advance(gen, model, tok, cached));
         match result {
             Ok(Event::Done { reason, text }) => {
                 self.finish();

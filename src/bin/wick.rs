@@ -92,6 +92,9 @@ mod cli {
         /// Greedy tokens to decode per run.
         #[arg(long, default_value_t = 128)]
         decode_tokens: usize,
+        /// Thread counts to measure, each in its own pool.
+        #[arg(long, value_delimiter = ',', default_value = "1,2")]
+        thread_counts: Vec<usize>,
     }
 
     /// The app's default system message: with SmolLM2's own default, its greedy answer to
@@ -169,45 +172,102 @@ mod cli {
         v[v.len() / 2]
     }
 
-    fn bench(a: BenchArgs) -> Result<(), Error> {
-        let runs = a.runs.max(1);
-        let (mut engine, load_s) = load(&a.model)?;
-        let threads = rayon::current_num_threads();
+    /// One thread count's medians: prefill tok/s, decode tok/s, time to first token.
+    struct BenchRow {
+        prefill: f64,
+        decode: f64,
+        first_token: f64,
+        prompt_tokens: usize,
+    }
+
+    fn bench_with(
+        engine: &mut Engine,
+        runs: usize,
+        decode_tokens: usize,
+    ) -> Result<BenchRow, Error> {
         let (mut prefill, mut decode, mut first) = (Vec::new(), Vec::new(), Vec::new());
-        let mut prompt_tokens = 0;
+        let ids = engine.tokenizer().encode(BENCH_PROMPT)?;
         for _ in 0..runs {
             engine.reset();
-            // Stop at max tokens only: a fixed amount of decode work per run.
-            let params = SamplingParams {
-                ignore_eog: true,
-                ..SamplingParams::greedy(a.decode_tokens)
-            };
-            let ids = engine.tokenizer().encode(BENCH_PROMPT)?;
-            prompt_tokens = ids.len();
             let t0 = std::time::Instant::now();
             engine.model_mut().forward(&ids)?;
             prefill.push(ids.len() as f64 / t0.elapsed().as_secs_f64());
             engine.reset();
+            // Stop at max tokens only: a fixed amount of decode work per run.
+            let params = SamplingParams {
+                ignore_eog: true,
+                ..SamplingParams::greedy(decode_tokens)
+            };
             engine.generate(BENCH_PROMPT, params, |_| {})?;
             let s = engine.stats();
             decode.push(s.generated_tokens as f64 / s.decode_seconds.max(1e-9));
             first.push(s.first_token_seconds);
         }
-        println!("| metric | value |");
-        println!("|---|---|");
-        println!("| model | {} |", a.model.model);
-        println!("| threads | {threads} |");
-        println!("| load (s) | {load_s:.2} |");
+        Ok(BenchRow {
+            prefill: median(prefill),
+            decode: median(decode),
+            first_token: median(first),
+            prompt_tokens: ids.len(),
+        })
+    }
+
+    /// Peak resident memory of this process (Linux), in bytes.
+    fn peak_rss() -> Option<u64> {
+        let status = std::fs::read_to_string("/proc/self/status").ok()?;
+        let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+        let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+        Some(kb * 1024)
+    }
+
+    fn bench(a: BenchArgs) -> Result<(), Error> {
+        let runs = a.runs.max(1);
+        let (mut engine, load_s) = load(&a.model)?;
+        let mut rows = Vec::new();
+        for &t in &a.thread_counts {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(t.max(1))
+                .build()
+                .map_err(|e| Error::Sampling(format!("cannot start {t} threads: {e}")))?;
+            rows.push(pool.install(|| bench_with(&mut engine, runs, a.decode_tokens))?);
+        }
+        let file = std::fs::metadata(&a.model.model)
+            .map(|m| m.len())
+            .unwrap_or(0);
+        let cols: Vec<String> = a
+            .thread_counts
+            .iter()
+            .map(|t| format!("{t} thread(s)"))
+            .collect();
+        let line = |label: &str, f: &dyn Fn(&BenchRow) -> String| {
+            let cells: Vec<String> = rows.iter().map(f).collect();
+            println!("| {label} | {} |", cells.join(" | "));
+        };
         println!(
-            "| prefill tok/s ({prompt_tokens} tok, median of {runs}) | {:.1} |",
-            median(prefill)
+            "Wick native ({}), {}, medians of {runs}",
+            std::env::consts::ARCH,
+            a.model.model
         );
-        println!(
-            "| decode tok/s ({} greedy tok, median of {runs}) | {:.1} |",
-            a.decode_tokens,
-            median(decode)
+        println!("| metric | {} |", cols.join(" | "));
+        println!("|---|{}", "---|".repeat(cols.len()));
+        let n = rows.first().map_or(0, |r| r.prompt_tokens);
+        line(&format!("prefill tok/s ({n}-token bench_prompt)"), &|r| {
+            format!("{:.1}", r.prefill)
+        });
+        line(
+            &format!("decode tok/s ({} greedy tokens)", a.decode_tokens),
+            &|r| format!("{:.1}", r.decode),
         );
-        println!("| time to first token (s) | {:.3} |", median(first));
+        line("time to first token (s)", &|r| {
+            format!("{:.3}", r.first_token)
+        });
+        println!("| model load (s) | {load_s:.2} |");
+        if let Some(peak) = peak_rss() {
+            println!(
+                "| peak RSS | {:.0} MB ({:.2}× the model file) |",
+                peak as f64 / 1e6,
+                peak as f64 / file.max(1) as f64
+            );
+        }
         Ok(())
     }
 

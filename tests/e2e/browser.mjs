@@ -13,9 +13,9 @@ export const CHROMIUM_FLAGS = [
 ];
 
 /** Starts the dev server on a free port and Chromium with a fresh profile. */
-export async function openBrowser() {
+export async function openBrowser({ alsoServe = [] } = {}) {
   const requests = [];
-  const server = await startServer({ port: 0, onRequest: (method, url, status) => requests.push({ method, url, status }) });
+  const server = await startServer({ port: 0, alsoServe, onRequest: (method, url, status) => requests.push({ method, url, status }) });
   const base = `http://127.0.0.1:${server.address().port}/`;
   const profile = mkdtempSync(join(tmpdir(), 'wick-chromium-'));
   const context = await chromium.launchPersistentContext(profile, {
