@@ -144,37 +144,11 @@ mod tests {
     #[cfg(target_arch = "wasm32")]
     use wasm_bindgen_test::wasm_bindgen_test as test;
 
-    /// A small deterministic generator (tests must not change with a crate version).
-    fn noise(seed: u64, n: usize) -> Vec<f32> {
-        let mut s = seed;
-        (0..n)
-            .map(|_| {
-                s = s
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
-                ((s >> 40) as f32 / (1u64 << 24) as f32) - 0.5
-            })
-            .collect()
-    }
+    use crate::kernels::tests::{close, noise, random_blocks};
+    use crate::kernels::WeightType;
 
-    /// Random `Q4_1` blocks: random scales, minimums and nibbles.
     fn random_q4_1(seed: u64, blocks: usize) -> Vec<u8> {
-        let v = noise(seed, blocks * 3);
-        let mut out = Vec::with_capacity(blocks * BLOCK_BYTES);
-        for b in 0..blocks {
-            out.extend_from_slice(&f16::from_f32(v[3 * b] * 0.1).to_le_bytes());
-            out.extend_from_slice(&f16::from_f32(v[3 * b + 1]).to_le_bytes());
-            let mut s = (v[3 * b + 2].to_bits() as u64) | 1;
-            for _ in 0..16 {
-                s = s.wrapping_mul(6364136223846793005).wrapping_add(1);
-                out.push((s >> 56) as u8);
-            }
-        }
-        out
-    }
-
-    fn close(a: f32, b: f32) -> bool {
-        (a - b).abs() <= 1e-4 * (1.0 + b.abs())
+        random_blocks(WeightType::Q4_1, seed, blocks)
     }
 
     #[test]
@@ -205,5 +179,20 @@ mod tests {
             (got - exact).abs() < 0.02 * (1.0 + exact.abs()),
             "{got} vs {exact}"
         );
+        let mut block = [0f32; BLOCK];
+        dequantize_block(&w[..BLOCK_BYTES], &mut block);
+        assert_eq!(block, exact_block(&w[..BLOCK_BYTES]));
+    }
+
+    fn exact_block(b: &[u8]) -> [f32; BLOCK] {
+        let (d, m) = block_dm(b);
+        std::array::from_fn(|j| {
+            let q = if j < 16 {
+                b[4 + j] & 0x0F
+            } else {
+                b[4 + j - 16] >> 4
+            };
+            d * f32::from(q) + m
+        })
     }
 }

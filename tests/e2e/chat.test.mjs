@@ -102,6 +102,15 @@ test('bad model files show a readable error and the current model keeps working'
   assert.ok(await page.isHidden('#error'));
 });
 
+test('a prompt longer than the context is a readable error and the chat goes on', async () => {
+  await page.fill('#input', 'lorem ipsum dolor sit amet '.repeat(3000));
+  await page.click('#send');
+  await page.waitForSelector('#error:not([hidden])');
+  assert.match(await page.textContent('#error'), /the prompt is too long: \d+ tokens needed but the context holds 8192/);
+  const reply = await ask(page, 'What is the capital of France?');
+  assert.match(reply.text, /Paris/);
+});
+
 test('a reload takes the weights from the browser cache, not the network', async () => {
   const before = modelRequests(browser.requests).length;
   await page.reload();
