@@ -5,9 +5,7 @@
 //! Activations are quantized per block of 32 to `i8` with a scale `d` and `s = d·Σq` (rounded
 //! to f16 like GGML's `Q8_1`, unpacked to f32), so that `Σ w·x = d_w·d_x·Σ q_w·q_x + m_w·s_x`.
 
-use half::f16;
-
-use super::{Q8Rows, BLOCK};
+use super::{f16_to_f32, Q8Rows, BLOCK};
 
 /// Bytes per `Q4_1` block.
 pub const BLOCK_BYTES: usize = 20;
@@ -15,9 +13,7 @@ pub const BLOCK_BYTES: usize = 20;
 /// The scale and minimum of a block, from its first four bytes.
 #[inline(always)]
 fn block_dm(b: &[u8]) -> (f32, f32) {
-    let d = f16::from_le_bytes([b[0], b[1]]).to_f32();
-    let m = f16::from_le_bytes([b[2], b[3]]).to_f32();
-    (d, m)
+    (f16_to_f32(b[0], b[1]), f16_to_f32(b[2], b[3]))
 }
 
 /// Dot product of one `Q4_1` row (`w`, whole blocks) with one quantized activation row,
@@ -43,34 +39,58 @@ pub fn dot(w: &[u8], x: &Q8Rows, xb: usize) -> f32 {
     use std::arch::wasm32::*;
     let n = w.len() / BLOCK_BYTES;
     assert!(x.qs.len() >= (xb + n) * BLOCK && x.d.len() >= xb + n && x.s.len() >= xb + n);
-    let mut acc = f32x4_splat(0.0);
-    let mut mins = 0f32;
-    for i in 0..n {
-        let b = &w[i * BLOCK_BYTES..(i + 1) * BLOCK_BYTES];
-        let (d, m) = block_dm(b);
-        // SAFETY: the slices above hold 16 weight bytes at b[4..] and 32 activations at q.
-        unsafe {
-            let q = x.qs.as_ptr().add((xb + i) * BLOCK);
-            let packed = v128_load(b.as_ptr().add(4) as *const v128);
-            let lo = v128_and(packed, u8x16_splat(0x0F));
-            let hi = u8x16_shr(packed, 4);
-            let y0 = v128_load(q as *const v128);
-            let y1 = v128_load(q.add(16) as *const v128);
-            let p = i32x4_add(
-                i32x4_add(
-                    i32x4_dot_i16x8(u16x8_extend_low_u8x16(lo), i16x8_extend_low_i8x16(y0)),
-                    i32x4_dot_i16x8(u16x8_extend_high_u8x16(lo), i16x8_extend_high_i8x16(y0)),
-                ),
-                i32x4_add(
-                    i32x4_dot_i16x8(u16x8_extend_low_u8x16(hi), i16x8_extend_low_i8x16(y1)),
-                    i32x4_dot_i16x8(u16x8_extend_high_u8x16(hi), i16x8_extend_high_i8x16(y1)),
-                ),
-            );
-            let scale = f32x4_splat(d * *x.d.get_unchecked(xb + i));
-            acc = f32x4_add(acc, f32x4_mul(f32x4_convert_i32x4(p), scale));
-        }
-        mins += m * x.s[xb + i];
+    let (qs, ds, ss) = (&x.qs[xb * BLOCK..], &x.d[xb..xb + n], &x.s[xb..xb + n]);
+    // Σ q_w·q_x of one block as 4 i32 lanes.
+    // SAFETY (callers): `b` points at a whole block and `q` at 32 activations.
+    #[inline(always)]
+    unsafe fn block(b: *const u8, q: *const i8) -> v128 {
+        let packed = v128_load(b.add(4) as *const v128);
+        let lo = v128_and(packed, u8x16_splat(0x0F));
+        let hi = u8x16_shr(packed, 4);
+        let y0 = v128_load(q as *const v128);
+        let y1 = v128_load(q.add(16) as *const v128);
+        // Nibbles (0‥15) are valid signed bytes: their products widen straight to i16, and
+        // four of them (|sum| ≤ 4·15·128) still fit one.
+        let p16 = i16x8_add(
+            i16x8_add(
+                i16x8_extmul_low_i8x16(lo, y0),
+                i16x8_extmul_high_i8x16(lo, y0),
+            ),
+            i16x8_add(
+                i16x8_extmul_low_i8x16(hi, y1),
+                i16x8_extmul_high_i8x16(hi, y1),
+            ),
+        );
+        i32x4_extadd_pairwise_i16x8(p16)
     }
+    // Two accumulators, two blocks a step: the adds of one block do not wait on the other's.
+    let (mut acc0, mut acc1) = (f32x4_splat(0.0), f32x4_splat(0.0));
+    let mut mins = 0f32;
+    let mut i = 0;
+    while i < n {
+        let b0 = &w[i * BLOCK_BYTES..(i + 1) * BLOCK_BYTES];
+        let (d0, m0) = block_dm(b0);
+        // SAFETY: b0 is a whole block; qs holds 32 activations per block for all n blocks.
+        let p0 = unsafe { block(b0.as_ptr(), qs.as_ptr().add(i * BLOCK)) };
+        acc0 = f32x4_add(
+            acc0,
+            f32x4_mul(f32x4_convert_i32x4(p0), f32x4_splat(d0 * ds[i])),
+        );
+        mins += m0 * ss[i];
+        if i + 1 < n {
+            let b1 = &w[(i + 1) * BLOCK_BYTES..(i + 2) * BLOCK_BYTES];
+            let (d1, m1) = block_dm(b1);
+            // SAFETY: as above, for block i + 1 < n.
+            let p1 = unsafe { block(b1.as_ptr(), qs.as_ptr().add((i + 1) * BLOCK)) };
+            acc1 = f32x4_add(
+                acc1,
+                f32x4_mul(f32x4_convert_i32x4(p1), f32x4_splat(d1 * ds[i + 1])),
+            );
+            mins += m1 * ss[i + 1];
+        }
+        i += 2;
+    }
+    let acc = f32x4_add(acc0, acc1);
     f32x4_extract_lane::<0>(acc)
         + f32x4_extract_lane::<1>(acc)
         + f32x4_extract_lane::<2>(acc)

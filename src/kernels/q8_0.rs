@@ -4,16 +4,14 @@
 //! `Σ w·x = d_w·d_x·Σ q_w·q_x`. Wick runs it itself (Candle has fast kernels for it too) so the
 //! embedding table and a tied output head can be read in place, from the file's own bytes.
 
-use half::f16;
-
-use super::{Q8Rows, BLOCK};
+use super::{f16_to_f32, Q8Rows, BLOCK};
 
 /// Bytes per `Q8_0` block.
 pub const BLOCK_BYTES: usize = 34;
 
 #[inline(always)]
 fn block_d(b: &[u8]) -> f32 {
-    f16::from_le_bytes([b[0], b[1]]).to_f32()
+    f16_to_f32(b[0], b[1])
 }
 
 /// Dot product of one `Q8_0` row (whole blocks) with the activation row starting at block `xb`:
@@ -126,6 +124,7 @@ mod tests {
     use super::*;
     use crate::kernels::tests::{close, noise, random_blocks};
     use crate::kernels::WeightType;
+    use half::f16;
     #[cfg(target_arch = "wasm32")]
     use wasm_bindgen_test::wasm_bindgen_test as test;
 
