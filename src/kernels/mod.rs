@@ -34,6 +34,35 @@ pub fn f16_to_f32(lo: u8, hi: u8) -> f32 {
     f16_to_f32_portable(lo, hi)
 }
 
+/// Sum of the four lanes of a simd128 f32 accumulator.
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+#[inline(always)]
+fn hsum(acc: std::arch::wasm32::v128) -> f32 {
+    use std::arch::wasm32::f32x4_extract_lane;
+    f32x4_extract_lane::<0>(acc)
+        + f32x4_extract_lane::<1>(acc)
+        + f32x4_extract_lane::<2>(acc)
+        + f32x4_extract_lane::<3>(acc)
+}
+
+/// Sum of the eight lanes of an AVX f32 accumulator.
+#[cfg(all(
+    target_arch = "x86_64",
+    target_feature = "avx2",
+    target_feature = "fma"
+))]
+#[inline(always)]
+fn hsum(acc: std::arch::x86_64::__m256) -> f32 {
+    use std::arch::x86_64::*;
+    // SAFETY: AVX is enabled at compile time (implied by avx2); these only shuffle registers.
+    unsafe {
+        let s4 = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
+        let s2 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
+        let s1 = _mm_add_ss(s2, _mm_shuffle_ps(s2, s2, 1));
+        _mm_cvtss_f32(s1)
+    }
+}
+
 /// Elements per block, for every type here.
 pub const BLOCK: usize = 32;
 

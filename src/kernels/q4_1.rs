@@ -5,6 +5,15 @@
 //! Activations are quantized per block of 32 to `i8` with a scale `d` and `s = d·Σq` (rounded
 //! to f16 like GGML's `Q8_1`, unpacked to f32), so that `Σ w·x = d_w·d_x·Σ q_w·q_x + m_w·s_x`.
 
+#[cfg(any(
+    all(target_arch = "wasm32", target_feature = "simd128"),
+    all(
+        target_arch = "x86_64",
+        target_feature = "avx2",
+        target_feature = "fma"
+    )
+))]
+use super::hsum;
 use super::{f16_to_f32, Q8Rows, BLOCK};
 
 /// Bytes per `Q4_1` block.
@@ -91,11 +100,7 @@ pub fn dot(w: &[u8], x: &Q8Rows, xb: usize) -> f32 {
         i += 2;
     }
     let acc = f32x4_add(acc0, acc1);
-    f32x4_extract_lane::<0>(acc)
-        + f32x4_extract_lane::<1>(acc)
-        + f32x4_extract_lane::<2>(acc)
-        + f32x4_extract_lane::<3>(acc)
-        + mins
+    hsum(acc) + mins
 }
 
 /// [`dot_scalar`] with AVX2 + FMA.
@@ -128,10 +133,7 @@ pub fn dot(w: &[u8], x: &Q8Rows, xb: usize) -> f32 {
             acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), scale, acc);
             mins += m * *x.s.get_unchecked(xb + i);
         }
-        let s4 = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
-        let s2 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
-        let s1 = _mm_add_ss(s2, _mm_shuffle_ps(s2, s2, 1));
-        _mm_cvtss_f32(s1) + mins
+        hsum(acc) + mins
     }
 }
 

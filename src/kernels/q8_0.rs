@@ -4,6 +4,15 @@
 //! `Σ w·x = d_w·d_x·Σ q_w·q_x`. Wick runs it itself (Candle has fast kernels for it too) so the
 //! embedding table and a tied output head can be read in place, from the file's own bytes.
 
+#[cfg(any(
+    all(target_arch = "wasm32", target_feature = "simd128"),
+    all(
+        target_arch = "x86_64",
+        target_feature = "avx2",
+        target_feature = "fma"
+    )
+))]
+use super::hsum;
 use super::{f16_to_f32, Q8Rows, BLOCK};
 
 /// Bytes per `Q8_0` block.
@@ -60,10 +69,7 @@ pub fn dot(w: &[u8], x: &Q8Rows, xb: usize) -> f32 {
             acc = f32x4_add(acc, f32x4_mul(f32x4_convert_i32x4(p), scale));
         }
     }
-    f32x4_extract_lane::<0>(acc)
-        + f32x4_extract_lane::<1>(acc)
-        + f32x4_extract_lane::<2>(acc)
-        + f32x4_extract_lane::<3>(acc)
+    hsum(acc)
 }
 
 /// [`dot_scalar`] with AVX2 + FMA.
@@ -91,10 +97,7 @@ pub fn dot(w: &[u8], x: &Q8Rows, xb: usize) -> f32 {
             let scale = _mm256_set1_ps(block_d(b) * *x.d.get_unchecked(xb + i));
             acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), scale, acc);
         }
-        let s4 = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
-        let s2 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
-        let s1 = _mm_add_ss(s2, _mm_shuffle_ps(s2, s2, 1));
-        _mm_cvtss_f32(s1)
+        hsum(acc)
     }
 }
 
