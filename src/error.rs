@@ -34,8 +34,26 @@ pub enum Error {
         /// What is wrong with it.
         problem: String,
     },
+    /// A file other than GGUF (safetensors, config.json, …) is malformed or contradicts another.
+    #[error("{file}: {problem}")]
+    File {
+        /// The file's name.
+        file: String,
+        /// What is wrong with it.
+        problem: String,
+    },
+    /// One tensor of a named file is malformed, missing or contradicts config.json.
+    #[error("{file}: tensor `{name}`: {problem}")]
+    FileTensor {
+        /// The file's name.
+        file: String,
+        /// The tensor's name in that file.
+        name: String,
+        /// What is wrong with it.
+        problem: String,
+    },
     /// The architecture named by the file is not one Wick runs.
-    #[error("unsupported architecture `{0}` (supported: llama)")]
+    #[error("unsupported architecture `{0}` (supported: llama, mistral, mixtral, qwen2, gpt2)")]
     UnsupportedArchitecture(String),
     /// The tensor type is not one Wick can load.
     #[error("tensor `{name}` has unsupported quantization type {ggml_type}")]

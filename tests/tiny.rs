@@ -80,8 +80,11 @@ fn config_comes_from_metadata() {
     );
     assert_eq!((c.n_heads, c.n_kv_heads, c.head_dim), (4, 2, 16));
     assert_eq!(c.context_length, 256);
-    assert_eq!(c.rope_theta, 10_000.0);
-    assert_eq!(c.rms_eps, 1e-5);
+    assert!(matches!(
+        c.positions,
+        wick::model::Positions::Rotary { theta, interleaved: true, .. } if theta == 10_000.0
+    ));
+    assert_eq!(c.norm_eps, 1e-5);
     let t = e.tokenizer();
     assert_eq!(t.vocab_size(), 320);
     assert_eq!(t.eos_token().as_deref(), Some("<|im_end|>"));

@@ -6,6 +6,7 @@
 //! reference beside its SIMD versions (simd128 in wasm, AVX2 natively, chosen at compile time
 //! like Candle's own) and a test that they agree on random data.
 
+pub mod a8;
 pub mod q4_1;
 pub mod q8_0;
 
@@ -73,6 +74,8 @@ pub enum WeightType {
     Q4_1,
     /// 8-bit with a scale per block.
     Q8_0,
+    /// 8-bit unsigned with a scale and a minimum per block (MLX's affine 8-bit, see [`a8`]).
+    A8,
 }
 
 impl WeightType {
@@ -81,6 +84,7 @@ impl WeightType {
         match self {
             Self::Q4_1 => q4_1::BLOCK_BYTES,
             Self::Q8_0 => q8_0::BLOCK_BYTES,
+            Self::A8 => a8::BLOCK_BYTES,
         }
     }
 
@@ -90,6 +94,7 @@ impl WeightType {
         match self {
             Self::Q4_1 => q4_1::dot(w, x, xb),
             Self::Q8_0 => q8_0::dot(w, x, xb),
+            Self::A8 => a8::dot(w, x, xb),
         }
     }
 
@@ -98,6 +103,7 @@ impl WeightType {
         match self {
             Self::Q4_1 => q4_1::dot_scalar(w, x, xb),
             Self::Q8_0 => q8_0::dot_scalar(w, x, xb),
+            Self::A8 => a8::dot_scalar(w, x, xb),
         }
     }
 
@@ -108,6 +114,7 @@ impl WeightType {
             match self {
                 Self::Q4_1 => q4_1::dequantize_block(b, o),
                 Self::Q8_0 => q8_0::dequantize_block(b, o),
+                Self::A8 => a8::dequantize_block(b, o),
             }
         }
     }
@@ -120,6 +127,8 @@ pub struct Q8Rows {
     pub d: Vec<f32>,
     /// `d · Σ q` of each block.
     pub s: Vec<f32>,
+    /// `Σ q` of each block, exact.
+    pub qsum: Vec<i32>,
     /// The quantized values, 32 per block.
     pub qs: Vec<i8>,
 }
@@ -131,6 +140,7 @@ impl Q8Rows {
         let mut out = Self {
             d: Vec::with_capacity(blocks),
             s: Vec::with_capacity(blocks),
+            qsum: Vec::with_capacity(blocks),
             qs: vec![0; blocks * BLOCK],
         };
         for (xb, qb) in x.chunks_exact(BLOCK).zip(out.qs.chunks_exact_mut(BLOCK)) {
@@ -145,6 +155,7 @@ impl Q8Rows {
             // Rounded through f16 as GGML's Q8_0/Q8_1 store them, to stay close to llama.cpp.
             out.d.push(f16::from_f32(d).to_f32());
             out.s.push(f16::from_f32(d * sum as f32).to_f32());
+            out.qsum.push(sum);
         }
         out
     }
@@ -238,6 +249,10 @@ pub(crate) mod tests {
                     16
                 }
                 WeightType::Q8_0 => 32,
+                WeightType::A8 => {
+                    out.extend_from_slice(&f16::from_f32(v[3 * b + 1]).to_le_bytes());
+                    32
+                }
             };
             let mut s = (v[3 * b + 2].to_bits() as u64) | 1;
             for _ in 0..payload {
@@ -269,7 +284,7 @@ pub(crate) mod tests {
     #[test]
     fn batched_matmul_matches_reference() {
         let (n, k) = (37, 96);
-        for ty in [WeightType::Q4_1, WeightType::Q8_0] {
+        for ty in [WeightType::Q4_1, WeightType::Q8_0, WeightType::A8] {
             let w = random_blocks(ty, 7, n * k / BLOCK);
             for m in [1, 2, 5] {
                 let x = noise(m as u64, m * k);

@@ -57,6 +57,29 @@ impl Deref for TensorData {
     }
 }
 
+impl TensorData {
+    /// Bytes of their own: a tensor converted or repacked at load.
+    pub fn owned(bytes: Vec<u8>) -> Self {
+        let range = 0..bytes.len();
+        Self {
+            buf: Arc::new(bytes),
+            range,
+        }
+    }
+
+    /// The sub-window `range` (relative to these bytes) sharing the same buffer, if it fits.
+    pub fn slice(&self, range: Range<usize>) -> Option<Self> {
+        if range.start > range.end || range.end > self.range.len() {
+            return None;
+        }
+        let start = self.range.start + range.start;
+        Some(Self {
+            buf: self.buf.clone(),
+            range: start..start + range.len(),
+        })
+    }
+}
+
 /// A cursor that refuses to read past the end of the buffer.
 struct Reader<'a> {
     bytes: &'a [u8],

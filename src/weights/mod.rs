@@ -1,8 +1,114 @@
 //! Stage 1 of the data flow: bytes → named tensors and metadata.
 //!
-//! GGUF is read from an in-memory buffer (what JavaScript hands over, or a file read natively).
+//! Two file formats: GGUF ([`gguf`]) and Hugging Face safetensors folders ([`hf`]: float or
+//! MLX-quantized, [`affine`]). Both hand the model tensors under llama.cpp's names
+//! (`blk.0.attn_q.weight` …) through [`TensorSource`], each in the form its matmul runs fastest.
 
+pub mod affine;
 pub mod gguf;
+pub mod hf;
+pub mod safetensors;
 pub mod tiny;
 
-pub use gguf::Gguf;
+use candle_core::quantized::{GgmlDType, QTensor};
+use candle_core::{DType, Device, Tensor};
+
+pub use gguf::{Gguf, TensorData};
+pub use hf::HfModel;
+
+use crate::error::{Error, Result};
+use crate::kernels::{self, WeightType};
+
+/// One tensor as the model receives it.
+#[derive(Debug)]
+pub enum WeightTensor {
+    /// Blocks of a type Wick's own kernels run (on the CPU), read in place where the file allows.
+    Blocks {
+        /// The block type.
+        ty: WeightType,
+        /// The blocks, row-major.
+        data: TensorData,
+        /// Shape in elements, outermost first.
+        dims: Vec<usize>,
+    },
+    /// A GGML-quantized tensor for Candle's kernels (other types, or a GPU).
+    Quant(QTensor),
+    /// Plain f32 values.
+    Float(Tensor),
+}
+
+impl WeightTensor {
+    /// Shape in elements, outermost first.
+    pub fn dims(&self) -> &[usize] {
+        match self {
+            Self::Blocks { dims, .. } => dims,
+            Self::Quant(q) => q.shape().dims(),
+            Self::Float(t) => t.dims(),
+        }
+    }
+
+    /// The values as an f32 tensor (norm weights, biases, small tables).
+    pub fn to_f32(&self, device: &Device) -> Result<Tensor> {
+        match self {
+            Self::Float(t) => Ok(t.clone()),
+            Self::Quant(q) => Ok(q.dequantize(device)?.to_dtype(DType::F32)?),
+            Self::Blocks { ty, data, dims } => {
+                let mut out = vec![0f32; dims.iter().product()];
+                ty.dequantize_row(data, &mut out);
+                Ok(Tensor::from_vec(out, dims.as_slice(), device)?)
+            }
+        }
+    }
+}
+
+/// A file (or folder) that holds a model's tensors under llama.cpp's names.
+pub trait TensorSource {
+    /// Whether the tensor is present.
+    fn contains(&self, name: &str) -> bool;
+    /// Loads one tensor for `device`.
+    fn load(&self, name: &str, device: &Device) -> Result<WeightTensor>;
+}
+
+/// The block type Wick's own kernels run for a GGML type, if any (rows must be whole blocks).
+pub fn own_kernel(dtype: GgmlDType, row: usize, device: &Device) -> Option<WeightType> {
+    if !device.is_cpu() || !row.is_multiple_of(kernels::BLOCK) {
+        return None;
+    }
+    match dtype {
+        GgmlDType::Q4_1 => Some(WeightType::Q4_1),
+        GgmlDType::Q8_0 => Some(WeightType::Q8_0),
+        _ => None,
+    }
+}
+
+impl TensorSource for Gguf<'_> {
+    fn contains(&self, name: &str) -> bool {
+        self.tensors.contains_key(name)
+    }
+
+    fn load(&self, name: &str, device: &Device) -> Result<WeightTensor> {
+        let (info, _) = self.tensor_bytes(name)?;
+        let row = info.dims.last().copied().unwrap_or(0);
+        if let Some(ty) = own_kernel(info.dtype, row, device) {
+            let dims = info.dims.clone();
+            return Ok(WeightTensor::Blocks {
+                ty,
+                data: self.tensor_data(name)?.1,
+                dims,
+            });
+        }
+        let t = self.tensor(name, device)?;
+        match t.dtype() {
+            // Float weights stay f32: Candle's f16 matmul would round the activations too.
+            GgmlDType::F32 | GgmlDType::F16 | GgmlDType::BF16 => Ok(WeightTensor::Float(
+                t.dequantize(device)?.to_dtype(DType::F32)?,
+            )),
+            // Candle has no matmul kernel for Q8_1 weights (it is an activation-only type).
+            GgmlDType::Q8_1 => Err(Error::UnsupportedQuantization {
+                name: name.to_string(),
+                ggml_type: "Q8_1".into(),
+            }),
+            _ => Ok(WeightTensor::Quant(t)),
+        }
+    }
+}

@@ -1,0 +1,190 @@
+//! `A8` weights (MLX's affine 8-bit) × 8-bit activations.
+//!
+//! One block holds 32 weights `w = d·q + m` with `d`, `m` f16 and `q` an unsigned byte (36 bytes
+//! per block): the layout `mlx_lm` writes for `bits = 8`, regrouped by 32. Then
+//! `Σ w·x = d_w·d_x·Σ q·q_x + m·Σ x`. The bytes are flipped to signed (`q − 128`) for the SIMD
+//! products, and `128·Σ q_x` added back, so every integer product stays exact.
+
+#[cfg(any(
+    all(target_arch = "wasm32", target_feature = "simd128"),
+    all(
+        target_arch = "x86_64",
+        target_feature = "avx2",
+        target_feature = "fma"
+    )
+))]
+use super::hsum;
+use super::{f16_to_f32, Q8Rows, BLOCK};
+
+/// Bytes per `A8` block.
+pub const BLOCK_BYTES: usize = 36;
+
+#[inline(always)]
+fn block_dm(b: &[u8]) -> (f32, f32) {
+    (f16_to_f32(b[0], b[1]), f16_to_f32(b[2], b[3]))
+}
+
+/// Dot product of one `A8` row (whole blocks) with the activation row starting at block `xb`:
+/// the portable reference.
+pub fn dot_scalar(w: &[u8], x: &Q8Rows, xb: usize) -> f32 {
+    let mut sum = 0f32;
+    for (i, b) in w.chunks_exact(BLOCK_BYTES).enumerate() {
+        let q = &x.qs[(xb + i) * BLOCK..(xb + i + 1) * BLOCK];
+        let acc: i32 = b[4..]
+            .iter()
+            .zip(q)
+            .map(|(&a, &c)| i32::from(a) * i32::from(c))
+            .sum();
+        let (d, m) = block_dm(b);
+        sum += d * x.d[xb + i] * acc as f32 + m * x.s[xb + i];
+    }
+    sum
+}
+
+/// [`dot_scalar`] with wasm simd128.
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+pub fn dot(w: &[u8], x: &Q8Rows, xb: usize) -> f32 {
+    use std::arch::wasm32::*;
+    let n = w.len() / BLOCK_BYTES;
+    assert!(
+        x.qs.len() >= (xb + n) * BLOCK && x.d.len() >= xb + n && x.qsum.len() >= xb + n,
+        "activation rows shorter than the weights"
+    );
+    let flip = u8x16_splat(0x80);
+    let mut acc = f32x4_splat(0.0);
+    let mut mins = 0f32;
+    for i in 0..n {
+        let b = &w[i * BLOCK_BYTES..(i + 1) * BLOCK_BYTES];
+        // SAFETY: b holds 32 weight bytes at b[4..36]; the activations hold 32 values per block.
+        unsafe {
+            let wq = b.as_ptr().add(4);
+            let q = x.qs.as_ptr().add((xb + i) * BLOCK);
+            let mut p = i32x4_splat(0);
+            for h in 0..2 {
+                let a = v128_xor(v128_load(wq.add(16 * h) as *const v128), flip);
+                let c = v128_load(q.add(16 * h) as *const v128);
+                p = i32x4_add(
+                    p,
+                    i32x4_dot_i16x8(i16x8_extend_low_i8x16(a), i16x8_extend_low_i8x16(c)),
+                );
+                p = i32x4_add(
+                    p,
+                    i32x4_dot_i16x8(i16x8_extend_high_i8x16(a), i16x8_extend_high_i8x16(c)),
+                );
+            }
+            let (d, m) = block_dm(b);
+            let dd = d * *x.d.get_unchecked(xb + i);
+            acc = f32x4_add(acc, f32x4_mul(f32x4_convert_i32x4(p), f32x4_splat(dd)));
+            let fix = (128 * *x.qsum.get_unchecked(xb + i)) as f32;
+            mins += m * *x.s.get_unchecked(xb + i) + fix * dd;
+        }
+    }
+    hsum(acc) + mins
+}
+
+/// [`dot_scalar`] with AVX2 + FMA.
+#[cfg(all(
+    target_arch = "x86_64",
+    target_feature = "avx2",
+    target_feature = "fma"
+))]
+pub fn dot(w: &[u8], x: &Q8Rows, xb: usize) -> f32 {
+    use std::arch::x86_64::*;
+    let n = w.len() / BLOCK_BYTES;
+    assert!(
+        x.qs.len() >= (xb + n) * BLOCK && x.d.len() >= xb + n && x.qsum.len() >= xb + n,
+        "activation rows shorter than the weights"
+    );
+    // SAFETY: AVX2 and FMA are enabled at compile time; every load stays inside the slices
+    // checked above (32 bytes at b[4..36], 32 activations per block).
+    unsafe {
+        let ones = _mm256_set1_epi16(1);
+        let flip = _mm256_set1_epi8(-128);
+        let mut acc = _mm256_setzero_ps();
+        let mut mins = 0f32;
+        for i in 0..n {
+            let b = &w[i * BLOCK_BYTES..(i + 1) * BLOCK_BYTES];
+            let raw = _mm256_loadu_si256(b.as_ptr().add(4) as *const __m256i);
+            let a = _mm256_xor_si256(raw, flip);
+            let c = _mm256_loadu_si256(x.qs.as_ptr().add((xb + i) * BLOCK) as *const __m256i);
+            // maddubs wants one unsigned operand: move the signs of a onto c.
+            let p16 = _mm256_maddubs_epi16(_mm256_sign_epi8(a, a), _mm256_sign_epi8(c, a));
+            let p = _mm256_madd_epi16(p16, ones);
+            let (d, m) = block_dm(b);
+            let dd = d * *x.d.get_unchecked(xb + i);
+            acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(dd), acc);
+            let fix = (128 * *x.qsum.get_unchecked(xb + i)) as f32;
+            mins += m * *x.s.get_unchecked(xb + i) + fix * dd;
+        }
+        hsum(acc) + mins
+    }
+}
+
+/// [`dot_scalar`] where no SIMD version exists.
+#[cfg(not(any(
+    all(target_arch = "wasm32", target_feature = "simd128"),
+    all(
+        target_arch = "x86_64",
+        target_feature = "avx2",
+        target_feature = "fma"
+    )
+)))]
+pub fn dot(w: &[u8], x: &Q8Rows, xb: usize) -> f32 {
+    dot_scalar(w, x, xb)
+}
+
+/// The 32 weights of one block, dequantized (embedding lookups).
+pub fn dequantize_block(b: &[u8], out: &mut [f32]) {
+    let (d, m) = block_dm(b);
+    for (o, &q) in out.iter_mut().zip(&b[4..BLOCK_BYTES]) {
+        *o = d * f32::from(q) + m;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernels::tests::{close, noise, random_blocks};
+    use crate::kernels::WeightType;
+    use half::f16;
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    #[test]
+    fn simd_dot_matches_scalar_reference() {
+        for (seed, blocks) in [(1, 1), (2, 2), (3, 18), (4, 48)] {
+            let w = random_blocks(WeightType::A8, seed, blocks);
+            let x = Q8Rows::quantize(&noise(seed + 100, blocks * BLOCK));
+            let (a, b) = (dot(&w, &x, 0), dot_scalar(&w, &x, 0));
+            assert!(close(a, b), "{blocks} blocks: simd {a} vs scalar {b}");
+        }
+    }
+
+    #[test]
+    fn extreme_values_do_not_overflow() {
+        // 255 and 0 weights against ±127 activations: products must stay exact after the flip.
+        let mut w = f16::from_f32(1.0).to_le_bytes().to_vec();
+        w.extend_from_slice(&f16::from_f32(0.0).to_le_bytes());
+        w.extend((0..32).map(|j| if j % 2 == 0 { 255u8 } else { 0 }));
+        let x: Vec<f32> = (0..32).map(|j| if j < 16 { 1.0 } else { -1.0 }).collect();
+        let xq = Q8Rows::quantize(&x);
+        let want = dot_scalar(&w, &xq, 0);
+        assert!(
+            close(dot(&w, &xq, 0), want),
+            "{} vs {want}",
+            dot(&w, &xq, 0)
+        );
+        assert!(want.abs() < 1.0, "{want}");
+    }
+
+    #[test]
+    fn dequantized_block_is_affine() {
+        let w = random_blocks(WeightType::A8, 9, 1);
+        let mut out = [0f32; BLOCK];
+        dequantize_block(&w, &mut out);
+        let (d, m) = block_dm(&w);
+        for j in 0..BLOCK {
+            assert_eq!(out[j], d * f32::from(w[4 + j]) + m);
+        }
+    }
+}

@@ -1,0 +1,272 @@
+//! MLX's affine quantization: `w = scale · q + bias` per group of `G` inputs, `q` of `B` bits
+//! packed little-endian into u32 words along the input dimension (as `mlx_lm` writes it).
+//!
+//! How each (B, G) runs in Wick. Groups of 32, 64 and 128 are split into blocks of 32 that repeat
+//! their group's scale and bias, so every G maps onto one per-32 block format:
+//! - B = 4 → GGML `Q4_1` (`w = d·q + m`, f16 `d`, `m`): Wick's own Q4_1 kernels.
+//! - B = 8 → Wick's `A8` (`w = d·q + m`, f16 `d`, `m`, unsigned bytes): its own kernels.
+//!
+//! Both store the scale and bias as f16, so the mapping is exact whenever the file's scales and
+//! biases are f16 values (always for f16 files; for bf16 or f32 files, whenever each value is
+//! representable in f16). Otherwise the tensor is dequantized to f32 at load, which is exact too
+//! but takes 8 (B = 4) or 4 (B = 8) times the memory: no case is silently rounded.
+
+use half::f16;
+
+use crate::kernels::{self, WeightType, BLOCK};
+
+/// Bit widths and group sizes Wick accepts.
+pub const BITS: [usize; 2] = [4, 8];
+/// Group sizes Wick accepts.
+pub const GROUPS: [usize; 3] = [32, 64, 128];
+
+/// A quantized matrix in MLX's layout, values already unpacked: `rows` × `cols`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Affine {
+    /// Bits per value (4 or 8).
+    pub bits: usize,
+    /// Inputs per scale/bias group.
+    pub group: usize,
+    /// Output rows.
+    pub rows: usize,
+    /// Inputs per row.
+    pub cols: usize,
+    /// One value in `0..2^bits` per weight, row-major.
+    pub q: Vec<u8>,
+    /// One scale per group, row-major (`rows × cols / group`).
+    pub scales: Vec<f32>,
+    /// One bias per group.
+    pub biases: Vec<f32>,
+}
+
+impl Affine {
+    /// Unpacks MLX's u32 words (little-endian bytes of `rows × cols·bits/32` words).
+    pub fn unpack(
+        packed: &[u8],
+        bits: usize,
+        group: usize,
+        rows: usize,
+        cols: usize,
+        scales: Vec<f32>,
+        biases: Vec<f32>,
+    ) -> Self {
+        let per_word = 32 / bits;
+        let mask = (1u32 << bits) - 1;
+        let mut q = Vec::with_capacity(rows * cols);
+        for w in packed.chunks_exact(4) {
+            let word = u32::from_le_bytes([w[0], w[1], w[2], w[3]]);
+            for j in 0..per_word {
+                q.push(((word >> (j * bits)) & mask) as u8);
+            }
+        }
+        Self {
+            bits,
+            group,
+            rows,
+            cols,
+            q,
+            scales,
+            biases,
+        }
+    }
+
+    /// Packs the values into MLX's u32 words.
+    pub fn pack(&self) -> Vec<u32> {
+        let per_word = 32 / self.bits;
+        self.q
+            .chunks_exact(per_word)
+            .map(|c| {
+                c.iter()
+                    .enumerate()
+                    .fold(0u32, |w, (j, &v)| w | (u32::from(v) << (j * self.bits)))
+            })
+            .collect()
+    }
+
+    /// Quantizes `w` (`rows` × `cols`): per group, scale = (max − min) / (2^B − 1) and
+    /// bias = min, both rounded to f16 first so the stored values are the ones quantized against.
+    pub fn quantize(w: &[f32], rows: usize, cols: usize, bits: usize, group: usize) -> Self {
+        let levels = ((1u32 << bits) - 1) as f32;
+        let mut q = Vec::with_capacity(w.len());
+        let (mut scales, mut biases) = (Vec::new(), Vec::new());
+        for g in w.chunks_exact(group) {
+            let (lo, hi) = g
+                .iter()
+                .fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), &v| {
+                    (a.min(v), b.max(v))
+                });
+            let bias = f16::from_f32(lo).to_f32();
+            let mut scale = f16::from_f32((hi - bias) / levels).to_f32();
+            if scale <= 0.0 || !scale.is_finite() {
+                scale = 0.0;
+            }
+            let inv = if scale > 0.0 { 1.0 / scale } else { 0.0 };
+            q.extend(
+                g.iter()
+                    .map(|&v| ((v - bias) * inv).round().clamp(0.0, levels) as u8),
+            );
+            scales.push(scale);
+            biases.push(bias);
+        }
+        Self {
+            bits,
+            group,
+            rows,
+            cols,
+            q,
+            scales,
+            biases,
+        }
+    }
+
+    /// The weights as f32, `scale · q + bias`.
+    pub fn dequantize(&self) -> Vec<f32> {
+        self.q
+            .chunks_exact(self.group)
+            .zip(self.scales.iter().zip(&self.biases))
+            .flat_map(|(g, (&s, &b))| g.iter().map(move |&v| s * f32::from(v) + b))
+            .collect()
+    }
+
+    /// The same weights as blocks for Wick's kernels, or `None` when that would round a scale
+    /// or bias (not f16-representable) or the shape does not split into blocks of 32.
+    pub fn to_blocks(&self) -> Option<(WeightType, Vec<u8>)> {
+        let exact = |v: f32| f16::from_f32(v).to_f32().to_bits() == v.to_bits();
+        if !self.group.is_multiple_of(BLOCK)
+            || !self.cols.is_multiple_of(self.group)
+            || !self.scales.iter().chain(&self.biases).all(|&v| exact(v))
+        {
+            return None;
+        }
+        let ty = match self.bits {
+            4 => WeightType::Q4_1,
+            8 => WeightType::A8,
+            _ => return None,
+        };
+        let per_group = self.group / BLOCK;
+        let mut out = Vec::with_capacity(self.q.len() / BLOCK * ty.block_bytes());
+        for (b, q) in self.q.chunks_exact(BLOCK).enumerate() {
+            let g = b / per_group;
+            out.extend_from_slice(&f16::from_f32(self.scales[g]).to_le_bytes());
+            out.extend_from_slice(&f16::from_f32(self.biases[g]).to_le_bytes());
+            match ty {
+                // GGML's nibble order: byte i holds value i (low) and value i + 16 (high).
+                WeightType::Q4_1 => out.extend((0..16).map(|i| q[i] | (q[i + 16] << 4))),
+                _ => out.extend_from_slice(q),
+            }
+        }
+        Some((ty, out))
+    }
+
+    /// MLX 4/32 or 8/32 exactly equal to GGML blocks of `Q4_1` or `Q8_0` (`rows` × `cols`),
+    /// or `None` for other types or a `Q8_0` scale too large for its bias (−128·d) in f16.
+    pub fn from_blocks(ty: WeightType, data: &[u8], rows: usize, cols: usize) -> Option<Self> {
+        let blocks = rows * cols / BLOCK;
+        let bb = ty.block_bytes();
+        if data.len() != blocks * bb {
+            return None;
+        }
+        let mut a = Self {
+            bits: if ty == WeightType::Q4_1 { 4 } else { 8 },
+            group: BLOCK,
+            rows,
+            cols,
+            q: Vec::with_capacity(rows * cols),
+            scales: Vec::with_capacity(blocks),
+            biases: Vec::with_capacity(blocks),
+        };
+        for b in data.chunks_exact(bb) {
+            let d = kernels::f16_to_f32(b[0], b[1]);
+            match ty {
+                WeightType::Q4_1 => {
+                    a.scales.push(d);
+                    a.biases.push(kernels::f16_to_f32(b[2], b[3]));
+                    a.q.extend(b[4..20].iter().map(|v| v & 15));
+                    a.q.extend(b[4..20].iter().map(|v| v >> 4));
+                }
+                WeightType::Q8_0 => {
+                    let bias = -128.0 * d;
+                    if !f16::from_f32(bias).is_finite() {
+                        return None;
+                    }
+                    a.scales.push(d);
+                    a.biases.push(bias);
+                    a.q.extend(b[2..34].iter().map(|&v| (v as i8 as i16 + 128) as u8));
+                }
+                WeightType::A8 => {
+                    a.scales.push(d);
+                    a.biases.push(kernels::f16_to_f32(b[2], b[3]));
+                    a.q.extend_from_slice(&b[4..36]);
+                }
+            }
+        }
+        Some(a)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernels::tests::{noise, random_blocks};
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    #[test]
+    fn pack_unpack_round_trip() {
+        for bits in BITS {
+            let a = Affine::quantize(&noise(1, 4 * 128), 4, 128, bits, 64);
+            let bytes: Vec<u8> = a.pack().iter().flat_map(|w| w.to_le_bytes()).collect();
+            assert_eq!(bytes.len(), 4 * 128 * bits / 8);
+            let b = Affine::unpack(&bytes, bits, 64, 4, 128, a.scales.clone(), a.biases.clone());
+            assert_eq!(a, b);
+        }
+    }
+
+    #[test]
+    fn first_input_is_in_the_lowest_bits() {
+        let mut a = Affine::quantize(&[0.0; 32], 1, 32, 4, 32);
+        a.q[0] = 0xa;
+        a.q[1] = 0x3;
+        assert_eq!(a.pack()[0], 0x3a);
+    }
+
+    #[test]
+    fn blocks_dequantize_to_the_formula_exactly() {
+        for bits in BITS {
+            for group in GROUPS {
+                let a = Affine::quantize(&noise(group as u64, 3 * 256), 3, 256, bits, group);
+                let (ty, blocks) = a.to_blocks().expect("f16 scales map exactly");
+                let mut got = vec![0f32; 3 * 256];
+                ty.dequantize_row(&blocks, &mut got);
+                assert_eq!(got, a.dequantize(), "B={bits} G={group}");
+                let err = a
+                    .dequantize()
+                    .iter()
+                    .zip(noise(group as u64, 3 * 256))
+                    .fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+                assert!(
+                    err < if bits == 4 { 0.07 } else { 0.005 },
+                    "B={bits} G={group}: {err}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn inexact_scales_are_refused() {
+        let mut a = Affine::quantize(&noise(3, 64), 1, 64, 4, 32);
+        a.scales[1] = 0.1f32; // not an f16 value
+        assert!(a.to_blocks().is_none());
+    }
+
+    #[test]
+    fn ggml_blocks_convert_losslessly() {
+        for ty in [WeightType::Q4_1, WeightType::Q8_0, WeightType::A8] {
+            let data = random_blocks(ty, 5, 8);
+            let a = Affine::from_blocks(ty, &data, 2, 128).expect("converts");
+            let mut want = vec![0f32; 256];
+            ty.dequantize_row(&data, &mut want);
+            assert_eq!(a.dequantize(), want, "{ty:?}");
+        }
+    }
+}

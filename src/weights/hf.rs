@@ -1,0 +1,292 @@
+//! A Hugging Face model folder: `config.json` plus one or more `.safetensors` shards, float or
+//! MLX-quantized ([`super::affine`]), presented under llama.cpp's tensor names.
+
+use std::collections::BTreeMap;
+
+use candle_core::quantized::GgmlDType;
+use candle_core::{Device, Tensor};
+use serde_json::Value;
+
+use super::affine::{Affine, BITS, GROUPS};
+use super::gguf::{qtensor, TensorData};
+use super::safetensors::SafeTensors;
+use super::{TensorSource, WeightTensor};
+use crate::error::{Error, Result};
+use crate::kernels::WeightType;
+
+/// Where a tensor that the model asks for lives.
+#[derive(Debug, Clone)]
+struct Entry {
+    /// Index of the shard.
+    shard: usize,
+    /// Name in that shard.
+    name: String,
+}
+
+/// A parsed model folder.
+#[derive(Debug)]
+pub struct HfModel<'a> {
+    /// `config.json`, parsed.
+    pub config: Value,
+    shards: Vec<SafeTensors<'a>>,
+    /// llama.cpp name → where the tensor is.
+    entries: BTreeMap<String, Entry>,
+    gpt2: bool,
+}
+
+/// llama.cpp's name for a Hugging Face tensor name, or `None` for tensors Wick does not use
+/// (rotary caches, attention masks, MLX's `.scales`/`.biases`, which go with their weight).
+fn llama_cpp_name(hf: &str) -> Option<String> {
+    let n = hf
+        .strip_prefix("model.")
+        .or_else(|| hf.strip_prefix("transformer."))
+        .unwrap_or(hf);
+    let parts: Vec<&str> = n.split('.').collect();
+    let (kind, path) = parts.split_last()?;
+    if !matches!(*kind, "weight" | "bias") {
+        return None;
+    }
+    let top = |s: &str| Some(format!("{s}.{kind}"));
+    match path {
+        ["embed_tokens"] | ["wte"] => top("token_embd"),
+        ["wpe"] => top("position_embd"),
+        ["norm"] | ["ln_f"] => top("output_norm"),
+        ["lm_head"] => top("output"),
+        ["layers" | "h", i, rest @ ..] => {
+            let i: usize = i.parse().ok()?;
+            let sub = match rest {
+                ["input_layernorm"] | ["ln_1"] => "attn_norm".to_string(),
+                ["post_attention_layernorm"] | ["ln_2"] => "ffn_norm".to_string(),
+                ["self_attn", "q_proj"] => "attn_q".to_string(),
+                ["self_attn", "k_proj"] => "attn_k".to_string(),
+                ["self_attn", "v_proj"] => "attn_v".to_string(),
+                ["self_attn", "o_proj"] | ["attn", "c_proj"] => "attn_output".to_string(),
+                ["attn", "c_attn"] => "attn_qkv".to_string(),
+                ["mlp", "gate_proj"] => "ffn_gate".to_string(),
+                ["mlp", "up_proj"] | ["mlp", "c_fc"] => "ffn_up".to_string(),
+                ["mlp", "down_proj"] | ["mlp", "c_proj"] => "ffn_down".to_string(),
+                ["block_sparse_moe", "gate"] | ["mlp", "gate"] => "ffn_gate_inp".to_string(),
+                ["block_sparse_moe" | "mlp", "experts", e, w] => {
+                    let e: usize = e.parse().ok()?;
+                    let role = match *w {
+                        "w1" | "gate_proj" => "ffn_gate",
+                        "w3" | "up_proj" => "ffn_up",
+                        "w2" | "down_proj" => "ffn_down",
+                        _ => return None,
+                    };
+                    format!("{role}.{e}")
+                }
+                _ => return None,
+            };
+            Some(format!("blk.{i}.{sub}.{kind}"))
+        }
+        _ => None,
+    }
+}
+
+impl<'a> HfModel<'a> {
+    /// Reads `config.json` and indexes the tensors of every shard.
+    pub fn new(config_json: &[u8], shards: Vec<SafeTensors<'a>>) -> Result<Self> {
+        let config: Value = serde_json::from_slice(config_json).map_err(|e| Error::File {
+            file: "config.json".into(),
+            problem: format!("is not valid JSON: {e}"),
+        })?;
+        if !config.is_object() {
+            return Err(Error::File {
+                file: "config.json".into(),
+                problem: "is not a JSON object".into(),
+            });
+        }
+        let gpt2 = config.get("model_type").and_then(Value::as_str) == Some("gpt2");
+        let mut entries = BTreeMap::new();
+        let mut hf_names: BTreeMap<&str, usize> = BTreeMap::new();
+        for (shard, st) in shards.iter().enumerate() {
+            for name in st.tensors.keys() {
+                if let Some(other) = hf_names.insert(name, shard) {
+                    return Err(Error::FileTensor {
+                        file: st.file.clone(),
+                        name: name.clone(),
+                        problem: format!("is also in {}", shards[other].file),
+                    });
+                }
+                if let Some(canonical) = llama_cpp_name(name) {
+                    let name = name.clone();
+                    entries.insert(canonical, Entry { shard, name });
+                }
+            }
+        }
+        Ok(Self {
+            config,
+            shards,
+            entries,
+            gpt2,
+        })
+    }
+
+    fn entry(&self, name: &str) -> Result<&Entry> {
+        self.entries.get(name).ok_or_else(|| Error::File {
+            file: self.shard_names(),
+            problem: format!("has no tensor for `{name}` (its Hugging Face name is not there)"),
+        })
+    }
+
+    fn shard_names(&self) -> String {
+        let names: Vec<&str> = self.shards.iter().map(|s| s.file.as_str()).collect();
+        names.join(", ")
+    }
+
+    /// `(bits, group_size)` for the module `base` (a weight name without `.weight`), from
+    /// config.json's `quantization` (per-module entries override the global pair).
+    fn quantization(&self, base: &str) -> Result<(usize, usize)> {
+        let q = self
+            .config
+            .get("quantization")
+            .or_else(|| self.config.get("quantization_config"));
+        let bad = |problem: String| Error::File {
+            file: "config.json".into(),
+            problem,
+        };
+        let Some(q) = q else {
+            return Err(bad(format!(
+                "`{base}` is quantized (it has .scales) but there is no \"quantization\" entry"
+            )));
+        };
+        let spec = q.get(base).filter(|v| v.is_object()).unwrap_or(q);
+        let get = |k: &str| spec.get(k).and_then(Value::as_u64).map(|v| v as usize);
+        match (get("bits"), get("group_size")) {
+            (Some(b), Some(g)) if BITS.contains(&b) && GROUPS.contains(&g) => Ok((b, g)),
+            (b, g) => Err(bad(format!(
+                "quantization of `{base}`: bits {b:?}, group_size {g:?} (Wick reads bits 4 or 8, group 32, 64 or 128)"
+            ))),
+        }
+    }
+
+    /// A quantized weight: MLX's `.weight` (u32), `.scales`, `.biases` → blocks or f32.
+    fn load_affine(
+        &self,
+        st: &SafeTensors<'a>,
+        wname: &str,
+        device: &Device,
+    ) -> Result<WeightTensor> {
+        let base = wname.strip_suffix(".weight").unwrap_or(wname);
+        let (bits, group) = self.quantization(base)?;
+        let (packed, pshape) = st.u32s(wname)?;
+        let (scales, sshape) = st.f32s(&format!("{base}.scales"))?;
+        let (biases, bshape) = st.f32s(&format!("{base}.biases"))?;
+        let [rows, words] = pshape[..] else {
+            return Err(st.tensor_error(
+                wname,
+                &format!("packed weight has shape {pshape:?}, not 2-D"),
+            ));
+        };
+        let cols = words * 32 / bits;
+        if cols % group != 0 || sshape != [rows, cols / group] || bshape != sshape {
+            return Err(st.tensor_error(
+                wname,
+                &format!(
+                    "{bits}-bit weight of {rows}×{cols} with group {group} needs scales and biases of \
+                     [{rows}, {}], found {sshape:?} and {bshape:?}",
+                    cols / group.max(1)
+                ),
+            ));
+        }
+        let a = Affine::unpack(&packed, bits, group, rows, cols, scales, biases);
+        match a.to_blocks() {
+            Some((ty, blocks)) if device.is_cpu() => Ok(WeightTensor::Blocks {
+                ty,
+                data: TensorData::owned(blocks),
+                dims: vec![rows, cols],
+            }),
+            // Same bytes as GGML's Q4_1, which Candle runs on every device.
+            Some((WeightType::Q4_1, blocks)) => Ok(WeightTensor::Quant(qtensor(
+                GgmlDType::Q4_1,
+                &blocks,
+                &[rows, cols],
+                device,
+            )?)),
+            _ => Ok(WeightTensor::Float(Tensor::from_vec(
+                a.dequantize(),
+                (rows, cols),
+                device,
+            )?)),
+        }
+    }
+}
+
+impl TensorSource for HfModel<'_> {
+    fn contains(&self, name: &str) -> bool {
+        self.entries.contains_key(name)
+    }
+
+    fn load(&self, name: &str, device: &Device) -> Result<WeightTensor> {
+        let entry = self.entry(name)?;
+        let st = &self.shards[entry.shard];
+        let base = entry.name.strip_suffix(".weight");
+        if let Some(base) = base {
+            if st.tensors.contains_key(&format!("{base}.scales")) {
+                return self.load_affine(st, &entry.name, device);
+            }
+        }
+        let (values, shape) = st.f32s(&entry.name)?;
+        let t = Tensor::from_vec(values, shape.as_slice(), device)?;
+        // GPT-2's Conv1D stores [in, out]; the decoder wants [out, in] like every other matmul.
+        let conv1d = [
+            "attn_qkv.weight",
+            "attn_output.weight",
+            "ffn_up.weight",
+            "ffn_down.weight",
+        ];
+        if self.gpt2 && shape.len() == 2 && conv1d.iter().any(|s| name.ends_with(s)) {
+            return Ok(WeightTensor::Float(t.t()?.contiguous()?));
+        }
+        Ok(WeightTensor::Float(t))
+    }
+}
+
+impl HfModel<'_> {
+    /// An error about the tensor the model calls `name`, naming the file and its own name there.
+    pub fn tensor_error(&self, name: &str, problem: &str) -> Error {
+        match self.entries.get(name) {
+            Some(e) => self.shards[e.shard].tensor_error(&e.name, problem),
+            None => Error::Tensor {
+                name: name.to_string(),
+                problem: problem.to_string(),
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    #[test]
+    fn names_map_to_llama_cpp() {
+        let cases = [
+            ("model.embed_tokens.weight", "token_embd.weight"),
+            ("lm_head.weight", "output.weight"),
+            ("model.layers.3.self_attn.k_proj.bias", "blk.3.attn_k.bias"),
+            (
+                "model.layers.0.mlp.down_proj.weight",
+                "blk.0.ffn_down.weight",
+            ),
+            (
+                "model.layers.1.block_sparse_moe.experts.2.w3.weight",
+                "blk.1.ffn_up.2.weight",
+            ),
+            ("transformer.h.1.attn.c_attn.bias", "blk.1.attn_qkv.bias"),
+            ("h.0.mlp.c_proj.weight", "blk.0.ffn_down.weight"),
+            ("wpe.weight", "position_embd.weight"),
+        ];
+        for (hf, want) in cases {
+            assert_eq!(llama_cpp_name(hf).as_deref(), Some(want), "{hf}");
+        }
+        assert_eq!(
+            llama_cpp_name("model.layers.0.self_attn.q_proj.scales"),
+            None
+        );
+        assert_eq!(llama_cpp_name("h.0.attn.bias.weightless"), None);
+    }
+}
