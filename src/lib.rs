@@ -9,6 +9,7 @@ pub mod chat;
 pub mod error;
 pub mod kernels;
 pub mod model;
+pub mod quantize;
 pub mod sample;
 pub mod session;
 pub mod tokenizer;

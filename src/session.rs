@@ -16,7 +16,8 @@ use crate::error::{Error, Result};
 use crate::model::{Config, Model};
 use crate::sample::{Sampler, SamplingParams};
 use crate::tokenizer::{TextStream, Tokenizer};
-use crate::weights::Gguf;
+use crate::weights::safetensors::SafeTensors;
+use crate::weights::{Gguf, HfModel};
 
 /// Prompt tokens fed per step, so a long prefill still yields to the caller now and then.
 const PREFILL_CHUNK: usize = 128;
@@ -128,6 +129,92 @@ impl Engine {
         let tokenizer = Tokenizer::from_gguf(g)?;
         let template = ChatTemplate::new(
             g.get_str("tokenizer.chat_template").ok(),
+            tokenizer.bos_token(),
+            tokenizer.eos_token(),
+        )?;
+        Ok(Self::new(model, tokenizer, template))
+    }
+
+    /// Builds an engine from the files of a Hugging Face model folder, by name: `config.json`,
+    /// `tokenizer.json`, optionally `tokenizer_config.json` (special tokens, `chat_template`) or
+    /// `chat_template.jinja`, and one `.safetensors` file or the shards that
+    /// `model.safetensors.index.json` lists. Weights may be float or MLX-quantized.
+    pub fn from_hf_files(files: &[(String, Vec<u8>)], device: &Device) -> Result<Self> {
+        let file = |name: &str| {
+            files
+                .iter()
+                .find(|(n, _)| n == name || n.ends_with(&format!("/{name}")))
+                .map(|(_, b)| b.as_slice())
+        };
+        let missing = |name: &str| Error::File {
+            file: name.to_string(),
+            problem: "is missing from the model folder".into(),
+        };
+        let base = |n: &str| n.rsplit('/').next().unwrap_or(n).to_string();
+        let mut wanted: Vec<String> = files
+            .iter()
+            .map(|(n, _)| base(n))
+            .filter(|n| n.ends_with(".safetensors"))
+            .collect();
+        if let Some(index) = file("model.safetensors.index.json") {
+            let v: serde_json::Value = serde_json::from_slice(index).map_err(|e| Error::File {
+                file: "model.safetensors.index.json".into(),
+                problem: format!("is not valid JSON: {e}"),
+            })?;
+            let mut shards: Vec<String> = v
+                .get("weight_map")
+                .and_then(|m| m.as_object())
+                .map(|m| {
+                    m.values()
+                        .filter_map(|f| f.as_str().map(String::from))
+                        .collect()
+                })
+                .unwrap_or_default();
+            shards.sort();
+            shards.dedup();
+            wanted = shards;
+        }
+        if wanted.is_empty() {
+            return Err(missing("model.safetensors"));
+        }
+        let mut shards = Vec::with_capacity(wanted.len());
+        for name in &wanted {
+            let bytes = file(name).ok_or_else(|| missing(name))?;
+            shards.push(SafeTensors::parse(name, bytes)?);
+        }
+        let config = file("config.json").ok_or_else(|| missing("config.json"))?;
+        let hf = HfModel::new(config, shards)?;
+        let model = Model::from_hf(&hf, device)?;
+
+        let tok_config: serde_json::Value = match file("tokenizer_config.json") {
+            Some(b) => serde_json::from_slice(b).map_err(|e| Error::File {
+                file: "tokenizer_config.json".into(),
+                problem: format!("is not valid JSON: {e}"),
+            })?,
+            None => serde_json::Value::Null,
+        };
+        // A special token is a string, or an object whose "content" is the string.
+        let special = |k: &str| {
+            let v = tok_config.get(k)?;
+            v.as_str()
+                .or_else(|| v.get("content").and_then(|c| c.as_str()))
+                .map(String::from)
+        };
+        let add_bos = tok_config.get("add_bos_token").and_then(|v| v.as_bool()) == Some(true);
+        let tokenizer = Tokenizer::from_hf(
+            file("tokenizer.json").ok_or_else(|| missing("tokenizer.json"))?,
+            special("bos_token").as_deref(),
+            special("eos_token").as_deref(),
+            add_bos,
+        )?;
+        let template_file = file("chat_template.jinja").map(String::from_utf8_lossy);
+        let template = tok_config
+            .get("chat_template")
+            .and_then(|t| t.as_str())
+            .map(String::from)
+            .or(template_file.map(|t| t.into_owned()));
+        let template = ChatTemplate::new(
+            template.as_deref(),
             tokenizer.bos_token(),
             tokenizer.eos_token(),
         )?;

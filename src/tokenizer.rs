@@ -160,8 +160,20 @@ impl Tokenizer {
         })
     }
 
-    /// Loads a Hugging Face `tokenizer.json`; `eos_token` names the end-of-sequence token.
+    /// Loads a Hugging Face `tokenizer.json`; `eos_token` names the end-of-sequence token and
+    /// `add_bos` the beginning-of-sequence token to put first.
     pub fn from_json(json: &[u8], eos_token: Option<&str>, add_bos: Option<&str>) -> Result<Self> {
+        Self::from_hf(json, add_bos, eos_token, add_bos.is_some())
+    }
+
+    /// Loads a Hugging Face `tokenizer.json` with the special tokens `tokenizer_config.json`
+    /// names; `add_bos` puts the beginning-of-sequence token first.
+    pub fn from_hf(
+        json: &[u8],
+        bos_token: Option<&str>,
+        eos_token: Option<&str>,
+        add_bos: bool,
+    ) -> Result<Self> {
         let inner = tokenizers::Tokenizer::from_bytes(json).map_err(tok_err)?;
         let eos = eos_token.and_then(|t| inner.token_to_id(t));
         let mut eog: Vec<u32> = END_OF_GENERATION
@@ -171,9 +183,9 @@ impl Tokenizer {
             .collect();
         eog.sort_unstable();
         eog.dedup();
-        let bos = add_bos.and_then(|t| inner.token_to_id(t));
+        let bos = bos_token.and_then(|t| inner.token_to_id(t));
         Ok(Self {
-            add_bos: bos.is_some(),
+            add_bos: add_bos && bos.is_some(),
             inner,
             bos,
             eos,
@@ -215,6 +227,16 @@ impl Tokenizer {
     /// The end-of-sequence token, if the model declares one.
     pub fn eos_token(&self) -> Option<String> {
         self.eos.and_then(|i| self.inner.id_to_token(i))
+    }
+
+    /// The id of a token given by its text (`<|im_end|>`), if the vocabulary has it.
+    pub fn token_id(&self, text: &str) -> Option<u32> {
+        self.inner.token_to_id(text)
+    }
+
+    /// Whether [`Tokenizer::encode`] puts the beginning-of-sequence token first.
+    pub fn adds_bos(&self) -> bool {
+        self.add_bos
     }
 
     /// The beginning-of-sequence token, if the model declares one.

@@ -34,11 +34,30 @@ mod cli {
         Generate(GenerateArgs),
         /// Measure prefill and decode speed on the model.
         Bench(BenchArgs),
+        /// Write a GGUF file or a float Hugging Face folder as MLX-quantized safetensors.
+        Quantize(QuantizeArgs),
+    }
+
+    #[derive(Args)]
+    struct QuantizeArgs {
+        /// A GGUF file, or a Hugging Face folder (config.json, *.safetensors, tokenizer.json).
+        input: String,
+        /// The folder to write (created if missing).
+        output: String,
+        /// Bits per weight: 4 or 8.
+        #[arg(long, default_value_t = 4)]
+        bits: usize,
+        /// Inputs per scale and bias: 32, 64 or 128.
+        #[arg(long, default_value_t = 32)]
+        group_size: usize,
+        /// Also requantize GGUF Q4_1/Q8_0 blocks, which are otherwise copied exactly.
+        #[arg(long)]
+        requantize: bool,
     }
 
     #[derive(Args)]
     struct ModelArgs {
-        /// Path to a GGUF model file.
+        /// A GGUF file, or a Hugging Face folder (float or MLX-quantized safetensors).
         #[arg(long, default_value = "models/SmolLM2-135M-Instruct.Q4_1.gguf")]
         model: String,
         /// Worker threads for the matmuls (default: all cores).
@@ -112,12 +131,95 @@ mod cli {
                 .build_global();
         }
         let t0 = std::time::Instant::now();
-        let bytes = std::fs::read(&args.model).map_err(|source| Error::Io {
-            path: args.model.clone(),
+        let engine = if std::path::Path::new(&args.model).is_dir() {
+            Engine::from_hf_files(&read_folder(&args.model)?, &candle_core::Device::Cpu)?
+        } else {
+            Engine::from_gguf_vec(read(&args.model)?, &candle_core::Device::Cpu)?
+        };
+        Ok((engine, t0.elapsed().as_secs_f64()))
+    }
+
+    fn read(path: &str) -> Result<Vec<u8>, Error> {
+        std::fs::read(path).map_err(|source| Error::Io {
+            path: path.to_string(),
+            source,
+        })
+    }
+
+    /// The files of a model folder that a Hugging Face model can use, by name.
+    fn read_folder(dir: &str) -> Result<Vec<(String, Vec<u8>)>, Error> {
+        let io = |source| Error::Io {
+            path: dir.to_string(),
+            source,
+        };
+        let mut files = Vec::new();
+        for entry in std::fs::read_dir(dir).map_err(io)? {
+            let name = entry
+                .map_err(io)?
+                .file_name()
+                .to_string_lossy()
+                .into_owned();
+            if name.ends_with(".json") || name.ends_with(".safetensors") || name.ends_with(".jinja")
+            {
+                let bytes = read(&format!("{dir}/{name}"))?;
+                files.push((name, bytes));
+            }
+        }
+        Ok(files)
+    }
+
+    fn quantize(a: QuantizeArgs) -> Result<(), Error> {
+        use wick::quantize::{to_mlx, Options};
+        use wick::weights::safetensors::SafeTensors;
+        use wick::weights::{Gguf, HfModel};
+        let opts = Options {
+            bits: a.bits,
+            group: a.group_size,
+            requantize: a.requantize,
+        };
+        let (files, summary) = if std::path::Path::new(&a.input).is_dir() {
+            let files = read_folder(&a.input)?;
+            let engine = Engine::from_hf_files(&files, &candle_core::Device::Cpu)?;
+            let find = |n: &str| {
+                files
+                    .iter()
+                    .find(|(f, _)| f == n)
+                    .map(|(_, b)| b.as_slice())
+            };
+            let mut shards = Vec::new();
+            for (name, bytes) in &files {
+                if name.ends_with(".safetensors") {
+                    shards.push(SafeTensors::parse(name, bytes)?);
+                }
+            }
+            let config = find("config.json").unwrap_or_default();
+            let hf = HfModel::new(config, shards)?;
+            let template = find("tokenizer_config.json")
+                .and_then(|b| serde_json::from_slice::<serde_json::Value>(b).ok())
+                .and_then(|v| v.get("chat_template")?.as_str().map(String::from));
+            let cfg = wick::Config::from_hf(&hf.config)?;
+            to_mlx(&cfg, &hf, engine.tokenizer(), template.as_deref(), opts)?
+        } else {
+            let bytes = read(&a.input)?;
+            let g = Gguf::parse(&bytes)?;
+            let cfg = wick::Config::from_gguf(&g)?;
+            let tokenizer = wick::Tokenizer::from_gguf(&g)?;
+            let template = g.get_str("tokenizer.chat_template").ok();
+            to_mlx(&cfg, &g, &tokenizer, template, opts)?
+        };
+        std::fs::create_dir_all(&a.output).map_err(|source| Error::Io {
+            path: a.output.clone(),
             source,
         })?;
-        let engine = Engine::from_gguf_vec(bytes, &candle_core::Device::Cpu)?;
-        Ok((engine, t0.elapsed().as_secs_f64()))
+        for (name, bytes) in &files {
+            let path = format!("{}/{name}", a.output);
+            std::fs::write(&path, bytes).map_err(|source| Error::Io { path, source })?;
+        }
+        eprintln!(
+            "wrote {}: {} matrices copied exactly, {} quantized to {} bits in groups of {}, {} float",
+            a.output, summary.exact, summary.quantized, a.bits, a.group_size, summary.float
+        );
+        Ok(())
     }
 
     fn generate(a: GenerateArgs) -> Result<(), Error> {
@@ -276,6 +378,7 @@ mod cli {
         let result = match cli.command {
             Command::Generate(a) => generate(a),
             Command::Bench(a) => bench(a),
+            Command::Quantize(a) => quantize(a),
         };
         match result {
             Ok(()) => ExitCode::SUCCESS,

@@ -32,6 +32,8 @@ pub struct HfModel<'a> {
     /// llama.cpp name → where the tensor is.
     entries: BTreeMap<String, Entry>,
     gpt2: bool,
+    /// Dequantize MLX weights to f32 instead of mapping them onto Wick's kernels.
+    dequantize: bool,
 }
 
 /// llama.cpp's name for a Hugging Face tensor name, or `None` for tensors Wick does not use
@@ -120,7 +122,16 @@ impl<'a> HfModel<'a> {
             shards,
             entries,
             gpt2,
+            dequantize: false,
         })
+    }
+
+    /// Loads quantized weights as f32 (`scale · q + bias` exactly) and runs them with f32
+    /// matmuls: slower and 4–8× the memory, but free of the 8-bit rounding of activations that
+    /// Wick's kernels make. For checking the format against a float reference.
+    pub fn dequantized(mut self) -> Self {
+        self.dequantize = true;
+        self
     }
 
     fn entry(&self, name: &str) -> Result<&Entry> {
@@ -191,7 +202,7 @@ impl<'a> HfModel<'a> {
             ));
         }
         let a = Affine::unpack(&packed, bits, group, rows, cols, scales, biases);
-        match a.to_blocks() {
+        match a.to_blocks().filter(|_| !self.dequantize) {
             Some((ty, blocks)) if device.is_cpu() => Ok(WeightTensor::Blocks {
                 ty,
                 data: TensorData::owned(blocks),

@@ -1,0 +1,187 @@
+//! Every architecture's tiny model against the logits Hugging Face `transformers` computed for
+//! it (`tests/fixtures/hf/*`, written by `scripts/make_fixtures.py`), loaded from the HF folder
+//! (safetensors + config.json) and from the GGUF file that follows llama.cpp's conventions.
+//!
+//! Each position's logits must be within 1e-4 of the reference: token by token through the KV
+//! cache, the whole sequence at once, and in two chunks. Runs natively and in wasm (Node).
+
+use candle_core::Device;
+use serde::Deserialize;
+#[cfg(target_arch = "wasm32")]
+use wasm_bindgen_test::wasm_bindgen_test as test;
+use wick::weights::safetensors::SafeTensors;
+use wick::weights::{Gguf, HfModel};
+use wick::Model;
+
+/// Largest difference allowed from the f32 reference.
+const TOLERANCE: f32 = 1e-4;
+
+#[derive(Deserialize)]
+struct Reference {
+    tokens: Vec<u32>,
+    logits: Vec<Vec<f32>>,
+}
+
+/// One fixture folder's files, compiled in so the test runs where there is no file system.
+struct Fixture {
+    name: &'static str,
+    config: &'static [u8],
+    safetensors: &'static [u8],
+    gguf: Option<&'static [u8]>,
+    reference: &'static str,
+}
+
+macro_rules! fixture {
+    ($name:literal $(, $gguf:ident)?) => {
+        Fixture {
+            name: $name,
+            config: include_bytes!(concat!("fixtures/hf/", $name, "/config.json")),
+            safetensors: include_bytes!(concat!("fixtures/hf/", $name, "/model.safetensors")),
+            gguf: fixture!(@gguf $name $(, $gguf)?),
+            reference: include_str!(concat!("fixtures/hf/", $name, "/reference.json")),
+        }
+    };
+    (@gguf $name:literal, gguf) => {
+        Some(include_bytes!(concat!("fixtures/hf/", $name, "/model.gguf")))
+    };
+    (@gguf $name:literal) => {
+        None
+    };
+}
+
+fn max_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len(), "vocabulary sizes differ");
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}
+
+fn logits(m: &mut Model, ids: &[u32]) -> Vec<f32> {
+    m.forward(ids)
+        .expect("forward")
+        .to_vec1()
+        .expect("f32 logits")
+}
+
+/// Runs the three orders of evaluation and returns the largest difference seen.
+fn compare(label: &str, m: &mut Model, want: &Reference) -> f32 {
+    let mut worst = 0f32;
+    for (t, id) in want.tokens.iter().enumerate() {
+        worst = worst.max(max_diff(&logits(m, &[*id]), &want.logits[t]));
+    }
+    let last = want.logits.last().expect("reference has logits");
+    m.truncate_cache(0);
+    worst = worst.max(max_diff(&logits(m, &want.tokens), last));
+    m.truncate_cache(0);
+    let half = want.tokens.len() / 2;
+    logits(m, &want.tokens[..half]);
+    worst = worst.max(max_diff(&logits(m, &want.tokens[half..]), last));
+    println!("{label}: max |Δlogit| = {worst:.2e}");
+    worst
+}
+
+fn hf_model<'a>(f: &Fixture, st: SafeTensors<'a>) -> HfModel<'a> {
+    HfModel::new(f.config, vec![st]).expect("config.json parses")
+}
+
+fn check(f: Fixture) {
+    let want: Reference = serde_json::from_str(f.reference).expect("reference parses");
+    let st = SafeTensors::parse("model.safetensors", f.safetensors).expect("safetensors parses");
+    let mut m = Model::from_hf(&hf_model(&f, st), &Device::Cpu).expect("HF model loads");
+    let worst = compare(&format!("{} (safetensors)", f.name), &mut m, &want);
+    assert!(
+        worst <= TOLERANCE,
+        "{}: safetensors logits off by {worst}",
+        f.name
+    );
+    if let Some(bytes) = f.gguf {
+        let g = Gguf::parse(bytes).expect("GGUF parses");
+        let mut m = Model::from_gguf(&g, &Device::Cpu).expect("GGUF model loads");
+        let worst = compare(&format!("{} (gguf)", f.name), &mut m, &want);
+        assert!(worst <= TOLERANCE, "{}: GGUF logits off by {worst}", f.name);
+    }
+}
+
+/// MLX-quantized fixtures: the weights, dequantized exactly, must give the reference within
+/// 1e-4; Wick's own kernels, which round activations to 8 bits per block of 32 like llama.cpp,
+/// must stay within `kernel_tolerance` of the largest reference logit.
+fn check_quantized(f: Fixture, kernel_tolerance: f32) {
+    let want: Reference = serde_json::from_str(f.reference).expect("reference parses");
+    let st = || SafeTensors::parse("model.safetensors", f.safetensors).expect("parses");
+    let exact = hf_model(&f, st()).dequantized();
+    let mut m = Model::from_hf(&exact, &Device::Cpu).expect("loads dequantized");
+    let worst = compare(&format!("{} (dequantized)", f.name), &mut m, &want);
+    assert!(
+        worst <= TOLERANCE,
+        "{}: dequantized logits off by {worst}",
+        f.name
+    );
+    let mut m = Model::from_hf(&hf_model(&f, st()), &Device::Cpu).expect("loads for kernels");
+    let worst = compare(&format!("{} (kernels)", f.name), &mut m, &want);
+    assert!(
+        worst <= kernel_tolerance,
+        "{}: kernel logits off by {worst}",
+        f.name
+    );
+}
+
+#[test]
+fn llama2() {
+    check(fixture!("llama2", gguf));
+}
+
+#[test]
+fn llama3_with_rope_scaling() {
+    check(fixture!("llama3", gguf));
+}
+
+#[test]
+fn smollm_with_tied_embeddings() {
+    check(fixture!("smollm", gguf));
+}
+
+#[test]
+fn llama_with_gated_gelu() {
+    check(fixture!("llama-gelu"));
+}
+
+#[test]
+fn mistral_with_sliding_window() {
+    check(fixture!("mistral", gguf));
+}
+
+#[test]
+fn mixtral_with_top2_experts() {
+    check(fixture!("mixtral", gguf));
+}
+
+#[test]
+fn qwen2_with_qkv_bias() {
+    check(fixture!("qwen2", gguf));
+}
+
+#[test]
+fn gpt2() {
+    check(fixture!("gpt2", gguf));
+}
+
+#[test]
+fn gpt2_with_relu() {
+    check(fixture!("gpt2-relu"));
+}
+
+#[test]
+fn mlx_4bit_group_32() {
+    check_quantized(fixture!("smollm-mlx-q4-g32"), 0.1);
+}
+
+#[test]
+fn mlx_4bit_group_128() {
+    check_quantized(fixture!("smollm-mlx-q4-g128"), 0.1);
+}
+
+#[test]
+fn mlx_8bit_group_64() {
+    check_quantized(fixture!("smollm-mlx-q8-g64"), 0.1);
+}
