@@ -140,6 +140,16 @@ impl Engine {
     /// `chat_template.jinja`, and one `.safetensors` file or the shards that
     /// `model.safetensors.index.json` lists. Weights may be float or MLX-quantized.
     pub fn from_hf_files(files: &[(String, Vec<u8>)], device: &Device) -> Result<Self> {
+        Self::from_hf_files_with(files, device, None)
+    }
+
+    /// [`Engine::from_hf_files`], quantizing float matrices at load to `(bits, group_size)`
+    /// when `quantize` is given (see [`HfModel::quantized_at_load`]).
+    pub fn from_hf_files_with(
+        files: &[(String, Vec<u8>)],
+        device: &Device,
+        quantize: Option<(usize, usize)>,
+    ) -> Result<Self> {
         let file = |name: &str| {
             files
                 .iter()
@@ -183,7 +193,10 @@ impl Engine {
             shards.push(SafeTensors::parse(name, bytes)?);
         }
         let config = file("config.json").ok_or_else(|| missing("config.json"))?;
-        let hf = HfModel::new(config, shards)?;
+        let mut hf = HfModel::new(config, shards)?;
+        if let Some((bits, group)) = quantize {
+            hf = hf.quantized_at_load(bits, group)?;
+        }
         let model = Model::from_hf(&hf, device)?;
 
         let tok_config: serde_json::Value = match file("tokenizer_config.json") {

@@ -34,6 +34,8 @@ pub struct HfModel<'a> {
     gpt2: bool,
     /// Dequantize MLX weights to f32 instead of mapping them onto Wick's kernels.
     dequantize: bool,
+    /// Quantize float matrices at load to `(bits, group)`, to save memory.
+    quantize: Option<(usize, usize)>,
 }
 
 /// llama.cpp's name for a Hugging Face tensor name, or `None` for tensors Wick does not use
@@ -123,7 +125,21 @@ impl<'a> HfModel<'a> {
             entries,
             gpt2,
             dequantize: false,
+            quantize: None,
         })
+    }
+
+    /// Quantizes float matrices (not norms or biases) at load, MLX-style with `bits` and
+    /// `group`, so a float model takes 1/8 (4-bit) or 1/4 (8-bit) of the f32 memory and runs on
+    /// Wick's kernels. Matrices whose width is not a multiple of `group` stay float.
+    pub fn quantized_at_load(mut self, bits: usize, group: usize) -> Result<Self> {
+        if !BITS.contains(&bits) || !GROUPS.contains(&group) {
+            return Err(Error::Metadata(format!(
+                "cannot quantize to {bits} bits in groups of {group} (bits 4 or 8, group 32, 64 or 128)"
+            )));
+        }
+        self.quantize = Some((bits, group));
+        Ok(self)
     }
 
     /// Loads quantized weights as f32 (`scale · q + bias` exactly) and runs them with f32
