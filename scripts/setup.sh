@@ -62,6 +62,13 @@ if [ ! -f "models/$MODEL_FILE" ] || ! echo "$MODEL_SHA256  models/$MODEL_FILE" |
 fi
 log "model ok: models/$MODEL_FILE"
 
+# The app's default model: the same weights as MLX-quantized safetensors, written by
+# `wick quantize` (Q4_1 and Q8_0 blocks are copied exactly, so the replies are the same).
+MLX_DIR=models/SmolLM2-135M-Instruct-MLX-4bit
+log "building the native CLI and writing $MLX_DIR"
+cargo build --release --quiet --bin wick
+target/release/wick quantize "models/$MODEL_FILE" "$MLX_DIR" --bits 4 --group-size 32
+
 # --- The wasm package the page loads --------------------------------------------------------
 scripts/build-wasm.sh
 log "ready"

@@ -16,7 +16,7 @@ use crate::error::{Error, Result};
 use crate::model::{Config, Model};
 use crate::sample::{Sampler, SamplingParams};
 use crate::tokenizer::{TextStream, Tokenizer};
-use crate::weights::safetensors::SafeTensors;
+use crate::weights::safetensors::{Bytes, SafeTensors};
 use crate::weights::{Gguf, HfModel};
 
 /// Prompt tokens fed per step, so a long prefill still yields to the caller now and then.
@@ -150,24 +150,33 @@ impl Engine {
         device: &Device,
         quantize: Option<(usize, usize)>,
     ) -> Result<Self> {
-        let file = |name: &str| {
-            files
-                .iter()
-                .find(|(n, _)| n == name || n.ends_with(&format!("/{name}")))
-                .map(|(_, b)| b.as_slice())
-        };
+        let sources: Vec<(String, &dyn Bytes)> = files
+            .iter()
+            .map(|(n, b)| (n.clone(), b as &dyn Bytes))
+            .collect();
+        Self::from_hf_sources(&sources, device, quantize)
+    }
+
+    /// [`Engine::from_hf_files_with`] over files whose bytes are read a tensor at a time.
+    pub fn from_hf_sources(
+        files: &[(String, &dyn Bytes)],
+        device: &Device,
+        quantize: Option<(usize, usize)>,
+    ) -> Result<Self> {
+        let base = |n: &str| n.rsplit('/').next().unwrap_or(n).to_string();
+        let source = |name: &str| files.iter().find(|(n, _)| base(n) == name).map(|(_, b)| *b);
+        let file = |name: &str| source(name).map(|b| b.read(0..b.len()));
         let missing = |name: &str| Error::File {
             file: name.to_string(),
             problem: "is missing from the model folder".into(),
         };
-        let base = |n: &str| n.rsplit('/').next().unwrap_or(n).to_string();
         let mut wanted: Vec<String> = files
             .iter()
             .map(|(n, _)| base(n))
             .filter(|n| n.ends_with(".safetensors"))
             .collect();
         if let Some(index) = file("model.safetensors.index.json") {
-            let v: serde_json::Value = serde_json::from_slice(index).map_err(|e| Error::File {
+            let v: serde_json::Value = serde_json::from_slice(&index).map_err(|e| Error::File {
                 file: "model.safetensors.index.json".into(),
                 problem: format!("is not valid JSON: {e}"),
             })?;
@@ -189,18 +198,18 @@ impl Engine {
         }
         let mut shards = Vec::with_capacity(wanted.len());
         for name in &wanted {
-            let bytes = file(name).ok_or_else(|| missing(name))?;
-            shards.push(SafeTensors::parse(name, bytes)?);
+            let bytes = source(name).ok_or_else(|| missing(name))?;
+            shards.push(SafeTensors::parse_from(name, bytes)?);
         }
         let config = file("config.json").ok_or_else(|| missing("config.json"))?;
-        let mut hf = HfModel::new(config, shards)?;
+        let mut hf = HfModel::new(&config, shards)?;
         if let Some((bits, group)) = quantize {
             hf = hf.quantized_at_load(bits, group)?;
         }
         let model = Model::from_hf(&hf, device)?;
 
         let tok_config: serde_json::Value = match file("tokenizer_config.json") {
-            Some(b) => serde_json::from_slice(b).map_err(|e| Error::File {
+            Some(b) => serde_json::from_slice(&b).map_err(|e| Error::File {
                 file: "tokenizer_config.json".into(),
                 problem: format!("is not valid JSON: {e}"),
             })?,
@@ -215,17 +224,18 @@ impl Engine {
         };
         let add_bos = tok_config.get("add_bos_token").and_then(|v| v.as_bool()) == Some(true);
         let tokenizer = Tokenizer::from_hf(
-            file("tokenizer.json").ok_or_else(|| missing("tokenizer.json"))?,
+            &file("tokenizer.json").ok_or_else(|| missing("tokenizer.json"))?,
             special("bos_token").as_deref(),
             special("eos_token").as_deref(),
             add_bos,
         )?;
-        let template_file = file("chat_template.jinja").map(String::from_utf8_lossy);
+        let template_file =
+            file("chat_template.jinja").map(|b| String::from_utf8_lossy(&b).into_owned());
         let template = tok_config
             .get("chat_template")
             .and_then(|t| t.as_str())
             .map(String::from)
-            .or(template_file.map(|t| t.into_owned()));
+            .or(template_file);
         let template = ChatTemplate::new(
             template.as_deref(),
             tokenizer.bos_token(),

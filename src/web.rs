@@ -9,6 +9,24 @@ use wasm_bindgen::prelude::*;
 use crate::chat::Message;
 use crate::sample::SamplingParams;
 use crate::session::Engine;
+use crate::weights::safetensors::Bytes;
+
+/// A file JavaScript fetched, left in JS memory: the loader copies one tensor at a time into
+/// wasm, so wasm memory never holds the whole file beside the weights made from it.
+struct JsBytes(js_sys::Uint8Array);
+
+impl Bytes for JsBytes {
+    fn len(&self) -> usize {
+        self.0.length() as usize
+    }
+    fn read(&self, range: std::ops::Range<usize>) -> std::borrow::Cow<'_, [u8]> {
+        std::borrow::Cow::Owned(
+            self.0
+                .subarray(range.start as u32, range.end as u32)
+                .to_vec(),
+        )
+    }
+}
 
 /// `initThreadPool(n)`: starts `n` Web Workers for rayon (the threaded build only).
 #[cfg(feature = "threads")]
@@ -32,6 +50,8 @@ pub fn start() {
 #[wasm_bindgen]
 pub struct WickEngine {
     engine: Engine,
+    /// What was loaded, in words ("GGUF", "safetensors, MLX 4-bit" …).
+    format: String,
 }
 
 #[wasm_bindgen]
@@ -40,7 +60,51 @@ impl WickEngine {
     #[wasm_bindgen(constructor)]
     pub fn new(bytes: Vec<u8>) -> Result<WickEngine, JsError> {
         let engine = Engine::from_gguf_vec(bytes, &Device::Cpu).map_err(js_error)?;
-        Ok(Self { engine })
+        let format = "GGUF".to_string();
+        Ok(Self { engine, format })
+    }
+
+    /// Loads a Hugging Face model folder from its files (`names[i]` is the name of the
+    /// `Uint8Array` `files[i]`): config.json, tokenizer files and safetensors, float or
+    /// MLX-quantized. `quantize` ("q4" or "q8") quantizes float weights at load.
+    #[wasm_bindgen(js_name = fromFiles)]
+    pub fn from_files(
+        names: Vec<String>,
+        files: js_sys::Array,
+        quantize: Option<String>,
+    ) -> Result<WickEngine, JsError> {
+        let quantize = match quantize.as_deref() {
+            None | Some("") | Some("none") => None,
+            Some("q4") => Some((4, 32)),
+            Some("q8") => Some((8, 32)),
+            Some(other) => return Err(js_error(format!("unknown quantization \"{other}\""))),
+        };
+        let bytes: Vec<JsBytes> = files
+            .iter()
+            .map(|f| JsBytes(js_sys::Uint8Array::new(&f)))
+            .collect();
+        if bytes.len() != names.len() {
+            return Err(js_error("fromFiles needs one name per file"));
+        }
+        let sources: Vec<(String, &dyn Bytes)> = names
+            .into_iter()
+            .zip(&bytes)
+            .map(|(n, b)| (n, b as &dyn Bytes))
+            .collect();
+        let bits = sources
+            .iter()
+            .find(|(n, _)| n.rsplit('/').next() == Some("config.json"))
+            .and_then(|(_, b)| {
+                let c: serde_json::Value = serde_json::from_slice(&b.read(0..b.len())).ok()?;
+                c.get("quantization")?.get("bits")?.as_u64()
+            });
+        let engine = Engine::from_hf_sources(&sources, &Device::Cpu, quantize).map_err(js_error)?;
+        let format = match (bits, quantize) {
+            (Some(b), _) => format!("safetensors, MLX {b}-bit"),
+            (None, Some((b, _))) => format!("safetensors, float → {b}-bit at load"),
+            (None, None) => "safetensors, float".to_string(),
+        };
+        Ok(Self { engine, format })
     }
 
     /// The model's configuration as JSON.
@@ -48,6 +112,7 @@ impl WickEngine {
         let c = self.engine.config();
         to_json(&serde_json::json!({
             "architecture": c.architecture,
+            "format": self.format,
             "vocab_size": c.vocab_size,
             "hidden_size": c.hidden_size,
             "n_layers": c.n_layers,

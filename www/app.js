@@ -2,7 +2,8 @@
 // streams back. Model output is only ever inserted as text (textContent), never as HTML.
 import { ToWorker, FromWorker } from './protocol.js';
 
-const DEFAULT_MODEL = 'models/SmolLM2-135M-Instruct.Q4_1.gguf';
+// A Hugging Face folder of MLX-quantized safetensors (made from the GGUF by `wick quantize`).
+const DEFAULT_MODEL = 'models/SmolLM2-135M-Instruct-MLX-4bit/';
 const query = new URLSearchParams(location.search);
 // Worker threads for the engine: ?threads=N, else one per core.
 const THREADS = Math.max(1, Number(query.get('threads')) || navigator.hardwareConcurrency || 1);
@@ -12,6 +13,7 @@ const ui = {
   loader: $('loader'), progress: $('progress'), progressLabel: $('progress-label'),
   error: $('error'), messages: $('messages'), form: $('composer'), input: $('input'),
   send: $('send'), stop: $('stop'), status: $('status'), newChat: $('new-chat'), file: $('model-file'),
+  modelChoice: $('model-choice'), quantize: $('quantize'),
 };
 
 const worker = new Worker(new URL('./worker.js', import.meta.url), { type: 'module' });
@@ -111,7 +113,7 @@ worker.onmessage = ({ data }) => {
       ready = true;
       ui.loader.classList.add('done');
       const { info, build } = data;
-      modelLine = `${data.name} (${info.architecture}, ${info.n_layers} layers) · wasm ${build.simd ? 'simd128' : 'scalar'}, ${build.threads} thread${build.threads === 1 ? '' : 's'}`;
+      modelLine = `${data.name} (${info.format}, ${info.architecture}, ${info.n_layers} layers) · wasm ${build.simd ? 'simd128' : 'scalar'}, ${build.threads} thread${build.threads === 1 ? '' : 's'}`;
       ui.status.textContent = `Ready: ${modelLine} · loaded from ${data.source} in ${data.loadSeconds.toFixed(1)} s`;
       setBusy(false);
       ui.input.focus();
@@ -142,7 +144,7 @@ worker.onmessage = ({ data }) => {
       if (data.fatal) {
         ready = false;
         ui.loader.classList.add('done');
-        ui.status.textContent = 'No model loaded — pick a GGUF file in Settings, or reload the page.';
+        ui.status.textContent = 'No model loaded — pick a model or model files in Settings, or reload the page.';
       }
       setBusy(false);
       break;
@@ -171,13 +173,21 @@ ui.newChat.addEventListener('click', () => {
   worker.postMessage({ type: ToWorker.RESET });
 });
 ui.file.addEventListener('change', () => {
-  const file = ui.file.files[0];
-  if (!file) return;
+  const files = [...ui.file.files];
+  if (!files.length) return;
   ui.error.hidden = true;
-  ui.status.textContent = `Loading ${file.name}…`;
-  worker.postMessage({ type: ToWorker.LOAD_FILE, file, threads: THREADS });
+  ui.status.textContent = `Loading ${files.map((f) => f.name).join(', ')}…`;
+  worker.postMessage({ type: ToWorker.LOAD_FILES, files, threads: THREADS, quantize: ui.quantize.value || null });
 });
 
-const modelUrl = new URL(query.get('model') ?? DEFAULT_MODEL, location.href).href;
-worker.postMessage({ type: ToWorker.LOAD_URL, url: modelUrl, threads: THREADS });
+function loadUrl(path) {
+  ui.error.hidden = true;
+  const url = new URL(path, location.href).href;
+  worker.postMessage({ type: ToWorker.LOAD_URL, url, threads: THREADS, quantize: ui.quantize.value || null });
+}
+ui.modelChoice.addEventListener('change', () => loadUrl(ui.modelChoice.value));
+
+const startModel = query.get('model') ?? DEFAULT_MODEL;
+if ([...ui.modelChoice.options].some((o) => o.value === startModel)) ui.modelChoice.value = startModel;
+loadUrl(startModel);
 setBusy(false);

@@ -4,12 +4,17 @@
 /** Page → worker. */
 export const ToWorker = Object.freeze({
   /**
-   * `{ url, threads }`: fetch a GGUF model (Cache API first) and build the engine; `threads`
-   * (> 1 picks the threaded build when the page is cross-origin isolated) counts only the first time.
+   * `{ url, threads, quantize }`: fetch a model (Cache API first) and build the engine: a GGUF
+   * file, or a Hugging Face folder when `url` ends with `/` (config.json, tokenizer files,
+   * safetensors). `threads` (> 1 picks the threaded build when the page is cross-origin isolated)
+   * counts only the first time; `quantize` ('q4', 'q8' or null) quantizes float weights at load.
    */
   LOAD_URL: 'load-url',
-  /** `{ file, threads }`: build the engine from a user-picked File. */
-  LOAD_FILE: 'load-file',
+  /**
+   * `{ files, threads, quantize }`: build the engine from user-picked Files: one GGUF file, or
+   * the files of a Hugging Face folder.
+   */
+  LOAD_FILES: 'load-files',
   /**
    * `{ id, messages: [{role, content}], params }`: start a reply and stream it; `{ id, raw, params }`
    * continues a raw prompt instead (benchmarks). `params` follows Rust's `SamplingParams`.

@@ -31,12 +31,15 @@ let current = null; // { id, cancelled, finished } of the reply in progress
 
 const post = (type, payload = {}) => self.postMessage({ type, ...payload });
 
-/** Reads a Response body into one Uint8Array, reporting progress as it goes. */
-async function readWithProgress(response, phase) {
+/**
+ * Reads a Response body into one Uint8Array, reporting progress as it goes; `base` bytes
+ * (files read before this one) are added to what is reported.
+ */
+async function readWithProgress(response, phase, base = 0) {
   const total = Number(response.headers.get('content-length')) || 0;
   if (!response.body) {
     const bytes = new Uint8Array(await response.arrayBuffer());
-    post(FromWorker.PROGRESS, { phase, loaded: bytes.length, total: bytes.length });
+    post(FromWorker.PROGRESS, { phase, loaded: base + bytes.length, total: base + bytes.length });
     return bytes;
   }
   const reader = response.body.getReader();
@@ -50,11 +53,11 @@ async function readWithProgress(response, phase) {
     loaded += value.length;
     const now = performance.now();
     if (now - lastPost > 50) {
-      post(FromWorker.PROGRESS, { phase, loaded, total });
+      post(FromWorker.PROGRESS, { phase, loaded: base + loaded, total: total ? base + total : 0 });
       lastPost = now;
     }
   }
-  post(FromWorker.PROGRESS, { phase, loaded, total: total || loaded });
+  post(FromWorker.PROGRESS, { phase, loaded: base + loaded, total: base + (total || loaded) });
   const bytes = new Uint8Array(loaded);
   let offset = 0;
   for (const c of chunks) {
@@ -64,14 +67,18 @@ async function readWithProgress(response, phase) {
   return bytes;
 }
 
-/** The model's bytes: from the Cache API when present, else the network (then cached). */
-async function fetchModel(url) {
+/**
+ * One file's bytes: from the Cache API when present, else the network (then cached).
+ * With `optional`, a 404 gives `null` instead of an error.
+ */
+async function fetchFile(url, { base = 0, optional = false } = {}) {
   const cache = 'caches' in self ? await caches.open(MODEL_CACHE) : null;
   const hit = cache && (await cache.match(url));
-  if (hit) return { bytes: await readWithProgress(hit, 'cache'), source: 'cache' };
+  if (hit) return { bytes: await readWithProgress(hit, 'cache', base), source: 'cache' };
   const response = await fetch(url);
+  if (optional && response.status === 404) return null;
   if (!response.ok) throw new Error(`could not download ${url}: HTTP ${response.status}`);
-  const bytes = await readWithProgress(response, 'download');
+  const bytes = await readWithProgress(response, 'download', base);
   if (cache) {
     const headers = { 'content-type': 'application/octet-stream', 'content-length': String(bytes.length) };
     try {
@@ -84,23 +91,62 @@ async function fetchModel(url) {
   return { bytes, source: 'network' };
 }
 
-async function load(getBytes, name, threads) {
+/**
+ * A Hugging Face model folder (`url` ends with `/`): config and tokenizer files, then
+ * `model.safetensors`, or the shards `model.safetensors.index.json` lists when there is none.
+ */
+async function fetchFolder(url) {
+  const files = [];
+  let base = 0;
+  let source = 'cache';
+  const add = async (name, optional = false) => {
+    const got = await fetchFile(url + name, { base, optional });
+    if (!got) return false;
+    files.push({ name, bytes: got.bytes });
+    base += got.bytes.length;
+    if (got.source === 'network') source = 'network';
+    return true;
+  };
+  await add('config.json');
+  await add('tokenizer.json');
+  await add('tokenizer_config.json', true);
+  if (!(await add('model.safetensors', true))) {
+    if (!(await add('model.safetensors.index.json', true))) {
+      throw new Error(`${url} has neither model.safetensors nor model.safetensors.index.json`);
+    }
+    const index = JSON.parse(new TextDecoder().decode(files[files.length - 1].bytes));
+    for (const shard of [...new Set(Object.values(index.weight_map ?? {}))].sort()) await add(shard);
+  }
+  return { files, source };
+}
+
+/** Total bytes of what a getter returned. */
+const sizeOf = ({ bytes, files }) => (files ? files.reduce((n, f) => n + f.bytes.length, 0) : bytes.length);
+
+/**
+ * Builds the engine from what `getModel()` returns: `{ bytes, source }` for a GGUF file or
+ * `{ files: [{ name, bytes }], source }` for a Hugging Face folder.
+ */
+async function load(getModel, name, threads, quantize) {
   const t0 = performance.now();
   wasmReady ??= initWasm(threads);
   try {
-    const [{ bytes, source }, { mod, wasm, build }] = await Promise.all([getBytes(), wasmReady]);
+    const [model, { mod, wasm, build }] = await Promise.all([getModel(), wasmReady]);
+    const bytes = sizeOf(model);
     wasmMemory = wasm.memory;
     WickEngine = mod.WickEngine;
-    post(FromWorker.PROGRESS, { phase: 'init', loaded: bytes.length, total: bytes.length });
+    post(FromWorker.PROGRESS, { phase: 'init', loaded: bytes, total: bytes });
     await stopCurrent();
-    const next = new WickEngine(bytes);
+    const next = model.files
+      ? WickEngine.fromFiles(model.files.map((f) => f.name), model.files.map((f) => f.bytes), quantize ?? null)
+      : new WickEngine(model.bytes);
     // Only a model that loaded replaces the current one, so a bad file costs nothing.
     engine?.free();
     engine = next;
     engineName = name;
     const info = JSON.parse(engine.info());
     post(FromWorker.READY, {
-      info, source, name, bytes: bytes.length, build, memoryBytes: wasmMemory.buffer.byteLength,
+      info, source: model.source, name, bytes, build, memoryBytes: wasmMemory.buffer.byteLength,
       loadSeconds: (performance.now() - t0) / 1000,
     });
   } catch (e) {
@@ -182,12 +228,22 @@ async function generate({ id, messages, raw, params }) {
 
 self.onmessage = ({ data }) => {
   switch (data.type) {
-    case ToWorker.LOAD_URL:
-      load(() => fetchModel(data.url), data.url.split('/').pop(), data.threads);
+    case ToWorker.LOAD_URL: {
+      const folder = data.url.endsWith('/');
+      const name = folder ? data.url.split('/').at(-2) : data.url.split('/').pop();
+      load(() => (folder ? fetchFolder(data.url) : fetchFile(data.url)), name, data.threads, data.quantize);
       break;
-    case ToWorker.LOAD_FILE:
-      load(async () => ({ bytes: new Uint8Array(await data.file.arrayBuffer()), source: 'file' }), data.file.name, data.threads);
+    }
+    case ToWorker.LOAD_FILES: {
+      const read = async (f) => new Uint8Array(await f.arrayBuffer());
+      const gguf = data.files.length === 1 && !data.files[0].name.endsWith('.safetensors');
+      const name = gguf ? data.files[0].name : `${data.files.length} files`;
+      load(async () => (gguf
+        ? { bytes: await read(data.files[0]), source: 'file' }
+        : { files: await Promise.all(data.files.map(async (f) => ({ name: f.name, bytes: await read(f) }))), source: 'file' }),
+      name, data.threads, data.quantize);
       break;
+    }
     case ToWorker.GENERATE:
       generate(data);
       break;

@@ -89,6 +89,58 @@ pub struct TensorInfo {
     pub range: Range<usize>,
 }
 
+/// Where a file's bytes are: in memory, or somewhere a range can be copied from (the browser
+/// keeps a fetched file in JavaScript and hands over one tensor at a time, so wasm memory never
+/// holds the whole file next to the weights made from it).
+pub trait Bytes {
+    /// Length of the file.
+    fn len(&self) -> usize;
+    /// Whether the file is empty.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// The bytes in `range` (within `0..len()`).
+    fn read(&self, range: Range<usize>) -> Cow<'_, [u8]>;
+}
+
+impl Bytes for Vec<u8> {
+    fn len(&self) -> usize {
+        Vec::len(self)
+    }
+    fn read(&self, range: Range<usize>) -> Cow<'_, [u8]> {
+        Cow::Borrowed(&self[range])
+    }
+}
+
+/// The file's bytes: a slice in memory, or a [`Bytes`] source.
+#[derive(Clone, Copy)]
+enum Source<'a> {
+    Slice(&'a [u8]),
+    Other(&'a dyn Bytes),
+}
+
+impl<'a> Source<'a> {
+    fn len(&self) -> usize {
+        match self {
+            Self::Slice(b) => b.len(),
+            Self::Other(b) => b.len(),
+        }
+    }
+
+    fn read(&self, range: Range<usize>) -> Cow<'a, [u8]> {
+        match self {
+            Self::Slice(b) => Cow::Borrowed(&b[range]),
+            Self::Other(b) => b.read(range),
+        }
+    }
+}
+
+impl std::fmt::Debug for Source<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} bytes", self.len())
+    }
+}
+
 /// A parsed safetensors header over the file's bytes.
 #[derive(Debug)]
 pub struct SafeTensors<'a> {
@@ -98,18 +150,28 @@ pub struct SafeTensors<'a> {
     pub tensors: BTreeMap<String, TensorInfo>,
     /// The `__metadata__` strings, if any.
     pub metadata: BTreeMap<String, String>,
-    bytes: &'a [u8],
+    bytes: Source<'a>,
 }
 
 impl<'a> SafeTensors<'a> {
     /// Parses and checks the header of `bytes`, the whole file named `file`.
     pub fn parse(file: &str, bytes: &'a [u8]) -> Result<Self> {
+        Self::parse_source(file, Source::Slice(bytes))
+    }
+
+    /// [`SafeTensors::parse`] over bytes that are read a tensor at a time.
+    pub fn parse_from(file: &str, bytes: &'a dyn Bytes) -> Result<Self> {
+        Self::parse_source(file, Source::Other(bytes))
+    }
+
+    fn parse_source(file: &str, bytes: Source<'a>) -> Result<Self> {
         let fail = |problem: String| Error::File {
             file: file.to_string(),
             problem,
         };
+        let first = bytes.read(0..bytes.len().min(8));
         let len_bytes: [u8; 8] =
-            bytes
+            first
                 .get(..8)
                 .and_then(|b| b.try_into().ok())
                 .ok_or_else(|| {
@@ -126,7 +188,7 @@ impl<'a> SafeTensors<'a> {
             )));
         }
         let data_start = 8 + header_len as usize;
-        let header: BTreeMap<String, Value> = serde_json::from_slice(&bytes[8..data_start])
+        let header: BTreeMap<String, Value> = serde_json::from_slice(&bytes.read(8..data_start))
             .map_err(|e| fail(format!("header is not a JSON object: {e}")))?;
         let data_len = bytes.len() - data_start;
         let mut tensors = BTreeMap::new();
@@ -178,15 +240,15 @@ impl<'a> SafeTensors<'a> {
     }
 
     /// A tensor's raw bytes.
-    pub fn bytes(&self, name: &str) -> Result<&'a [u8]> {
+    pub fn bytes(&self, name: &str) -> Result<Cow<'a, [u8]>> {
         let info = self.info(name)?;
-        Ok(&self.bytes[info.range.clone()])
+        Ok(self.bytes.read(info.range.clone()))
     }
 
     /// A float tensor (F32, F16 or BF16) as f32 values, with its shape.
     pub fn f32s(&self, name: &str) -> Result<(Vec<f32>, Vec<usize>)> {
         let info = self.info(name)?;
-        let raw = &self.bytes[info.range.clone()];
+        let raw = self.bytes.read(info.range.clone());
         let values = match info.dtype {
             Dtype::F32 => raw
                 .chunks_exact(4)
@@ -219,10 +281,7 @@ impl<'a> SafeTensors<'a> {
                 &format!("has dtype {}, U32 was expected", info.dtype.name()),
             ));
         }
-        Ok((
-            Cow::Borrowed(&self.bytes[info.range.clone()]),
-            info.shape.clone(),
-        ))
+        Ok((self.bytes.read(info.range.clone()), info.shape.clone()))
     }
 
     /// An error about tensor `name` of this file.

@@ -5,8 +5,9 @@ import assert from 'node:assert/strict';
 import { mkdirSync, readFileSync } from 'node:fs';
 import { openBrowser, waitReady, ask } from './browser.mjs';
 
-const MODEL = 'models/SmolLM2-135M-Instruct.Q4_1.gguf';
-const modelRequests = (requests) => requests.filter((r) => r.url.endsWith('.gguf') && r.method === 'GET');
+const GGUF = 'models/SmolLM2-135M-Instruct.Q4_1.gguf';
+const MLX = 'models/SmolLM2-135M-Instruct-MLX-4bit';
+const modelRequests = (requests) => requests.filter((r) => /\.(gguf|safetensors)$/.test(r.url) && r.method === 'GET');
 
 let browser;
 let page;
@@ -41,9 +42,15 @@ test('the default model downloads with a byte progress bar and loads', async () 
   const progress = await page.evaluate(() => window.__progress);
   const downloads = progress.filter((t) => /^Downloading the model: [\d.]+ \/ [\d.]+ MB$/.test(t));
   assert.ok(downloads.length >= 2, `progress updates: ${JSON.stringify(progress)}`);
-  assert.match(downloads.at(-1), /98\.4 \/ 98\.4 MB/);
-  assert.equal(modelRequests(browser.requests).length, 1);
+  // config.json, tokenizer.json, tokenizer_config.json and model.safetensors, counted together.
+  const [, loaded, total] = downloads.at(-1).match(/([\d.]+) \/ ([\d.]+) MB/);
+  assert.equal(loaded, total);
+  assert.ok(Number(total) > 99 && Number(total) < 101, downloads.at(-1));
+  assert.deepEqual(modelRequests(browser.requests).map((r) => r.url.split('/').slice(-2).join('/')), [
+    'SmolLM2-135M-Instruct-MLX-4bit/model.safetensors',
+  ]);
   const status = await page.textContent('#status');
+  assert.match(status, /SmolLM2-135M-Instruct-MLX-4bit \(safetensors, MLX 4-bit, llama, 30 layers\)/);
   assert.match(status, /loaded from network/);
   // The dev server makes the page cross-origin isolated, so the threaded build runs.
   const cores = await page.evaluate(() => navigator.hardwareConcurrency);
@@ -92,10 +99,19 @@ test('bad model files show a readable error and the current model keeps working'
   await page.waitForSelector('#error:not([hidden])');
   assert.match(await page.textContent('#error'), /Could not load notes\.gguf: not a GGUF file.*Still using SmolLM2/s);
 
-  const truncated = readFileSync(MODEL).subarray(0, 5_000_000);
+  const truncated = readFileSync(GGUF).subarray(0, 5_000_000);
   await page.setInputFiles('#model-file', { name: 'cut.gguf', mimeType: 'application/octet-stream', buffer: truncated });
   await page.waitForFunction(() => document.getElementById('error').textContent.includes('cut.gguf'));
   assert.match(await page.textContent('#error'), /file is truncated/);
+
+  // A Hugging Face folder whose weights were cut short: the error names the file.
+  const folder = ['config.json', 'tokenizer.json', 'tokenizer_config.json'].map((name) => ({
+    name, mimeType: 'application/json', buffer: readFileSync(`${MLX}/${name}`),
+  }));
+  const cut = readFileSync(`${MLX}/model.safetensors`).subarray(0, 20_000_000);
+  await page.setInputFiles('#model-file', [...folder, { name: 'model.safetensors', mimeType: 'application/octet-stream', buffer: cut }]);
+  await page.waitForFunction(() => document.getElementById('error').textContent.includes('4 files'));
+  assert.match(await page.textContent('#error'), /model\.safetensors: tensor `[^`]+`: data_offsets .* outside the data section.*Still using/s);
 
   const reply = await ask(page, 'What is the capital of France?');
   assert.match(reply.text, /Paris/);
@@ -119,6 +135,20 @@ test('a reload takes the weights from the browser cache, not the network', async
   assert.match(await page.textContent('#status'), /loaded from cache/);
   const reply = await ask(page, 'What is the capital of France?');
   assert.match(reply.text, /Paris/);
+});
+
+test('the GGUF the default model was made from is selectable and replies the same', async () => {
+  const mlx = await ask(page, 'What is the capital of France?');
+  await page.evaluate(() => { document.getElementById('settings').open = true; });
+  // A new model starts a new conversation, so both answers come from the same prompt.
+  await page.selectOption('#model-choice', GGUF);
+  await page.waitForFunction(() => /Ready: SmolLM2-135M-Instruct\.Q4_1\.gguf \(GGUF/.test(document.getElementById('status').textContent));
+  const gguf = await ask(page, 'What is the capital of France?');
+  assert.equal(gguf.text, mlx.text);
+  assert.match(gguf.text, /Paris/);
+  await page.selectOption('#model-choice', `${MLX}/`);
+  await page.waitForFunction(() => /Ready: SmolLM2-135M-Instruct-MLX-4bit/.test(document.getElementById('status').textContent));
+  await page.evaluate(() => { document.getElementById('settings').open = false; });
 });
 
 test('the single-threaded build answers too (?threads=1)', async () => {
