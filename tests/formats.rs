@@ -8,6 +8,8 @@ use wick::weights::safetensors::{SafeTensors, Writer};
 use wick::weights::tiny::tiny_gguf;
 use wick::weights::Gguf;
 use wick::{Config, Engine, Event, SamplingParams, Tokenizer};
+#[cfg(target_arch = "wasm32")]
+use wasm_bindgen_test::wasm_bindgen_test as test;
 
 type Files = Vec<(String, Vec<u8>)>;
 

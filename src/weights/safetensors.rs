@@ -495,7 +495,7 @@ mod tests {
                 "overlap",
             ),
             (
-                r#"{"w":{"dtype":"F32","shape":[4294967296,4294967296],"data_offsets":[0,8]}}"#,
+                r#"{"w":{"dtype":"F32","shape":[65536,65536,65536,65536],"data_offsets":[0,8]}}"#,
                 "overflows",
             ),
         ];
