@@ -10,7 +10,7 @@
 use std::sync::Arc;
 
 use candle_core::quantized::{QMatMul, QTensor};
-use candle_core::{DType, Device, Module, Tensor, D};
+use candle_core::{Device, Module, Tensor, D};
 use candle_nn::ops::{layer_norm, rms_norm, softmax_last_dim};
 use candle_nn::rotary_emb::{rope, rope_i};
 use serde_json::Value;
@@ -52,7 +52,25 @@ impl Activation {
         })
     }
 
+    /// One value; `libm`'s functions, so native and wasm agree to the bit.
+    fn scalar(self, v: f32) -> f32 {
+        match self {
+            Self::Silu => v / (1.0 + libm::expf(-v)),
+            Self::Gelu => 0.5 * v * (1.0 + libm::erff(v * std::f32::consts::FRAC_1_SQRT_2)),
+            Self::GeluTanh => {
+                let c = (2.0 / std::f32::consts::PI).sqrt();
+                0.5 * v * (1.0 + libm::tanhf(c * v * (1.0 + 0.044715 * v * v)))
+            }
+            Self::Relu => v.max(0.0),
+        }
+    }
+
     fn apply(self, x: &Tensor) -> Result<Tensor> {
+        if x.device().is_cpu() {
+            let v: Vec<f32> = x.flatten_all()?.to_vec1::<f32>()?;
+            let v = v.into_iter().map(|e| self.scalar(e)).collect();
+            return Ok(Tensor::from_vec(v, x.shape(), x.device())?);
+        }
         Ok(match self {
             Self::Silu => candle_nn::ops::silu(x)?,
             Self::Gelu => x.gelu_erf()?,
@@ -673,6 +691,15 @@ impl Ffn {
     }
 }
 
+/// A block's keys and values on the CPU: position-major rows of `kv_heads × head_dim`, read in
+/// place by [`kernels::attention`].
+#[derive(Debug, Default)]
+struct RowCache {
+    k: Vec<f32>,
+    v: Vec<f32>,
+    len: usize,
+}
+
 /// One transformer block's weights and cache.
 struct Block {
     attn_norm: NormLayer,
@@ -682,7 +709,10 @@ struct Block {
     wo: Linear,
     ffn_norm: NormLayer,
     ffn: Ffn,
+    /// Used on GPUs (Candle's attention).
     cache: KvCache,
+    /// Used on the CPU (Wick's attention kernel).
+    rows: RowCache,
 }
 
 /// A token embedding kept in its file form: rows are dequantized only for the tokens looked up.
@@ -788,8 +818,10 @@ pub struct Model {
     blocks: Vec<Block>,
     norm: NormLayer,
     head: Linear,
-    /// Rotary tables `[context, head_dim / 2]`, when positions are rotary.
+    /// Rotary tables `[context, head_dim / 2]`, when positions are rotary: as tensors (GPU
+    /// path) and as rows (CPU path), the same values.
     rotary: Option<(Tensor, Tensor)>,
+    rotary_rows: Option<(Vec<f32>, Vec<f32>)>,
     device: Device,
 }
 
@@ -1029,10 +1061,19 @@ impl Model {
                 ffn_norm: l.norm(&format!("{p}.ffn_norm"))?,
                 ffn,
                 cache: KvCache::default(),
+                rows: RowCache::default(),
             });
         }
         let norm = l.norm("output_norm")?;
-        let rotary = rope_tables(&cfg, rope_divisors.as_deref(), device)?;
+        let rotary_rows = rope_tables(&cfg, rope_divisors.as_deref())?;
+        let half = cfg.head_dim / 2;
+        let rotary = match &rotary_rows {
+            Some((c, s)) => Some((
+                Tensor::from_slice(c, (cfg.context_length, half), device)?,
+                Tensor::from_slice(s, (cfg.context_length, half), device)?,
+            )),
+            None => None,
+        };
         Ok(Self {
             config: cfg,
             embed,
@@ -1041,6 +1082,7 @@ impl Model {
             norm,
             head,
             rotary,
+            rotary_rows,
             device: device.clone(),
         })
     }
@@ -1052,13 +1094,20 @@ impl Model {
 
     /// Number of positions held in the KV cache.
     pub fn cached_len(&self) -> usize {
-        self.blocks.first().map_or(0, |b| b.cache.len)
+        self.blocks.first().map_or(0, |b| {
+            if self.device.is_cpu() {
+                b.rows.len
+            } else {
+                b.cache.len
+            }
+        })
     }
 
     /// Forgets every position from `len` on, so the next forward continues from there.
     pub fn truncate_cache(&mut self, len: usize) {
         for b in &mut self.blocks {
             b.cache.len = b.cache.len.min(len);
+            b.rows.len = b.rows.len.min(len);
         }
     }
 
@@ -1097,8 +1146,40 @@ impl Model {
         let scale = 1.0 / (cfg.head_dim as f64).sqrt();
         let n_rep = cfg.n_heads / cfg.n_kv_heads;
 
+        let cpu = self.device.is_cpu();
+        let shape = kernels::attention::Shape {
+            heads: cfg.n_heads,
+            kv_heads: cfg.n_kv_heads,
+            head_dim: cfg.head_dim,
+            window: cfg.sliding_window,
+        };
         for b in &mut self.blocks {
             let h = b.attn_norm.forward(&x)?;
+            if cpu {
+                let rows =
+                    |t: Tensor| -> Result<Vec<f32>> { Ok(t.flatten_all()?.to_vec1::<f32>()?) };
+                let mut q = rows(b.wq.forward(&h)?)?;
+                let mut k = rows(b.wk.forward(&h)?)?;
+                let v = rows(b.wv.forward(&h)?)?;
+                if let Some((cos, sin)) = &self.rotary_rows {
+                    let (hd, t) = (cfg.head_dim, (cos.as_slice(), sin.as_slice()));
+                    kernels::attention::rope(&mut q, pos, cfg.n_heads, hd, t, interleaved);
+                    kernels::attention::rope(&mut k, pos, cfg.n_kv_heads, hd, t, interleaved);
+                }
+                let kv_row = cfg.n_kv_heads * cfg.head_dim;
+                let c = &mut b.rows;
+                c.k.truncate(pos * kv_row);
+                c.v.truncate(pos * kv_row);
+                c.k.extend_from_slice(&k);
+                c.v.extend_from_slice(&v);
+                c.len = pos + seq;
+                let y = kernels::attention::attend(&q, &c.k, &c.v, pos, shape);
+                let y = Tensor::from_vec(y, (1, seq, cfg.n_heads * cfg.head_dim), &self.device)?;
+                x = (x + b.wo.forward(&y)?)?;
+                let h = b.ffn_norm.forward(&x)?;
+                x = (x + b.ffn.forward(&h)?)?;
+                continue;
+            }
             let heads = |t: Tensor, n: usize| -> Result<Tensor> {
                 Ok(t.reshape((1, seq, n, cfg.head_dim))?
                     .transpose(1, 2)?
@@ -1145,14 +1226,10 @@ fn repeat_kv(x: Tensor, n_rep: usize) -> Result<Tensor> {
         .reshape((b, h * n_rep, s, d))?)
 }
 
-/// Cosine and sine tables for every position of the context, `[context, head_dim / 2]`, or
-/// `None` for learned positions. `divisors` (llama.cpp's `rope_freqs`) override the config's
-/// scaling.
-fn rope_tables(
-    cfg: &Config,
-    divisors: Option<&[f32]>,
-    device: &Device,
-) -> Result<Option<(Tensor, Tensor)>> {
+/// Cosine and sine rows for every position of the context, `[context][head_dim / 2]`, or
+/// `None` for learned positions; computed in f64 with `libm` so every target gets the same
+/// values. `divisors` (llama.cpp's `rope_freqs`) override the config's scaling.
+fn rope_tables(cfg: &Config, divisors: Option<&[f32]>) -> Result<Option<(Vec<f32>, Vec<f32>)>> {
     let Positions::Rotary { theta, scaling, .. } = &cfg.positions else {
         return Ok(None);
     };
@@ -1165,22 +1242,20 @@ fn rope_tables(
             });
         }
     }
-    let inv_freq: Vec<f32> = (0..half)
+    let inv_freq: Vec<f64> = (0..half)
         .map(|i| {
-            let f = 1.0 / theta.powf(2.0 * i as f32 / cfg.head_dim as f32);
+            let f = 1.0 / libm::pow(f64::from(*theta), 2.0 * i as f64 / cfg.head_dim as f64);
             match (divisors, scaling) {
-                (Some(d), _) => f / d[i],
-                (None, Some(s)) => f / s.divisor(f),
+                (Some(d), _) => f / f64::from(d[i]),
+                (None, Some(s)) => f / f64::from(s.divisor(f as f32)),
                 (None, None) => f,
             }
         })
         .collect();
-    let inv_freq = Tensor::from_vec(inv_freq, (1, half), device)?;
-    let positions = Tensor::arange(0u32, cfg.context_length as u32, device)?
-        .to_dtype(DType::F32)?
-        .reshape((cfg.context_length, 1))?;
-    let freqs = positions.broadcast_mul(&inv_freq)?;
-    Ok(Some((freqs.cos()?, freqs.sin()?)))
+    Ok(Some(kernels::attention::rope_tables(
+        &inv_freq,
+        cfg.context_length,
+    )))
 }
 
 /// Additive mask for a chunk of `seq` tokens starting at `pos`: hides future positions and,

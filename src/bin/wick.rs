@@ -36,6 +36,17 @@ mod cli {
         Bench(BenchArgs),
         /// Write a GGUF file or a float Hugging Face folder as MLX-quantized safetensors.
         Quantize(QuantizeArgs),
+        /// Print the last-position logits of a raw prompt as JSON (parity checks).
+        Logits(LogitsArgs),
+    }
+
+    #[derive(Args)]
+    struct LogitsArgs {
+        #[command(flatten)]
+        model: ModelArgs,
+        /// A file holding the prompt, fed as it is (no chat template).
+        #[arg(long)]
+        prompt_file: String,
     }
 
     #[derive(Args)]
@@ -166,6 +177,15 @@ mod cli {
             }
         }
         Ok(files)
+    }
+
+    fn logits(a: LogitsArgs) -> Result<(), Error> {
+        let (mut engine, _) = load(&a.model)?;
+        let prompt = String::from_utf8_lossy(&read(&a.prompt_file)?).into_owned();
+        let ids = engine.tokenizer().encode(&prompt)?;
+        let logits: Vec<f32> = engine.model_mut().forward(&ids)?.to_vec1()?;
+        println!("{}", serde_json::json!(logits));
+        Ok(())
     }
 
     fn quantize(a: QuantizeArgs) -> Result<(), Error> {
@@ -379,6 +399,7 @@ mod cli {
             Command::Generate(a) => generate(a),
             Command::Bench(a) => bench(a),
             Command::Quantize(a) => quantize(a),
+            Command::Logits(a) => logits(a),
         };
         match result {
             Ok(()) => ExitCode::SUCCESS,

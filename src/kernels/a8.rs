@@ -13,7 +13,7 @@
         target_feature = "fma"
     )
 ))]
-use super::hsum;
+use super::hsum_i32;
 use super::{f16_to_f32, Q8Rows, BLOCK};
 
 /// Bytes per `A8` block.
@@ -51,8 +51,7 @@ pub fn dot(w: &[u8], x: &Q8Rows, xb: usize) -> f32 {
         "activation rows shorter than the weights"
     );
     let flip = u8x16_splat(0x80);
-    let mut acc = f32x4_splat(0.0);
-    let mut mins = 0f32;
+    let mut sum = 0f32;
     for i in 0..n {
         let b = &w[i * BLOCK_BYTES..(i + 1) * BLOCK_BYTES];
         // SAFETY: b holds 32 weight bytes at b[4..36]; the activations hold 32 values per block.
@@ -73,13 +72,12 @@ pub fn dot(w: &[u8], x: &Q8Rows, xb: usize) -> f32 {
                 );
             }
             let (d, m) = block_dm(b);
-            let dd = d * *x.d.get_unchecked(xb + i);
-            acc = f32x4_add(acc, f32x4_mul(f32x4_convert_i32x4(p), f32x4_splat(dd)));
-            let fix = (128 * *x.qsum.get_unchecked(xb + i)) as f32;
-            mins += m * *x.s.get_unchecked(xb + i) + fix * dd;
+            // Σ q·q_x exactly, then the scalar reference's arithmetic in its order.
+            let acc = hsum_i32(p) + 128 * *x.qsum.get_unchecked(xb + i);
+            sum += d * *x.d.get_unchecked(xb + i) * acc as f32 + m * *x.s.get_unchecked(xb + i);
         }
     }
-    hsum(acc) + mins
+    sum
 }
 
 /// [`dot_scalar`] with AVX2 + FMA.
@@ -100,8 +98,7 @@ pub fn dot(w: &[u8], x: &Q8Rows, xb: usize) -> f32 {
     unsafe {
         let ones = _mm256_set1_epi16(1);
         let flip = _mm256_set1_epi8(-128);
-        let mut acc = _mm256_setzero_ps();
-        let mut mins = 0f32;
+        let mut sum = 0f32;
         for i in 0..n {
             let b = &w[i * BLOCK_BYTES..(i + 1) * BLOCK_BYTES];
             let raw = _mm256_loadu_si256(b.as_ptr().add(4) as *const __m256i);
@@ -111,12 +108,11 @@ pub fn dot(w: &[u8], x: &Q8Rows, xb: usize) -> f32 {
             let p16 = _mm256_maddubs_epi16(_mm256_sign_epi8(a, a), _mm256_sign_epi8(c, a));
             let p = _mm256_madd_epi16(p16, ones);
             let (d, m) = block_dm(b);
-            let dd = d * *x.d.get_unchecked(xb + i);
-            acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(dd), acc);
-            let fix = (128 * *x.qsum.get_unchecked(xb + i)) as f32;
-            mins += m * *x.s.get_unchecked(xb + i) + fix * dd;
+            // Σ q·q_x exactly, then the scalar reference's arithmetic in its order.
+            let acc = hsum_i32(p) + 128 * *x.qsum.get_unchecked(xb + i);
+            sum += d * *x.d.get_unchecked(xb + i) * acc as f32 + m * *x.s.get_unchecked(xb + i);
         }
-        hsum(acc) + mins
+        sum
     }
 }
 

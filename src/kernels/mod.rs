@@ -7,6 +7,7 @@
 //! like Candle's own) and a test that they agree on random data.
 
 pub mod a8;
+pub mod attention;
 pub mod q4_1;
 pub mod q8_0;
 
@@ -35,32 +36,32 @@ pub fn f16_to_f32(lo: u8, hi: u8) -> f32 {
     f16_to_f32_portable(lo, hi)
 }
 
-/// Sum of the four lanes of a simd128 f32 accumulator.
+/// Sum of the four lanes of a simd128 i32 vector (exact).
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 #[inline(always)]
-fn hsum(acc: std::arch::wasm32::v128) -> f32 {
-    use std::arch::wasm32::f32x4_extract_lane;
-    f32x4_extract_lane::<0>(acc)
-        + f32x4_extract_lane::<1>(acc)
-        + f32x4_extract_lane::<2>(acc)
-        + f32x4_extract_lane::<3>(acc)
+fn hsum_i32(v: std::arch::wasm32::v128) -> i32 {
+    use std::arch::wasm32::i32x4_extract_lane;
+    i32x4_extract_lane::<0>(v)
+        + i32x4_extract_lane::<1>(v)
+        + i32x4_extract_lane::<2>(v)
+        + i32x4_extract_lane::<3>(v)
 }
 
-/// Sum of the eight lanes of an AVX f32 accumulator.
+/// Sum of the eight lanes of an AVX2 i32 vector (exact).
 #[cfg(all(
     target_arch = "x86_64",
     target_feature = "avx2",
     target_feature = "fma"
 ))]
 #[inline(always)]
-fn hsum(acc: std::arch::x86_64::__m256) -> f32 {
+fn hsum_i32(v: std::arch::x86_64::__m256i) -> i32 {
     use std::arch::x86_64::*;
-    // SAFETY: AVX is enabled at compile time (implied by avx2); these only shuffle registers.
+    // SAFETY: AVX2 is enabled at compile time; these only shuffle and add registers.
     unsafe {
-        let s4 = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
-        let s2 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
-        let s1 = _mm_add_ss(s2, _mm_shuffle_ps(s2, s2, 1));
-        _mm_cvtss_f32(s1)
+        let s4 = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+        let s2 = _mm_add_epi32(s4, _mm_unpackhi_epi64(s4, s4));
+        let s1 = _mm_add_epi32(s2, _mm_shuffle_epi32(s2, 1));
+        _mm_cvtsi128_si32(s1)
     }
 }
 

@@ -13,7 +13,7 @@
         target_feature = "fma"
     )
 ))]
-use super::hsum;
+use super::hsum_i32;
 use super::{f16_to_f32, Q8Rows, BLOCK};
 
 /// Bytes per `Q4_1` block.
@@ -72,35 +72,17 @@ pub fn dot(w: &[u8], x: &Q8Rows, xb: usize) -> f32 {
         );
         i32x4_extadd_pairwise_i16x8(p16)
     }
-    // Two accumulators, two blocks a step: the adds of one block do not wait on the other's.
-    let (mut acc0, mut acc1) = (f32x4_splat(0.0), f32x4_splat(0.0));
-    let mut mins = 0f32;
-    let mut i = 0;
-    while i < n {
-        let b0 = &w[i * BLOCK_BYTES..(i + 1) * BLOCK_BYTES];
-        let (d0, m0) = block_dm(b0);
-        // SAFETY: b0 is a whole block; qs holds 32 activations per block for all n blocks.
-        let p0 = unsafe { block(b0.as_ptr(), qs.as_ptr().add(i * BLOCK)) };
-        acc0 = f32x4_add(
-            acc0,
-            f32x4_mul(f32x4_convert_i32x4(p0), f32x4_splat(d0 * ds[i])),
-        );
-        mins += m0 * ss[i];
-        if i + 1 < n {
-            let b1 = &w[(i + 1) * BLOCK_BYTES..(i + 2) * BLOCK_BYTES];
-            let (d1, m1) = block_dm(b1);
-            // SAFETY: as above, for block i + 1 < n.
-            let p1 = unsafe { block(b1.as_ptr(), qs.as_ptr().add((i + 1) * BLOCK)) };
-            acc1 = f32x4_add(
-                acc1,
-                f32x4_mul(f32x4_convert_i32x4(p1), f32x4_splat(d1 * ds[i + 1])),
-            );
-            mins += m1 * ss[i + 1];
-        }
-        i += 2;
+    // One exact integer sum per block, then the scalar reference's float arithmetic in its
+    // order: the result is bit-identical to `dot_scalar`, natively and in wasm alike.
+    let mut sum = 0f32;
+    for i in 0..n {
+        let b = &w[i * BLOCK_BYTES..(i + 1) * BLOCK_BYTES];
+        let (d, m) = block_dm(b);
+        // SAFETY: b is a whole block; qs holds 32 activations per block for all n blocks.
+        let acc = hsum_i32(unsafe { block(b.as_ptr(), qs.as_ptr().add(i * BLOCK)) });
+        sum += d * ds[i] * acc as f32 + m * ss[i];
     }
-    let acc = f32x4_add(acc0, acc1);
-    hsum(acc) + mins
+    sum
 }
 
 /// [`dot_scalar`] with AVX2 + FMA.
@@ -118,8 +100,7 @@ pub fn dot(w: &[u8], x: &Q8Rows, xb: usize) -> f32 {
     unsafe {
         let mask = _mm_set1_epi8(0x0F);
         let ones = _mm256_set1_epi16(1);
-        let mut acc = _mm256_setzero_ps();
-        let mut mins = 0f32;
+        let mut sum = 0f32;
         for i in 0..n {
             let b = w.as_ptr().add(i * BLOCK_BYTES);
             let (d, m) = block_dm(&w[i * BLOCK_BYTES..i * BLOCK_BYTES + 4]);
@@ -129,11 +110,11 @@ pub fn dot(w: &[u8], x: &Q8Rows, xb: usize) -> f32 {
             let q = _mm256_set_m128i(hi, lo);
             let y = _mm256_loadu_si256(x.qs.as_ptr().add((xb + i) * BLOCK) as *const __m256i);
             let p = _mm256_madd_epi16(_mm256_maddubs_epi16(q, y), ones);
-            let scale = _mm256_set1_ps(d * *x.d.get_unchecked(xb + i));
-            acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), scale, acc);
-            mins += m * *x.s.get_unchecked(xb + i);
+            // The scalar reference's arithmetic, in its order (bit-identical results).
+            let acc = hsum_i32(p);
+            sum += d * *x.d.get_unchecked(xb + i) * acc as f32 + m * *x.s.get_unchecked(xb + i);
         }
-        hsum(acc) + mins
+        sum
     }
 }
 

@@ -12,7 +12,7 @@
         target_feature = "fma"
     )
 ))]
-use super::hsum;
+use super::hsum_i32;
 use super::{f16_to_f32, Q8Rows, BLOCK};
 
 /// Bytes per `Q8_0` block.
@@ -45,7 +45,7 @@ pub fn dot(w: &[u8], x: &Q8Rows, xb: usize) -> f32 {
     use std::arch::wasm32::*;
     let n = w.len() / BLOCK_BYTES;
     assert!(x.qs.len() >= (xb + n) * BLOCK && x.d.len() >= xb + n);
-    let mut acc = f32x4_splat(0.0);
+    let mut sum = 0f32;
     for i in 0..n {
         let b = &w[i * BLOCK_BYTES..(i + 1) * BLOCK_BYTES];
         // SAFETY: b holds 32 weight bytes at b[2..34]; the activations hold 32 values per block.
@@ -65,11 +65,11 @@ pub fn dot(w: &[u8], x: &Q8Rows, xb: usize) -> f32 {
                     i32x4_dot_i16x8(i16x8_extend_high_i8x16(a), i16x8_extend_high_i8x16(c)),
                 );
             }
-            let scale = f32x4_splat(block_d(b) * *x.d.get_unchecked(xb + i));
-            acc = f32x4_add(acc, f32x4_mul(f32x4_convert_i32x4(p), scale));
+            // The scalar reference's arithmetic, in its order (bit-identical results).
+            sum += block_d(b) * *x.d.get_unchecked(xb + i) * hsum_i32(p) as f32;
         }
     }
-    hsum(acc)
+    sum
 }
 
 /// [`dot_scalar`] with AVX2 + FMA.
@@ -86,7 +86,7 @@ pub fn dot(w: &[u8], x: &Q8Rows, xb: usize) -> f32 {
     // checked above (32 bytes at b[2..34], 32 activations per block).
     unsafe {
         let ones = _mm256_set1_epi16(1);
-        let mut acc = _mm256_setzero_ps();
+        let mut sum = 0f32;
         for i in 0..n {
             let b = &w[i * BLOCK_BYTES..(i + 1) * BLOCK_BYTES];
             let a = _mm256_loadu_si256(b.as_ptr().add(2) as *const __m256i);
@@ -94,10 +94,10 @@ pub fn dot(w: &[u8], x: &Q8Rows, xb: usize) -> f32 {
             // maddubs wants one unsigned operand: move the signs of a onto c.
             let p16 = _mm256_maddubs_epi16(_mm256_sign_epi8(a, a), _mm256_sign_epi8(c, a));
             let p = _mm256_madd_epi16(p16, ones);
-            let scale = _mm256_set1_ps(block_d(b) * *x.d.get_unchecked(xb + i));
-            acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), scale, acc);
+            // The scalar reference's arithmetic, in its order (bit-identical results).
+            sum += block_d(b) * *x.d.get_unchecked(xb + i) * hsum_i32(p) as f32;
         }
-        hsum(acc)
+        sum
     }
 }
 

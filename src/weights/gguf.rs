@@ -319,7 +319,16 @@ impl<'a> Gguf<'a> {
                     ),
                 });
             }
-            let size = (elems / dtype.block_size()) as u64 * dtype.type_size() as u64;
+            // Elements that fit in a usize can still need more bytes than that (4 per F32 element).
+            let Some(size) = (elems / dtype.block_size()).checked_mul(dtype.type_size()) else {
+                return Err(Error::Tensor {
+                    name,
+                    problem: format!(
+                        "{dtype:?} shape {dims:?} needs more bytes than can be addressed"
+                    ),
+                });
+            };
+            let size = size as u64;
             let start = data_start.checked_add(offset);
             let end = start.and_then(|s| s.checked_add(size));
             match (start, end) {
@@ -341,6 +350,20 @@ impl<'a> Gguf<'a> {
                         len: bytes.len() as u64,
                     })
                 }
+            }
+        }
+        // Shared bytes would let a small file name the same megabytes a thousand times, and each
+        // tensor loaded is a copy. Every range is non-empty, so checking neighbours suffices.
+        let mut spans: Vec<(&String, &Range<usize>)> =
+            tensors.iter().map(|(n, t)| (n, &t.range)).collect();
+        spans.sort_by_key(|(_, r)| (r.start, r.end));
+        for pair in spans.windows(2) {
+            let ((a, ra), (b, rb)) = (pair[0], pair[1]);
+            if rb.start < ra.end {
+                return Err(Error::Tensor {
+                    name: b.clone(),
+                    problem: format!("its data overlaps that of `{a}`"),
+                });
             }
         }
         Ok(Self {

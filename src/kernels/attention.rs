@@ -1,0 +1,222 @@
+//! Causal self-attention on the CPU, on plain f32 rows, with rotary embeddings and softmax of
+//! its own: the same arithmetic in the same order natively and in wasm.
+//!
+//! Why not Candle's ops: its matmul (gemm) and reductions take other summation orders on AVX
+//! than in wasm, and `exp`/`sin`/`cos` come from different libms. One-ulp differences then flip
+//! the 8-bit rounding of some activations and the logits drift apart by up to a whole unit over
+//! 30 layers. Here every sum runs in index order and every transcendental comes from the `libm`
+//! crate, on every target. The reference beside it is the obvious Candle formulation.
+
+use rayon::prelude::*;
+
+/// Work (query rows × keys) below which attention stays on the calling thread.
+const PARALLEL_MIN: usize = 1 << 14;
+
+/// Shapes of one attention call.
+#[derive(Debug, Clone, Copy)]
+pub struct Shape {
+    /// Query heads.
+    pub heads: usize,
+    /// Key/value heads (each shared by `heads / kv_heads` query heads).
+    pub kv_heads: usize,
+    /// Width of a head.
+    pub head_dim: usize,
+    /// Each query sees only this many positions, itself included.
+    pub window: Option<usize>,
+}
+
+/// Cosine and sine of `position × frequency` for every position below `positions`, computed in
+/// f64 and rounded once: `[positions][inv_freq.len()]` each.
+pub fn rope_tables(inv_freq: &[f64], positions: usize) -> (Vec<f32>, Vec<f32>) {
+    let mut cos = Vec::with_capacity(positions * inv_freq.len());
+    let mut sin = Vec::with_capacity(positions * inv_freq.len());
+    for p in 0..positions {
+        for f in inv_freq {
+            let a = p as f64 * f;
+            cos.push(libm::cos(a) as f32);
+            sin.push(libm::sin(a) as f32);
+        }
+    }
+    (cos, sin)
+}
+
+/// Rotates `x` (`rows` positions from `pos` on, each `heads × head_dim` values) in place:
+/// adjacent pairs when `interleaved`, else the two halves of each head.
+pub fn rope(
+    x: &mut [f32],
+    pos: usize,
+    heads: usize,
+    head_dim: usize,
+    tables: (&[f32], &[f32]),
+    interleaved: bool,
+) {
+    let half = head_dim / 2;
+    let (cos, sin) = tables;
+    for (r, row) in x.chunks_exact_mut(heads * head_dim).enumerate() {
+        let c = &cos[(pos + r) * half..(pos + r + 1) * half];
+        let s = &sin[(pos + r) * half..(pos + r + 1) * half];
+        for head in row.chunks_exact_mut(head_dim) {
+            for i in 0..half {
+                let (a, b) = if interleaved {
+                    (2 * i, 2 * i + 1)
+                } else {
+                    (i, i + half)
+                };
+                let (x0, x1) = (head[a], head[b]);
+                head[a] = x0 * c[i] - x1 * s[i];
+                head[b] = x0 * s[i] + x1 * c[i];
+            }
+        }
+    }
+}
+
+/// Attention of `q` (`rows` query positions from `pos` on, `heads × head_dim` each) over the
+/// cached keys and values (`pos + rows` positions, `kv_heads × head_dim` each): returns the
+/// `rows × heads × head_dim` outputs.
+pub fn attend(q: &[f32], k: &[f32], v: &[f32], pos: usize, shape: Shape) -> Vec<f32> {
+    let Shape {
+        heads,
+        kv_heads,
+        head_dim,
+        window,
+    } = shape;
+    let rows = q.len() / (heads * head_dim);
+    let kv_row = kv_heads * head_dim;
+    let group = heads / kv_heads;
+    let scale = 1.0 / (head_dim as f32).sqrt();
+    let mut out = vec![0f32; q.len()];
+    let one = |(task, o): (usize, &mut [f32])| {
+        let (r, h) = (task / heads, task % heads);
+        let qp = pos + r;
+        let first = window.map_or(0, |w| (qp + 1).saturating_sub(w));
+        let qh = &q[task * head_dim..(task + 1) * head_dim];
+        let g = h / group;
+        let mut scores: Vec<f32> = (first..=qp)
+            .map(|j| {
+                let kh = &k[j * kv_row + g * head_dim..j * kv_row + (g + 1) * head_dim];
+                qh.iter().zip(kh).fold(0f32, |a, (x, y)| a + x * y) * scale
+            })
+            .collect();
+        let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let mut sum = 0f32;
+        for s in &mut scores {
+            *s = libm::expf(*s - max);
+            sum += *s;
+        }
+        for (j, s) in (first..=qp).zip(&scores) {
+            let w = s / sum;
+            let vh = &v[j * kv_row + g * head_dim..j * kv_row + (g + 1) * head_dim];
+            for (o, x) in o.iter_mut().zip(vh) {
+                *o += w * x;
+            }
+        }
+    };
+    if rows * (pos + rows) * heads < PARALLEL_MIN {
+        out.chunks_exact_mut(head_dim).enumerate().for_each(one);
+    } else {
+        out.par_chunks_exact_mut(head_dim).enumerate().for_each(one);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernels::tests::noise;
+    use candle_core::{Device, Tensor, D};
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    /// The obvious formulation with Candle's ops: softmax(q·kᵀ·scale + mask)·v per head.
+    fn reference(q: &[f32], k: &[f32], v: &[f32], pos: usize, s: Shape) -> Vec<f32> {
+        let dev = Device::Cpu;
+        let (rows, total) = (
+            q.len() / (s.heads * s.head_dim),
+            pos + q.len() / (s.heads * s.head_dim),
+        );
+        let q = Tensor::from_slice(q, (rows, s.heads, s.head_dim), &dev).unwrap();
+        let k = Tensor::from_slice(k, (total, s.kv_heads, s.head_dim), &dev).unwrap();
+        let v = Tensor::from_slice(v, (total, s.kv_heads, s.head_dim), &dev).unwrap();
+        let mut out = Vec::new();
+        for r in 0..rows {
+            for h in 0..s.heads {
+                let g = h / (s.heads / s.kv_heads);
+                let qh = q.get(r).unwrap().get(h).unwrap().unsqueeze(0).unwrap();
+                let kh = k.narrow(1, g, 1).unwrap().squeeze(1).unwrap();
+                let vh = v.narrow(1, g, 1).unwrap().squeeze(1).unwrap();
+                let scores =
+                    (qh.matmul(&kh.t().unwrap()).unwrap() / (s.head_dim as f64).sqrt()).unwrap();
+                let mask: Vec<f32> = (0..total)
+                    .map(|j| {
+                        let qp = pos + r;
+                        let out = j > qp || s.window.is_some_and(|w| qp >= j + w);
+                        if out {
+                            f32::NEG_INFINITY
+                        } else {
+                            0.0
+                        }
+                    })
+                    .collect();
+                let scores = scores
+                    .broadcast_add(&Tensor::new(mask, &dev).unwrap())
+                    .unwrap();
+                let p = candle_nn::ops::softmax(&scores, D::Minus1).unwrap();
+                out.extend(
+                    p.matmul(&vh)
+                        .unwrap()
+                        .flatten_all()
+                        .unwrap()
+                        .to_vec1::<f32>()
+                        .unwrap(),
+                );
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn matches_the_candle_formulation() {
+        for (rows, pos, window) in [
+            (1, 0, None),
+            (5, 0, None),
+            (1, 9, None),
+            (4, 7, Some(3)),
+            (6, 0, Some(4)),
+        ] {
+            let s = Shape {
+                heads: 4,
+                kv_heads: 2,
+                head_dim: 8,
+                window,
+            };
+            let total = pos + rows;
+            let q = noise(1, rows * 32);
+            let k = noise(2, total * 16);
+            let v = noise(3, total * 16);
+            let got = attend(&q, &k, &v, pos, s);
+            let want = reference(&q, &k, &v, pos, s);
+            let err = got
+                .iter()
+                .zip(&want)
+                .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+            assert!(err < 1e-5, "rows {rows} pos {pos} window {window:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn rope_rotates_pairs_or_halves() {
+        let inv = [1.0, 0.5];
+        let (cos, sin) = rope_tables(&inv, 4);
+        let mut a = vec![1.0, 2.0, 3.0, 4.0];
+        rope(&mut a, 3, 1, 4, (&cos, &sin), true);
+        let (c, s) = ((3.0f64).cos() as f32, (3.0f64).sin() as f32);
+        assert!(
+            (a[0] - (1.0 * c - 2.0 * s)).abs() < 1e-6 && (a[1] - (1.0 * s + 2.0 * c)).abs() < 1e-6
+        );
+        let mut b = vec![1.0, 2.0, 3.0, 4.0];
+        rope(&mut b, 3, 1, 4, (&cos, &sin), false);
+        assert!(
+            (b[0] - (1.0 * c - 3.0 * s)).abs() < 1e-6 && (b[2] - (1.0 * s + 3.0 * c)).abs() < 1e-6
+        );
+    }
+}
