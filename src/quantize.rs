@@ -18,6 +18,9 @@ use crate::weights::safetensors::Writer;
 use crate::weights::{TensorSource, WeightTensor};
 use candle_core::Device;
 
+/// A model folder's files: `(file name, bytes)`.
+pub type Files = Vec<(String, Vec<u8>)>;
+
 /// What to quantize to.
 #[derive(Debug, Clone, Copy)]
 pub struct Options {
@@ -47,7 +50,7 @@ pub fn to_mlx(
     tokenizer: &Tokenizer,
     chat_template: Option<&str>,
     opts: Options,
-) -> Result<(Vec<(String, Vec<u8>)>, Summary)> {
+) -> Result<(Files, Summary)> {
     if !BITS.contains(&opts.bits) || !GROUPS.contains(&opts.group) {
         return Err(Error::Metadata(format!(
             "bits {} and group size {} are not supported (bits 4 or 8, group 32, 64 or 128)",

@@ -412,7 +412,7 @@ impl Writer {
             offset += data.len();
         }
         let mut json = Value::Object(header).to_string().into_bytes();
-        while json.len() % 8 != 0 {
+        while !json.len().is_multiple_of(8) {
             json.push(b' ');
         }
         let mut out = Vec::with_capacity(8 + json.len() + offset);
