@@ -17,7 +17,7 @@ use serde_json::Value;
 
 use crate::error::{Error, Result};
 use crate::kernels::{self, WeightType};
-use crate::weights::{Gguf, HfModel, TensorData, TensorSource, WeightTensor};
+use crate::weights::{Dequantized, Gguf, HfModel, TensorData, TensorSource, WeightTensor};
 
 /// How activations are normalized before attention, feed-forward and the head.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -407,6 +407,7 @@ impl Config {
             || self.hidden_size > 1 << 16
             || self.n_heads * self.head_dim > 1 << 16
             || self.n_experts > 256
+            || self.context_length * self.head_dim > 1 << 26
         {
             return bad(format!("implausible sizes in {self:?}"));
         }
@@ -989,6 +990,16 @@ impl Loader<'_> {
 impl Model {
     /// Builds the model from a parsed GGUF file (llama.cpp's tensor names and conventions).
     pub fn from_gguf(g: &Gguf, device: &Device) -> Result<Self> {
+        Self::from_gguf_source(g, g, device)
+    }
+
+    /// [`Model::from_gguf`] with every quantized tensor dequantized to f32 (see
+    /// [`Dequantized`]): slower and larger, but the same arithmetic on every device.
+    pub fn from_gguf_f32(g: &Gguf, device: &Device) -> Result<Self> {
+        Self::from_gguf_source(g, &Dequantized(g), device)
+    }
+
+    fn from_gguf_source(g: &Gguf, src: &dyn TensorSource, device: &Device) -> Result<Self> {
         let cfg = Config::from_gguf(g)?;
         // llama.cpp stores Llama 3's rope scaling as per-frequency divisors.
         let divisors = match g.tensors.contains_key("rope_freqs.weight") {
@@ -1002,7 +1013,7 @@ impl Model {
             name: name.to_string(),
             problem: problem.to_string(),
         };
-        Self::load(cfg, g, device, &describe, divisors)
+        Self::load(cfg, src, device, &describe, divisors)
     }
 
     /// Builds the model from a Hugging Face folder (float or MLX-quantized safetensors).

@@ -6,7 +6,6 @@
 //! cache, the whole sequence at once, and in two chunks. Runs natively and in wasm (Node).
 
 use candle_core::Device;
-use serde::Deserialize;
 #[cfg(target_arch = "wasm32")]
 use wasm_bindgen_test::wasm_bindgen_test as test;
 use wick::weights::safetensors::SafeTensors;
@@ -16,38 +15,8 @@ use wick::Model;
 /// Largest difference allowed from the f32 reference.
 const TOLERANCE: f32 = 1e-4;
 
-#[derive(Deserialize)]
-struct Reference {
-    tokens: Vec<u32>,
-    logits: Vec<Vec<f32>>,
-}
-
-/// One fixture folder's files, compiled in so the test runs where there is no file system.
-struct Fixture {
-    name: &'static str,
-    config: &'static [u8],
-    safetensors: &'static [u8],
-    gguf: Option<&'static [u8]>,
-    reference: &'static str,
-}
-
-macro_rules! fixture {
-    ($name:literal $(, $gguf:ident)?) => {
-        Fixture {
-            name: $name,
-            config: include_bytes!(concat!("fixtures/hf/", $name, "/config.json")),
-            safetensors: include_bytes!(concat!("fixtures/hf/", $name, "/model.safetensors")),
-            gguf: fixture!(@gguf $name $(, $gguf)?),
-            reference: include_str!(concat!("fixtures/hf/", $name, "/reference.json")),
-        }
-    };
-    (@gguf $name:literal, gguf) => {
-        Some(include_bytes!(concat!("fixtures/hf/", $name, "/model.gguf")))
-    };
-    (@gguf $name:literal) => {
-        None
-    };
-}
+mod common;
+use common::{fixture, Fixture, Reference};
 
 fn max_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len(), "vocabulary sizes differ");
@@ -86,7 +55,7 @@ fn hf_model<'a>(f: &Fixture, st: SafeTensors<'a>) -> HfModel<'a> {
 }
 
 fn check(f: Fixture) {
-    let want: Reference = serde_json::from_str(f.reference).expect("reference parses");
+    let want = f.reference();
     let st = SafeTensors::parse("model.safetensors", f.safetensors).expect("safetensors parses");
     let mut m = Model::from_hf(&hf_model(&f, st), &Device::Cpu).expect("HF model loads");
     let worst = compare(&format!("{} (safetensors)", f.name), &mut m, &want);
@@ -107,7 +76,7 @@ fn check(f: Fixture) {
 /// 1e-4; Wick's own kernels, which round activations to 8 bits per block of 32 like llama.cpp,
 /// must stay within `kernel_tolerance` of the largest reference logit.
 fn check_quantized(f: Fixture, kernel_tolerance: f32) {
-    let want: Reference = serde_json::from_str(f.reference).expect("reference parses");
+    let want = f.reference();
     let st = || SafeTensors::parse("model.safetensors", f.safetensors).expect("parses");
     let exact = hf_model(&f, st()).dequantized();
     let mut m = Model::from_hf(&exact, &Device::Cpu).expect("loads dequantized");
@@ -133,60 +102,60 @@ fn check_quantized(f: Fixture, kernel_tolerance: f32) {
 
 #[test]
 fn llama2() {
-    check(fixture!("llama2", gguf));
+    check(fixture("llama2"));
 }
 
 #[test]
 fn llama3_with_rope_scaling() {
-    check(fixture!("llama3", gguf));
+    check(fixture("llama3"));
 }
 
 #[test]
 fn smollm_with_tied_embeddings() {
-    check(fixture!("smollm", gguf));
+    check(fixture("smollm"));
 }
 
 #[test]
 fn llama_with_gated_gelu() {
-    check(fixture!("llama-gelu"));
+    check(fixture("llama-gelu"));
 }
 
 #[test]
 fn mistral_with_sliding_window() {
-    check(fixture!("mistral", gguf));
+    check(fixture("mistral"));
 }
 
 #[test]
 fn mixtral_with_top2_experts() {
-    check(fixture!("mixtral", gguf));
+    check(fixture("mixtral"));
 }
 
 #[test]
 fn qwen2_with_qkv_bias() {
-    check(fixture!("qwen2", gguf));
+    check(fixture("qwen2"));
 }
 
 #[test]
 fn gpt2() {
-    check(fixture!("gpt2", gguf));
+    check(fixture("gpt2"));
 }
 
 #[test]
 fn gpt2_with_relu() {
-    check(fixture!("gpt2-relu"));
+    check(fixture("gpt2-relu"));
 }
 
 #[test]
 fn mlx_4bit_group_32() {
-    check_quantized(fixture!("smollm-mlx-q4-g32"), 0.1);
+    check_quantized(fixture("smollm-mlx-q4-g32"), 0.1);
 }
 
 #[test]
 fn mlx_4bit_group_128() {
-    check_quantized(fixture!("smollm-mlx-q4-g128"), 0.1);
+    check_quantized(fixture("smollm-mlx-q4-g128"), 0.1);
 }
 
 #[test]
 fn mlx_8bit_group_64() {
-    check_quantized(fixture!("smollm-mlx-q8-g64"), 0.1);
+    check_quantized(fixture("smollm-mlx-q8-g64"), 0.1);
 }

@@ -3,16 +3,14 @@
 
 use std::collections::BTreeMap;
 
-use candle_core::quantized::GgmlDType;
 use candle_core::{Device, Tensor};
 use serde_json::Value;
 
 use super::affine::{Affine, BITS, GROUPS};
-use super::gguf::{qtensor, TensorData};
+use super::gguf::TensorData;
 use super::safetensors::SafeTensors;
 use super::{TensorSource, WeightTensor};
 use crate::error::{Error, Result};
-use crate::kernels::WeightType;
 
 /// Where a tensor that the model asks for lives.
 #[derive(Debug, Clone)]
@@ -218,19 +216,17 @@ impl<'a> HfModel<'a> {
             ));
         }
         let a = Affine::unpack(&packed, bits, group, rows, cols, scales, biases);
-        match a.to_blocks().filter(|_| !self.dequantize) {
-            Some((ty, blocks)) if device.is_cpu() => Ok(WeightTensor::Blocks {
+        match a
+            .to_blocks()
+            .filter(|_| !self.dequantize && device.is_cpu())
+        {
+            Some((ty, blocks)) => Ok(WeightTensor::Blocks {
                 ty,
                 data: TensorData::owned(blocks),
                 dims: vec![rows, cols],
             }),
-            // Same bytes as GGML's Q4_1, which Candle runs on every device.
-            Some((WeightType::Q4_1, blocks)) => Ok(WeightTensor::Quant(qtensor(
-                GgmlDType::Q4_1,
-                &blocks,
-                &[rows, cols],
-                device,
-            )?)),
+            // Other devices get f32 (exact): Candle's GPU kernels for Q4_1 misbehave on narrow
+            // matrices (non-finite logits at 64 inputs, seen on CUDA).
             _ => Ok(WeightTensor::Float(Tensor::from_vec(
                 a.dequantize(),
                 (rows, cols),
