@@ -1,6 +1,7 @@
 // Browser benchmark: Wick's engine worker and wllama (llama.cpp in wasm, npm @wllama/wllama) in
-// the same headless Debian Chromium, against the dev server, on the default model, at 1 and 2
-// threads. Prints one table of medians with Wick/wllama ratios.
+// the same headless Debian Chromium, against the dev server, at 1 and 2 threads: Wick on the
+// app's default model (the MLX 4-bit safetensors folder) and on the GGUF it was made from,
+// wllama on the GGUF. Prints one table of medians with Wick/wllama ratios.
 //   node scripts/bench-browser.mjs [--runs 3] [--decode 128]
 import { readFileSync, statSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
@@ -14,6 +15,7 @@ const RUNS = arg('--runs', 3);
 const DECODE = arg('--decode', 128);
 const THREADS = [1, 2];
 const MODEL = 'models/SmolLM2-135M-Instruct.Q4_1.gguf';
+const DEFAULT_MODEL = 'models/SmolLM2-135M-Instruct-MLX-4bit/';
 const BENCH_PROMPT = readFileSync(new URL('../tests/fixtures/bench_prompt.txt', import.meta.url), 'utf8');
 const median = (v) => [...v].sort((a, b) => a - b)[Math.floor(v.length / 2)];
 const modelBytes = statSync(new URL(`../${MODEL}`, import.meta.url)).size;
@@ -26,7 +28,7 @@ function rendererRss() {
 }
 
 /** Raw-prompt runs in a fresh engine worker (the app's own worker.js) with `threads` threads. */
-async function engineRuns(page, threads) {
+async function engineRuns(page, threads, model) {
   return page.evaluate(async ({ model, prompt, decode, runs, threads }) => {
     const worker = new Worker('/www/worker.js', { type: 'module' });
     const next = (type) => new Promise((resolve, reject) => {
@@ -48,7 +50,7 @@ async function engineRuns(page, threads) {
     }
     worker.terminate();
     return out;
-  }, { model: MODEL, prompt: BENCH_PROMPT, decode: DECODE, runs: RUNS, threads });
+  }, { model, prompt: BENCH_PROMPT, decode: DECODE, runs: RUNS, threads });
 }
 
 /** The same measurements for wllama: raw completion of the same prompt, greedy, EOS ignored. */
@@ -92,8 +94,9 @@ try {
   await page.goto(browser.base);
   await waitReady(page); // the first visit downloads and caches the weights
   for (const threads of THREADS) {
-    const runs = await engineRuns(page, threads);
+    const runs = await engineRuns(page, threads, DEFAULT_MODEL);
     const rss = rendererRss();
+    const gg = await engineRuns(page, threads, MODEL);
     const ttft = [];
     for (let i = 0; i < RUNS; i++) ttft.push(await timeToFirstToken(browser.context, browser.base, threads));
     const memory = Math.max(...runs.map((r) => r.memoryBytes));
@@ -103,7 +106,15 @@ try {
     const wlDecode = median(wl.map((r) => r.predicted_per_second));
     const prefill = median(runs.map((r) => r.prefilled_tokens / r.prefill_seconds));
     const decode = median(runs.map((r) => r.generated_tokens / r.decode_seconds));
+    const ggPrefill = median(gg.map((r) => r.prefilled_tokens / r.prefill_seconds));
+    const ggDecode = median(gg.map((r) => r.generated_tokens / r.decode_seconds));
+    const ggMemory = Math.max(...gg.map((r) => r.memoryBytes));
     rows[threads] = {
+      ggPrefill: ggPrefill.toFixed(1),
+      ggDecode: ggDecode.toFixed(1),
+      ggLoad: median(gg.map((r) => r.loadSeconds)).toFixed(2),
+      ggMemory: `${(ggMemory / 1e6).toFixed(0)} MB (${(ggMemory / modelBytes).toFixed(2)}×)`,
+      ggRatio: `${(ggPrefill / wlPrefill).toFixed(1)}× / ${(ggDecode / wlDecode).toFixed(1)}×`,
       wlPrefill: `${wlPrefill.toFixed(1)} (${wl[0].prompt_n} tok)`,
       wlDecode: `${wlDecode.toFixed(1)} (${wl[0].predicted_n} tok)`,
       wlLoad: median(wl.map((r) => r.loadSeconds)).toFixed(2),
@@ -121,7 +132,7 @@ try {
   }
   const version = await page.evaluate(() => navigator.userAgent.match(/Chrome\/[\d.]+/)?.[0]);
   const line = (label, key) => console.log(`| ${label} | ${THREADS.map((t) => rows[t][key]).join(' | ')} |`);
-  console.log(`\nWick in headless Chromium (${version}), ${MODEL}, medians of ${RUNS}`);
+  console.log(`\nWick in headless Chromium (${version}), ${DEFAULT_MODEL} (and ${MODEL}), medians of ${RUNS}`);
   console.log(`| metric | ${THREADS.map((t) => `${t} thread${t > 1 ? 's' : ''}`).join(' | ')} |`);
   console.log(`|---|${THREADS.map(() => '---|').join('')}`);
   line('wasm build', 'build');
@@ -131,12 +142,17 @@ try {
   line('page open → first token, weights cached (s)', 'ttft');
   line('peak wasm memory (× model file)', 'memory');
   line('renderer RSS after the runs', 'rss');
+  line('GGUF: prefill tok/s', 'ggPrefill');
+  line('GGUF: decode tok/s', 'ggDecode');
+  line('GGUF: model load, weights cached (s)', 'ggLoad');
+  line('GGUF: peak wasm memory (× model file, in a fresh worker)', 'ggMemory');
   line('wllama 3.13 prefill tok/s', 'wlPrefill');
   line('wllama 3.13 decode tok/s', 'wlDecode');
   line('wllama model load (s)', 'wlLoad');
   line('renderer RSS after wllama (largest renderer)', 'wlRss');
   line('**Wick / wllama, prefill**', 'prefillRatio');
   line('**Wick / wllama, decode**', 'decodeRatio');
+  line('Wick GGUF / wllama, prefill / decode', 'ggRatio');
   for (const dir of ['pkg', 'pkg-threads']) {
     console.log(`| wasm size, www/${dir} | ${statSync(new URL(`../www/${dir}/wick_bg.wasm`, import.meta.url)).size} bytes |`);
   }
