@@ -3,13 +3,13 @@
 //! folders give errors that name the file and the tensor.
 
 use candle_core::Device;
+#[cfg(target_arch = "wasm32")]
+use wasm_bindgen_test::wasm_bindgen_test as test;
 use wick::quantize::{to_mlx, Options};
 use wick::weights::safetensors::{SafeTensors, Writer};
 use wick::weights::tiny::tiny_gguf;
 use wick::weights::Gguf;
 use wick::{Config, Engine, Event, SamplingParams, Tokenizer};
-#[cfg(target_arch = "wasm32")]
-use wasm_bindgen_test::wasm_bindgen_test as test;
 
 type Files = Vec<(String, Vec<u8>)>;
 
