@@ -5,16 +5,7 @@
 //! `Σ w·x = d_w·d_x·Σ q·q_x + m·Σ x`. The bytes are flipped to signed (`q − 128`) for the SIMD
 //! products, and `128·Σ q_x` added back, so every integer product stays exact.
 
-#[cfg(any(
-    all(target_arch = "wasm32", target_feature = "simd128"),
-    all(
-        target_arch = "x86_64",
-        target_feature = "avx2",
-        target_feature = "fma"
-    )
-))]
-use super::hsum_i32;
-use super::{f16_to_f32, Q8Rows, BLOCK};
+use super::{f16_to_f32, lane, Q8Rows, BLOCK};
 
 /// Bytes per `A8` block.
 pub const BLOCK_BYTES: usize = 36;
@@ -27,60 +18,45 @@ fn block_dm(b: &[u8]) -> (f32, f32) {
 /// Dot product of one `A8` row (whole blocks) with the activation row starting at block `xb`:
 /// the portable reference.
 pub fn dot_scalar(w: &[u8], x: &Q8Rows, xb: usize) -> f32 {
-    let mut sum = 0f32;
-    for (i, b) in w.chunks_exact(BLOCK_BYTES).enumerate() {
-        let q = &x.qs[(xb + i) * BLOCK..(xb + i + 1) * BLOCK];
-        let acc: i32 = b[4..]
-            .iter()
-            .zip(q)
-            .map(|(&a, &c)| i32::from(a) * i32::from(c))
-            .sum();
-        let (d, m) = block_dm(b);
-        sum += d * x.d[xb + i] * acc as f32 + m * x.s[xb + i];
-    }
-    sum
+    super::reduce_scalar(w, BLOCK_BYTES, x, xb, block_dm, |b, k| {
+        let q = &x.qs[k * BLOCK..(k + 1) * BLOCK];
+        let mut p = [0i32; 4];
+        for (j, (&a, &c)) in b[4..BLOCK_BYTES].iter().zip(q).enumerate() {
+            p[lane(j)] += i32::from(a) * i32::from(c);
+        }
+        p
+    })
 }
 
-/// [`dot_scalar`] with wasm simd128.
+/// [`dot_scalar`] with wasm simd128 (bit-identical).
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 pub fn dot(w: &[u8], x: &Q8Rows, xb: usize) -> f32 {
     use std::arch::wasm32::*;
-    let n = w.len() / BLOCK_BYTES;
-    assert!(
-        x.qs.len() >= (xb + n) * BLOCK && x.d.len() >= xb + n && x.qsum.len() >= xb + n,
-        "activation rows shorter than the weights"
-    );
-    let flip = u8x16_splat(0x80);
-    let mut sum = 0f32;
-    for i in 0..n {
-        let b = &w[i * BLOCK_BYTES..(i + 1) * BLOCK_BYTES];
-        // SAFETY: b holds 32 weight bytes at b[4..36]; the activations hold 32 values per block.
+    let block = |b: *const u8, q: *const i8| {
+        // SAFETY: `reduce` passes a whole block (32 bytes at b[4..36]) and 32 activations.
         unsafe {
-            let wq = b.as_ptr().add(4);
-            let q = x.qs.as_ptr().add((xb + i) * BLOCK);
             let mut p = i32x4_splat(0);
             for h in 0..2 {
-                let a = v128_xor(v128_load(wq.add(16 * h) as *const v128), flip);
+                // Unsigned bytes widen to i16 exactly; their i32 pair sums cannot overflow.
+                let a = v128_load(b.add(4 + 16 * h) as *const v128);
                 let c = v128_load(q.add(16 * h) as *const v128);
                 p = i32x4_add(
                     p,
-                    i32x4_dot_i16x8(i16x8_extend_low_i8x16(a), i16x8_extend_low_i8x16(c)),
+                    i32x4_dot_i16x8(u16x8_extend_low_u8x16(a), i16x8_extend_low_i8x16(c)),
                 );
                 p = i32x4_add(
                     p,
-                    i32x4_dot_i16x8(i16x8_extend_high_i8x16(a), i16x8_extend_high_i8x16(c)),
+                    i32x4_dot_i16x8(u16x8_extend_high_u8x16(a), i16x8_extend_high_i8x16(c)),
                 );
             }
-            let (d, m) = block_dm(b);
-            // Σ q·q_x exactly, then the scalar reference's arithmetic in its order.
-            let acc = hsum_i32(p) + 128 * *x.qsum.get_unchecked(xb + i);
-            sum += d * *x.d.get_unchecked(xb + i) * acc as f32 + m * *x.s.get_unchecked(xb + i);
+            p
         }
-    }
-    sum
+    };
+    // SAFETY: as above.
+    unsafe { super::reduce::<BLOCK_BYTES>(w, x, xb, block_dm, block) }
 }
 
-/// [`dot_scalar`] with AVX2 + FMA.
+/// [`dot_scalar`] with AVX2 (bit-identical).
 #[cfg(all(
     target_arch = "x86_64",
     target_feature = "avx2",
@@ -88,32 +64,20 @@ pub fn dot(w: &[u8], x: &Q8Rows, xb: usize) -> f32 {
 ))]
 pub fn dot(w: &[u8], x: &Q8Rows, xb: usize) -> f32 {
     use std::arch::x86_64::*;
-    let n = w.len() / BLOCK_BYTES;
-    assert!(
-        x.qs.len() >= (xb + n) * BLOCK && x.d.len() >= xb + n && x.qsum.len() >= xb + n,
-        "activation rows shorter than the weights"
-    );
-    // SAFETY: AVX2 and FMA are enabled at compile time; every load stays inside the slices
-    // checked above (32 bytes at b[4..36], 32 activations per block).
-    unsafe {
-        let ones = _mm256_set1_epi16(1);
-        let flip = _mm256_set1_epi8(-128);
-        let mut sum = 0f32;
-        for i in 0..n {
-            let b = &w[i * BLOCK_BYTES..(i + 1) * BLOCK_BYTES];
-            let raw = _mm256_loadu_si256(b.as_ptr().add(4) as *const __m256i);
-            let a = _mm256_xor_si256(raw, flip);
-            let c = _mm256_loadu_si256(x.qs.as_ptr().add((xb + i) * BLOCK) as *const __m256i);
-            // maddubs wants one unsigned operand: move the signs of a onto c.
-            let p16 = _mm256_maddubs_epi16(_mm256_sign_epi8(a, a), _mm256_sign_epi8(c, a));
-            let p = _mm256_madd_epi16(p16, ones);
-            let (d, m) = block_dm(b);
-            // Σ q·q_x exactly, then the scalar reference's arithmetic in its order.
-            let acc = hsum_i32(p) + 128 * *x.qsum.get_unchecked(xb + i);
-            sum += d * *x.d.get_unchecked(xb + i) * acc as f32 + m * *x.s.get_unchecked(xb + i);
+    let block = |b: *const u8, q: *const i8| {
+        // SAFETY: AVX2 is enabled at compile time; `reduce` passes a whole block (32 bytes at
+        // b[4..36]) and 32 activations.
+        unsafe {
+            let half = |h: usize| {
+                let a = _mm256_cvtepu8_epi16(_mm_loadu_si128(b.add(4 + 16 * h) as *const __m128i));
+                let c = _mm256_cvtepi8_epi16(_mm_loadu_si128(q.add(16 * h) as *const __m128i));
+                _mm256_madd_epi16(a, c)
+            };
+            super::fold_pairs(half(0), half(1))
         }
-        sum
-    }
+    };
+    // SAFETY: as above.
+    unsafe { super::reduce::<BLOCK_BYTES>(w, x, xb, block_dm, block) }
 }
 
 /// [`dot_scalar`] where no SIMD version exists.
@@ -152,7 +116,11 @@ mod tests {
             let w = random_blocks(WeightType::A8, seed, blocks);
             let x = Q8Rows::quantize(&noise(seed + 100, blocks * BLOCK));
             let (a, b) = (dot(&w, &x, 0), dot_scalar(&w, &x, 0));
-            assert!(close(a, b), "{blocks} blocks: simd {a} vs scalar {b}");
+            assert_eq!(
+                a.to_bits(),
+                b.to_bits(),
+                "{blocks} blocks: simd {a} vs scalar {b}"
+            );
         }
     }
 

@@ -25,6 +25,25 @@ pub struct Shape {
     pub window: Option<usize>,
 }
 
+/// `Σ a·b` with eight running sums (lane `l` takes elements `l`, `l + 8`, …) added pairwise at
+/// the end: a fixed order, so every target rounds alike, that compilers still turn into SIMD.
+#[inline]
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0f32; 8];
+    let (ac, bc) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail: f32 = ac
+        .remainder()
+        .iter()
+        .zip(bc.remainder())
+        .fold(0.0, |s, (x, y)| s + x * y);
+    for (x, y) in ac.zip(bc) {
+        for l in 0..8 {
+            acc[l] += x[l] * y[l];
+        }
+    }
+    ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7])) + tail
+}
+
 /// Cosine and sine of `position × frequency` for every position below `positions`, computed in
 /// f64 and rounded once: `[positions][inv_freq.len()]` each.
 pub fn rope_tables(inv_freq: &[f64], positions: usize) -> (Vec<f32>, Vec<f32>) {
@@ -94,7 +113,7 @@ pub fn attend(q: &[f32], k: &[f32], v: &[f32], pos: usize, shape: Shape) -> Vec<
         let mut scores: Vec<f32> = (first..=qp)
             .map(|j| {
                 let kh = &k[j * kv_row + g * head_dim..j * kv_row + (g + 1) * head_dim];
-                qh.iter().zip(kh).fold(0f32, |a, (x, y)| a + x * y) * scale
+                dot(qh, kh) * scale
             })
             .collect();
         let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);

@@ -36,33 +36,191 @@ pub fn f16_to_f32(lo: u8, hi: u8) -> f32 {
     f16_to_f32_portable(lo, hi)
 }
 
-/// Sum of the four lanes of a simd128 i32 vector (exact).
-#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+/// The lane (0‥3) that product `p` (0‥31) of a block belongs to: simd128's natural layout,
+/// which every implementation reproduces.
 #[inline(always)]
-fn hsum_i32(v: std::arch::wasm32::v128) -> i32 {
-    use std::arch::wasm32::i32x4_extract_lane;
-    i32x4_extract_lane::<0>(v)
-        + i32x4_extract_lane::<1>(v)
-        + i32x4_extract_lane::<2>(v)
-        + i32x4_extract_lane::<3>(v)
+pub fn lane(p: usize) -> usize {
+    (p % 8) / 2
 }
 
-/// Sum of the eight lanes of an AVX2 i32 vector (exact).
+/// The float part every dot product here shares, in one order on every target. A block's 32
+/// integer products are summed exactly into four lanes ([`lane`]). Block `i` feeds chain
+/// `i mod 4` (four chains, so the adds of one block do not wait on the last): lane `l` gets
+/// `(d_i·d_x)·P_il`, and the chain's scalar sum gets `m_i·s_x`; [`finish`] adds them up. So the SIMD versions give the scalar reference's result
+/// to the bit, natively and in wasm alike (one-ulp differences would otherwise flip the 8-bit
+/// rounding of later activations and the logits would drift apart).
+///
+/// `w` holds whole blocks of `bb` bytes; `dm` reads a block's scale and minimum (0 for symmetric
+/// types); `lanes(b, k)` gives block `b`'s four exact lane sums against activation block `k`.
+#[inline(always)]
+fn reduce_scalar(
+    w: &[u8],
+    bb: usize,
+    x: &Q8Rows,
+    xb: usize,
+    dm: impl Fn(&[u8]) -> (f32, f32),
+    lanes: impl Fn(&[u8], usize) -> [i32; 4],
+) -> f32 {
+    let (mut a, mut mins) = ([[0f32; 4]; 4], [0f32; 4]);
+    for (i, b) in w.chunks_exact(bb).enumerate() {
+        let (d, m) = dm(b);
+        let scale = d * x.d[xb + i];
+        for (acc, p) in a[i % 4].iter_mut().zip(lanes(b, xb + i)) {
+            *acc += scale * p as f32;
+        }
+        mins[i % 4] += m * x.s[xb + i];
+    }
+    finish(a, mins)
+}
+
+/// The end of the canonical order: chains added pairwise per lane, then lanes pairwise, then
+/// the minimum terms.
+#[inline(always)]
+fn finish(a: [[f32; 4]; 4], mins: [f32; 4]) -> f32 {
+    let t: [f32; 4] = std::array::from_fn(|l| (a[0][l] + a[1][l]) + (a[2][l] + a[3][l]));
+    ((t[0] + t[1]) + (t[2] + t[3])) + ((mins[0] + mins[1]) + (mins[2] + mins[3]))
+}
+
+/// [`reduce_scalar`] with simd128: `block(b, q)` gives a block's four lane sums.
+///
+/// # Safety
+/// `block(b, q)` must read only the `bb` bytes at `b` and 32 activations at `q`.
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+#[inline(always)]
+unsafe fn reduce<const BB: usize>(
+    w: &[u8],
+    x: &Q8Rows,
+    xb: usize,
+    dm: impl Fn(&[u8]) -> (f32, f32),
+    block: impl Fn(*const u8, *const i8) -> std::arch::wasm32::v128,
+) -> f32 {
+    use std::arch::wasm32::*;
+    let n = w.len() / BB;
+    assert!(
+        x.qs.len() >= (xb + n) * BLOCK && x.d.len() >= xb + n && x.s.len() >= xb + n,
+        "activation rows shorter than the weights"
+    );
+    let mut acc = [f32x4_splat(0.0); 4];
+    let mut mins = [0f32; 4];
+    let step = |acc: &mut v128, mins: &mut f32, i: usize, b: &[u8]| {
+        let (d, m) = dm(b);
+        let p = block(b.as_ptr(), x.qs.as_ptr().add((xb + i) * BLOCK));
+        let scale = f32x4_splat(d * *x.d.get_unchecked(xb + i));
+        *acc = f32x4_add(*acc, f32x4_mul(scale, f32x4_convert_i32x4(p)));
+        *mins += m * *x.s.get_unchecked(xb + i);
+    };
+    let [mut a0, mut a1, mut a2, mut a3] = acc;
+    let [mut m0, mut m1, mut m2, mut m3] = mins;
+    let mut quads = w.chunks_exact(4 * BB);
+    for (q, four) in (&mut quads).enumerate() {
+        let i = 4 * q;
+        step(&mut a0, &mut m0, i, &four[..BB]);
+        step(&mut a1, &mut m1, i + 1, &four[BB..2 * BB]);
+        step(&mut a2, &mut m2, i + 2, &four[2 * BB..3 * BB]);
+        step(&mut a3, &mut m3, i + 3, &four[3 * BB..]);
+    }
+    let first = n - n % 4;
+    for (j, b) in quads.remainder().chunks_exact(BB).enumerate() {
+        match j {
+            0 => step(&mut a0, &mut m0, first, b),
+            1 => step(&mut a1, &mut m1, first + 1, b),
+            _ => step(&mut a2, &mut m2, first + 2, b),
+        }
+    }
+    acc = [a0, a1, a2, a3];
+    mins = [m0, m1, m2, m3];
+    let lanes = |v: v128| {
+        [
+            f32x4_extract_lane::<0>(v),
+            f32x4_extract_lane::<1>(v),
+            f32x4_extract_lane::<2>(v),
+            f32x4_extract_lane::<3>(v),
+        ]
+    };
+    finish(acc.map(lanes), mins)
+}
+
+/// [`reduce_scalar`] with AVX2: `block(b, q)` gives a block's four lane sums.
+///
+/// # Safety
+/// `block(b, q)` must read only the `bb` bytes at `b` and 32 activations at `q`.
 #[cfg(all(
     target_arch = "x86_64",
     target_feature = "avx2",
     target_feature = "fma"
 ))]
 #[inline(always)]
-fn hsum_i32(v: std::arch::x86_64::__m256i) -> i32 {
+unsafe fn reduce<const BB: usize>(
+    w: &[u8],
+    x: &Q8Rows,
+    xb: usize,
+    dm: impl Fn(&[u8]) -> (f32, f32),
+    block: impl Fn(*const u8, *const i8) -> std::arch::x86_64::__m128i,
+) -> f32 {
     use std::arch::x86_64::*;
-    // SAFETY: AVX2 is enabled at compile time; these only shuffle and add registers.
-    unsafe {
-        let s4 = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
-        let s2 = _mm_add_epi32(s4, _mm_unpackhi_epi64(s4, s4));
-        let s1 = _mm_add_epi32(s2, _mm_shuffle_epi32(s2, 1));
-        _mm_cvtsi128_si32(s1)
+    let n = w.len() / BB;
+    assert!(
+        x.qs.len() >= (xb + n) * BLOCK && x.d.len() >= xb + n && x.s.len() >= xb + n,
+        "activation rows shorter than the weights"
+    );
+    let step = |acc: &mut __m128, mins: &mut f32, i: usize, b: &[u8]| {
+        let (d, m) = dm(b);
+        let p = block(b.as_ptr(), x.qs.as_ptr().add((xb + i) * BLOCK));
+        let scale = _mm_set1_ps(d * *x.d.get_unchecked(xb + i));
+        // A multiply then an add, not an FMA: the scalar reference's rounding.
+        *acc = _mm_add_ps(*acc, _mm_mul_ps(scale, _mm_cvtepi32_ps(p)));
+        *mins += m * *x.s.get_unchecked(xb + i);
+    };
+    let (mut a0, mut a1, mut a2, mut a3) = (
+        _mm_setzero_ps(),
+        _mm_setzero_ps(),
+        _mm_setzero_ps(),
+        _mm_setzero_ps(),
+    );
+    let (mut m0, mut m1, mut m2, mut m3) = (0f32, 0f32, 0f32, 0f32);
+    let mut quads = w.chunks_exact(4 * BB);
+    for (q, four) in (&mut quads).enumerate() {
+        let i = 4 * q;
+        step(&mut a0, &mut m0, i, &four[..BB]);
+        step(&mut a1, &mut m1, i + 1, &four[BB..2 * BB]);
+        step(&mut a2, &mut m2, i + 2, &four[2 * BB..3 * BB]);
+        step(&mut a3, &mut m3, i + 3, &four[3 * BB..]);
     }
+    let first = n - n % 4;
+    for (j, b) in quads.remainder().chunks_exact(BB).enumerate() {
+        match j {
+            0 => step(&mut a0, &mut m0, first, b),
+            1 => step(&mut a1, &mut m1, first + 1, b),
+            _ => step(&mut a2, &mut m2, first + 2, b),
+        }
+    }
+    let lanes = |v: __m128| {
+        let mut a = [0f32; 4];
+        _mm_storeu_ps(a.as_mut_ptr(), v);
+        a
+    };
+    finish(
+        [lanes(a0), lanes(a1), lanes(a2), lanes(a3)],
+        [m0, m1, m2, m3],
+    )
+}
+
+/// Four lane sums of 32 products given as two vectors of 8 i32 pair sums, pair `k` of the first
+/// holding positions `2k, 2k+1` and of the second `16 + 2k, 16 + 2k + 1` (AVX2): lane `l` gets
+/// pairs `l` and `l + 4` of both.
+#[cfg(all(
+    target_arch = "x86_64",
+    target_feature = "avx2",
+    target_feature = "fma"
+))]
+#[inline(always)]
+unsafe fn fold_pairs(
+    p0: std::arch::x86_64::__m256i,
+    p1: std::arch::x86_64::__m256i,
+) -> std::arch::x86_64::__m128i {
+    use std::arch::x86_64::*;
+    let s = _mm256_add_epi32(p0, p1);
+    _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1))
 }
 
 /// Elements per block, for every type here.

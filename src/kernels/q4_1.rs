@@ -5,16 +5,7 @@
 //! Activations are quantized per block of 32 to `i8` with a scale `d` and `s = d·Σq` (rounded
 //! to f16 like GGML's `Q8_1`, unpacked to f32), so that `Σ w·x = d_w·d_x·Σ q_w·q_x + m_w·s_x`.
 
-#[cfg(any(
-    all(target_arch = "wasm32", target_feature = "simd128"),
-    all(
-        target_arch = "x86_64",
-        target_feature = "avx2",
-        target_feature = "fma"
-    )
-))]
-use super::hsum_i32;
-use super::{f16_to_f32, Q8Rows, BLOCK};
+use super::{f16_to_f32, lane, Q8Rows, BLOCK};
 
 /// Bytes per `Q4_1` block.
 pub const BLOCK_BYTES: usize = 20;
@@ -28,64 +19,50 @@ fn block_dm(b: &[u8]) -> (f32, f32) {
 /// Dot product of one `Q4_1` row (`w`, whole blocks) with one quantized activation row,
 /// whose blocks start at block index `xb` of `x`: the portable reference.
 pub fn dot_scalar(w: &[u8], x: &Q8Rows, xb: usize) -> f32 {
-    let mut sum = 0f32;
-    for (i, b) in w.chunks_exact(BLOCK_BYTES).enumerate() {
-        let (d, m) = block_dm(b);
-        let q = &x.qs[(xb + i) * BLOCK..(xb + i + 1) * BLOCK];
-        let mut acc = 0i32;
+    super::reduce_scalar(w, BLOCK_BYTES, x, xb, block_dm, |b, k| {
+        let q = &x.qs[k * BLOCK..(k + 1) * BLOCK];
+        let mut p = [0i32; 4];
         for j in 0..16 {
-            acc += i32::from(b[4 + j] & 0x0F) * i32::from(q[j]);
-            acc += i32::from(b[4 + j] >> 4) * i32::from(q[j + 16]);
+            p[lane(j)] += i32::from(b[4 + j] & 0x0F) * i32::from(q[j]);
+            p[lane(j + 16)] += i32::from(b[4 + j] >> 4) * i32::from(q[j + 16]);
         }
-        sum += d * x.d[xb + i] * acc as f32 + m * x.s[xb + i];
-    }
-    sum
+        p
+    })
 }
 
-/// [`dot_scalar`] with wasm simd128.
+/// [`dot_scalar`] with wasm simd128 (bit-identical).
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 pub fn dot(w: &[u8], x: &Q8Rows, xb: usize) -> f32 {
     use std::arch::wasm32::*;
-    let n = w.len() / BLOCK_BYTES;
-    assert!(x.qs.len() >= (xb + n) * BLOCK && x.d.len() >= xb + n && x.s.len() >= xb + n);
-    let (qs, ds, ss) = (&x.qs[xb * BLOCK..], &x.d[xb..xb + n], &x.s[xb..xb + n]);
     // Σ q_w·q_x of one block as 4 i32 lanes.
-    // SAFETY (callers): `b` points at a whole block and `q` at 32 activations.
-    #[inline(always)]
-    unsafe fn block(b: *const u8, q: *const i8) -> v128 {
-        let packed = v128_load(b.add(4) as *const v128);
-        let lo = v128_and(packed, u8x16_splat(0x0F));
-        let hi = u8x16_shr(packed, 4);
-        let y0 = v128_load(q as *const v128);
-        let y1 = v128_load(q.add(16) as *const v128);
-        // Nibbles (0‥15) are valid signed bytes: their products widen straight to i16, and
-        // four of them (|sum| ≤ 4·15·128) still fit one.
-        let p16 = i16x8_add(
-            i16x8_add(
-                i16x8_extmul_low_i8x16(lo, y0),
-                i16x8_extmul_high_i8x16(lo, y0),
-            ),
-            i16x8_add(
-                i16x8_extmul_low_i8x16(hi, y1),
-                i16x8_extmul_high_i8x16(hi, y1),
-            ),
-        );
-        i32x4_extadd_pairwise_i16x8(p16)
-    }
-    // One exact integer sum per block, then the scalar reference's float arithmetic in its
-    // order: the result is bit-identical to `dot_scalar`, natively and in wasm alike.
-    let mut sum = 0f32;
-    for i in 0..n {
-        let b = &w[i * BLOCK_BYTES..(i + 1) * BLOCK_BYTES];
-        let (d, m) = block_dm(b);
-        // SAFETY: b is a whole block; qs holds 32 activations per block for all n blocks.
-        let acc = hsum_i32(unsafe { block(b.as_ptr(), qs.as_ptr().add(i * BLOCK)) });
-        sum += d * ds[i] * acc as f32 + m * ss[i];
-    }
-    sum
+    let block = |b: *const u8, q: *const i8| {
+        // SAFETY: `reduce` passes a whole block and 32 activations.
+        unsafe {
+            let packed = v128_load(b.add(4) as *const v128);
+            let lo = v128_and(packed, u8x16_splat(0x0F));
+            let hi = u8x16_shr(packed, 4);
+            let y0 = v128_load(q as *const v128);
+            let y1 = v128_load(q.add(16) as *const v128);
+            // Nibbles (0‥15) are valid signed bytes: their products widen straight to i16,
+            // and four of them (|sum| ≤ 4·15·128) still fit one.
+            let p16 = i16x8_add(
+                i16x8_add(
+                    i16x8_extmul_low_i8x16(lo, y0),
+                    i16x8_extmul_high_i8x16(lo, y0),
+                ),
+                i16x8_add(
+                    i16x8_extmul_low_i8x16(hi, y1),
+                    i16x8_extmul_high_i8x16(hi, y1),
+                ),
+            );
+            i32x4_extadd_pairwise_i16x8(p16)
+        }
+    };
+    // SAFETY: `block` reads 16 bytes at b[4..20] of a whole block and 32 activations.
+    unsafe { super::reduce::<BLOCK_BYTES>(w, x, xb, block_dm, block) }
 }
 
-/// [`dot_scalar`] with AVX2 + FMA.
+/// [`dot_scalar`] with AVX2 (bit-identical).
 #[cfg(all(
     target_arch = "x86_64",
     target_feature = "avx2",
@@ -93,29 +70,28 @@ pub fn dot(w: &[u8], x: &Q8Rows, xb: usize) -> f32 {
 ))]
 pub fn dot(w: &[u8], x: &Q8Rows, xb: usize) -> f32 {
     use std::arch::x86_64::*;
-    let n = w.len() / BLOCK_BYTES;
-    assert!(x.qs.len() >= (xb + n) * BLOCK && x.d.len() >= xb + n && x.s.len() >= xb + n);
-    // SAFETY: AVX2 and FMA are enabled at compile time; every load stays inside the slices
-    // checked above (16 bytes at b[4..20], 32 activations per block).
-    unsafe {
-        let mask = _mm_set1_epi8(0x0F);
-        let ones = _mm256_set1_epi16(1);
-        let mut sum = 0f32;
-        for i in 0..n {
-            let b = w.as_ptr().add(i * BLOCK_BYTES);
-            let (d, m) = block_dm(&w[i * BLOCK_BYTES..i * BLOCK_BYTES + 4]);
+    let block = |b: *const u8, q: *const i8| {
+        // SAFETY: AVX2 is enabled at compile time; `reduce` passes a whole block (16 bytes at
+        // b[4..20] are read) and 32 activations.
+        unsafe {
+            let mask = _mm_set1_epi8(0x0F);
             let packed = _mm_loadu_si128(b.add(4) as *const __m128i);
             let lo = _mm_and_si128(packed, mask);
             let hi = _mm_and_si128(_mm_srli_epi16(packed, 4), mask);
-            let q = _mm256_set_m128i(hi, lo);
-            let y = _mm256_loadu_si256(x.qs.as_ptr().add((xb + i) * BLOCK) as *const __m256i);
-            let p = _mm256_madd_epi16(_mm256_maddubs_epi16(q, y), ones);
-            // The scalar reference's arithmetic, in its order (bit-identical results).
-            let acc = hsum_i32(p);
-            sum += d * *x.d.get_unchecked(xb + i) * acc as f32 + m * *x.s.get_unchecked(xb + i);
+            let y = _mm256_loadu_si256(q as *const __m256i);
+            // i16 lane k: positions 2k, 2k+1 (|·| ≤ 2·15·127, four of them fit an i16).
+            let p16 = _mm256_maddubs_epi16(_mm256_set_m128i(hi, lo), y);
+            // Lanes k and k + 8, then k and k + 4: lane l holds every k ≡ l (mod 4).
+            let s8 = _mm_add_epi16(
+                _mm256_castsi256_si128(p16),
+                _mm256_extracti128_si256(p16, 1),
+            );
+            let s4 = _mm_add_epi16(s8, _mm_srli_si128(s8, 8));
+            _mm_cvtepi16_epi32(s4)
         }
-        sum
-    }
+    };
+    // SAFETY: as above.
+    unsafe { super::reduce::<BLOCK_BYTES>(w, x, xb, block_dm, block) }
 }
 
 /// [`dot_scalar`] where no SIMD version exists.
@@ -147,7 +123,7 @@ mod tests {
     #[cfg(target_arch = "wasm32")]
     use wasm_bindgen_test::wasm_bindgen_test as test;
 
-    use crate::kernels::tests::{close, noise, random_blocks};
+    use crate::kernels::tests::{noise, random_blocks};
     use crate::kernels::WeightType;
 
     fn random_q4_1(seed: u64, blocks: usize) -> Vec<u8> {
@@ -160,7 +136,11 @@ mod tests {
             let w = random_q4_1(seed, blocks);
             let x = Q8Rows::quantize(&noise(seed + 100, blocks * BLOCK));
             let (a, b) = (dot(&w, &x, 0), dot_scalar(&w, &x, 0));
-            assert!(close(a, b), "{blocks} blocks: simd {a} vs scalar {b}");
+            assert_eq!(
+                a.to_bits(),
+                b.to_bits(),
+                "{blocks} blocks: simd {a} vs scalar {b}"
+            );
         }
     }
 

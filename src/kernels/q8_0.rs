@@ -4,16 +4,7 @@
 //! `Σ w·x = d_w·d_x·Σ q_w·q_x`. Wick runs it itself (Candle has fast kernels for it too) so the
 //! embedding table and a tied output head can be read in place, from the file's own bytes.
 
-#[cfg(any(
-    all(target_arch = "wasm32", target_feature = "simd128"),
-    all(
-        target_arch = "x86_64",
-        target_feature = "avx2",
-        target_feature = "fma"
-    )
-))]
-use super::hsum_i32;
-use super::{f16_to_f32, Q8Rows, BLOCK};
+use super::{f16_to_f32, lane, Q8Rows, BLOCK};
 
 /// Bytes per `Q8_0` block.
 pub const BLOCK_BYTES: usize = 34;
@@ -26,35 +17,32 @@ fn block_d(b: &[u8]) -> f32 {
 /// Dot product of one `Q8_0` row (whole blocks) with the activation row starting at block `xb`:
 /// the portable reference.
 pub fn dot_scalar(w: &[u8], x: &Q8Rows, xb: usize) -> f32 {
-    let mut sum = 0f32;
-    for (i, b) in w.chunks_exact(BLOCK_BYTES).enumerate() {
-        let q = &x.qs[(xb + i) * BLOCK..(xb + i + 1) * BLOCK];
-        let acc: i32 = b[2..]
-            .iter()
-            .zip(q)
-            .map(|(&a, &c)| i32::from(a as i8) * i32::from(c))
-            .sum();
-        sum += block_d(b) * x.d[xb + i] * acc as f32;
-    }
-    sum
+    super::reduce_scalar(w, BLOCK_BYTES, x, xb, block_d0, |b, k| {
+        let q = &x.qs[k * BLOCK..(k + 1) * BLOCK];
+        let mut p = [0i32; 4];
+        for (j, (&a, &c)) in b[2..BLOCK_BYTES].iter().zip(q).enumerate() {
+            p[lane(j)] += i32::from(a as i8) * i32::from(c);
+        }
+        p
+    })
 }
 
-/// [`dot_scalar`] with wasm simd128.
+/// The scale and a zero minimum (`Q8_0` is symmetric), for the shared reduction.
+#[inline(always)]
+fn block_d0(b: &[u8]) -> (f32, f32) {
+    (block_d(b), 0.0)
+}
+
+/// [`dot_scalar`] with wasm simd128 (bit-identical).
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 pub fn dot(w: &[u8], x: &Q8Rows, xb: usize) -> f32 {
     use std::arch::wasm32::*;
-    let n = w.len() / BLOCK_BYTES;
-    assert!(x.qs.len() >= (xb + n) * BLOCK && x.d.len() >= xb + n);
-    let mut sum = 0f32;
-    for i in 0..n {
-        let b = &w[i * BLOCK_BYTES..(i + 1) * BLOCK_BYTES];
-        // SAFETY: b holds 32 weight bytes at b[2..34]; the activations hold 32 values per block.
+    let block = |b: *const u8, q: *const i8| {
+        // SAFETY: `reduce` passes a whole block (32 bytes at b[2..34]) and 32 activations.
         unsafe {
-            let wq = b.as_ptr().add(2);
-            let q = x.qs.as_ptr().add((xb + i) * BLOCK);
             let mut p = i32x4_splat(0);
             for h in 0..2 {
-                let a = v128_load(wq.add(16 * h) as *const v128);
+                let a = v128_load(b.add(2 + 16 * h) as *const v128);
                 let c = v128_load(q.add(16 * h) as *const v128);
                 p = i32x4_add(
                     p,
@@ -65,14 +53,14 @@ pub fn dot(w: &[u8], x: &Q8Rows, xb: usize) -> f32 {
                     i32x4_dot_i16x8(i16x8_extend_high_i8x16(a), i16x8_extend_high_i8x16(c)),
                 );
             }
-            // The scalar reference's arithmetic, in its order (bit-identical results).
-            sum += block_d(b) * *x.d.get_unchecked(xb + i) * hsum_i32(p) as f32;
+            p
         }
-    }
-    sum
+    };
+    // SAFETY: as above.
+    unsafe { super::reduce::<BLOCK_BYTES>(w, x, xb, block_d0, block) }
 }
 
-/// [`dot_scalar`] with AVX2 + FMA.
+/// [`dot_scalar`] with AVX2 (bit-identical).
 #[cfg(all(
     target_arch = "x86_64",
     target_feature = "avx2",
@@ -80,25 +68,20 @@ pub fn dot(w: &[u8], x: &Q8Rows, xb: usize) -> f32 {
 ))]
 pub fn dot(w: &[u8], x: &Q8Rows, xb: usize) -> f32 {
     use std::arch::x86_64::*;
-    let n = w.len() / BLOCK_BYTES;
-    assert!(x.qs.len() >= (xb + n) * BLOCK && x.d.len() >= xb + n);
-    // SAFETY: AVX2 and FMA are enabled at compile time; every load stays inside the slices
-    // checked above (32 bytes at b[2..34], 32 activations per block).
-    unsafe {
-        let ones = _mm256_set1_epi16(1);
-        let mut sum = 0f32;
-        for i in 0..n {
-            let b = &w[i * BLOCK_BYTES..(i + 1) * BLOCK_BYTES];
-            let a = _mm256_loadu_si256(b.as_ptr().add(2) as *const __m256i);
-            let c = _mm256_loadu_si256(x.qs.as_ptr().add((xb + i) * BLOCK) as *const __m256i);
-            // maddubs wants one unsigned operand: move the signs of a onto c.
-            let p16 = _mm256_maddubs_epi16(_mm256_sign_epi8(a, a), _mm256_sign_epi8(c, a));
-            let p = _mm256_madd_epi16(p16, ones);
-            // The scalar reference's arithmetic, in its order (bit-identical results).
-            sum += block_d(b) * *x.d.get_unchecked(xb + i) * hsum_i32(p) as f32;
+    let block = |b: *const u8, q: *const i8| {
+        // SAFETY: AVX2 is enabled at compile time; `reduce` passes a whole block (32 bytes at
+        // b[2..34]) and 32 activations.
+        unsafe {
+            let half = |h: usize| {
+                let a = _mm256_cvtepi8_epi16(_mm_loadu_si128(b.add(2 + 16 * h) as *const __m128i));
+                let c = _mm256_cvtepi8_epi16(_mm_loadu_si128(q.add(16 * h) as *const __m128i));
+                _mm256_madd_epi16(a, c)
+            };
+            super::fold_pairs(half(0), half(1))
         }
-        sum
-    }
+    };
+    // SAFETY: as above.
+    unsafe { super::reduce::<BLOCK_BYTES>(w, x, xb, block_d0, block) }
 }
 
 /// [`dot_scalar`] where no SIMD version exists.
@@ -137,7 +120,11 @@ mod tests {
             let w = random_blocks(WeightType::Q8_0, seed, blocks);
             let x = Q8Rows::quantize(&noise(seed + 100, blocks * BLOCK));
             let (a, b) = (dot(&w, &x, 0), dot_scalar(&w, &x, 0));
-            assert!(close(a, b), "{blocks} blocks: simd {a} vs scalar {b}");
+            assert_eq!(
+                a.to_bits(),
+                b.to_bits(),
+                "{blocks} blocks: simd {a} vs scalar {b}"
+            );
         }
     }
 
