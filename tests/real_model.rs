@@ -125,3 +125,33 @@ fn top_logits_match_llama_cpp() {
         );
     }
 }
+
+#[test]
+fn mlx_export_replies_like_the_gguf() {
+    // What setup writes with `wick quantize` (the app's default model), made here in memory.
+    let path = std::env::var("WICK_MODEL").unwrap_or_else(|_| MODEL.to_string());
+    let bytes = std::fs::read(&path).unwrap();
+    let g = wick::weights::Gguf::parse(&bytes).unwrap();
+    let cfg = wick::Config::from_gguf(&g).unwrap();
+    let tok = wick::Tokenizer::from_gguf(&g).unwrap();
+    let template = g.get_str("tokenizer.chat_template").ok();
+    let opts = wick::quantize::Options {
+        bits: 4,
+        group: 32,
+        requantize: false,
+    };
+    let (files, summary) = wick::quantize::to_mlx(&cfg, &g, &tok, template, opts).unwrap();
+    assert_eq!((summary.exact, summary.quantized), (211, 0));
+    let mut e = Engine::from_hf_files(&files, &Device::Cpu).unwrap();
+    let r = reference();
+    let mut text = String::new();
+    let (got, _) = e
+        .generate(
+            r["prompt"].as_str().unwrap(),
+            SamplingParams::greedy(64),
+            |t| text.push_str(t),
+        )
+        .unwrap();
+    assert_eq!(got, ids(&r["greedy_stop_at_eog"]["token_ids"]));
+    assert_eq!(text, "The capital of France is Paris.");
+}
