@@ -591,11 +591,51 @@ struct Linear {
 
 impl Linear {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let y = self.w.forward(x)?;
+        self.add_bias(self.w.forward(x)?)
+    }
+
+    fn add_bias(&self, y: Tensor) -> Result<Tensor> {
         match &self.b {
             Some(b) => Ok(y.broadcast_add(b)?),
             None => Ok(y),
         }
+    }
+
+    /// `x` through each of `linears`: in one pass of Wick's kernels when all of them run there
+    /// (one wake-up of the thread pool, one quantization of `x`), else one by one.
+    fn forward_many<const N: usize>(linears: [&Linear; N], x: &Tensor) -> Result<[Tensor; N]> {
+        let own: Vec<(WeightType, &[u8], usize, usize)> = linears
+            .iter()
+            .filter_map(|l| match &l.w {
+                Weight::Own { ty, data, n, k } => Some((*ty, &data[..], *n, *k)),
+                _ => None,
+            })
+            .collect();
+        let k = own.first().map(|o| o.3);
+        if own.len() < N || own.iter().any(|o| Some(o.3) != k) {
+            let mut out = Vec::with_capacity(N);
+            for l in linears {
+                out.push(l.forward(x)?);
+            }
+            return out
+                .try_into()
+                .map_err(|_| Error::Metadata("matmul count".into()));
+        }
+        let k = k.unwrap_or(0);
+        let rows = x.elem_count() / k;
+        let xs = x.flatten_all()?.to_vec1::<f32>()?;
+        let parts: Vec<(WeightType, &[u8], usize)> = own.iter().map(|o| (o.0, o.1, o.2)).collect();
+        let ys = kernels::matmul_many(&parts, k, &xs, rows);
+        let mut out = Vec::with_capacity(N);
+        for ((l, y), (_, _, n, _)) in linears.iter().zip(ys).zip(&own) {
+            let mut dims = x.dims().to_vec();
+            if let Some(last) = dims.last_mut() {
+                *last = *n;
+            }
+            out.push(l.add_bias(Tensor::from_vec(y, dims, x.device())?)?);
+        }
+        out.try_into()
+            .map_err(|_| Error::Metadata("matmul count".into()))
     }
 }
 
@@ -629,7 +669,10 @@ struct Mlp {
 impl Mlp {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let h = match &self.gate {
-            Some(g) => (self.act.apply(&g.forward(x)?)? * self.up.forward(x)?)?,
+            Some(g) => {
+                let [g, u] = Linear::forward_many([g, &self.up], x)?;
+                (self.act.apply(&g)? * u)?
+            }
             None => self.act.apply(&self.up.forward(x)?)?,
         };
         self.down.forward(&h)

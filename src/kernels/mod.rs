@@ -328,32 +328,59 @@ const ROWS_PER_TASK: usize = 16;
 /// Each weight row is read once for all `m` activation rows, so prefill costs far less per token
 /// than decode. Rows are split across rayon's pool (Web Workers in the threaded wasm build).
 pub fn matmul(ty: WeightType, w: &[u8], n: usize, k: usize, x: &[f32], m: usize) -> Vec<f32> {
+    matmul_many(&[(ty, w, n)], k, x, m)
+        .pop()
+        .unwrap_or_default()
+}
+
+/// Several matmuls of the same activations (q, k and v; gate and up): the activations are
+/// quantized once and all the weights' rows split across the pool in one go, so the pool is
+/// woken once instead of once per matrix (what a decode step pays most for with threads).
+pub fn matmul_many(
+    parts: &[(WeightType, &[u8], usize)],
+    k: usize,
+    x: &[f32],
+    m: usize,
+) -> Vec<Vec<f32>> {
     let kb = k / BLOCK;
-    let row_bytes = kb * ty.block_bytes();
-    debug_assert_eq!(w.len(), n * row_bytes);
     debug_assert_eq!(x.len(), m * k);
     let xq = Q8Rows::quantize(x);
     // Computed transposed (n × m) so each task writes one contiguous slice.
-    let mut yt = vec![0f32; n * m];
-    yt.par_chunks_mut(ROWS_PER_TASK * m)
-        .zip(w.par_chunks(ROWS_PER_TASK * row_bytes))
-        .for_each(|(out, rows)| {
-            for (o, row) in out.chunks_exact_mut(m).zip(rows.chunks_exact(row_bytes)) {
-                for (i, v) in o.iter_mut().enumerate() {
-                    *v = ty.dot(row, &xq, i * kb);
-                }
-            }
-        });
-    if m == 1 {
-        return yt;
-    }
-    let mut y = vec![0f32; m * n];
-    for (j, col) in yt.chunks_exact(m).enumerate() {
-        for (i, &v) in col.iter().enumerate() {
-            y[i * n + j] = v;
+    let mut outs: Vec<Vec<f32>> = parts.iter().map(|&(_, _, n)| vec![0f32; n * m]).collect();
+    let mut tasks: Vec<(WeightType, &[u8], &mut [f32])> = Vec::new();
+    for (&(ty, w, n), out) in parts.iter().zip(outs.iter_mut()) {
+        let row_bytes = kb * ty.block_bytes();
+        debug_assert_eq!(w.len(), n * row_bytes);
+        for (rows, o) in w
+            .chunks(ROWS_PER_TASK * row_bytes)
+            .zip(out.chunks_mut(ROWS_PER_TASK * m))
+        {
+            tasks.push((ty, rows, o));
         }
     }
-    y
+    tasks.into_par_iter().for_each(|(ty, rows, out)| {
+        let row_bytes = kb * ty.block_bytes();
+        for (o, row) in out.chunks_exact_mut(m).zip(rows.chunks_exact(row_bytes)) {
+            for (i, v) in o.iter_mut().enumerate() {
+                *v = ty.dot(row, &xq, i * kb);
+            }
+        }
+    });
+    if m == 1 {
+        return outs;
+    }
+    outs.into_iter()
+        .zip(parts)
+        .map(|(yt, &(_, _, n))| {
+            let mut y = vec![0f32; m * n];
+            for (j, col) in yt.chunks_exact(m).enumerate() {
+                for (i, &v) in col.iter().enumerate() {
+                    y[i * n + j] = v;
+                }
+            }
+            y
+        })
+        .collect()
 }
 
 /// `y = x · Wᵀ` the slow, obvious way, with the scalar reference kernels (tests).
