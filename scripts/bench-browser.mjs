@@ -2,7 +2,7 @@
 // the same headless Debian Chromium, against the dev server, at 1 and 2 threads: Wick on the
 // app's default model (the MLX 4-bit safetensors folder) and on the GGUF it was made from,
 // wllama on the GGUF. Prints one table of medians with Wick/wllama ratios.
-//   node scripts/bench-browser.mjs [--runs 3] [--decode 128]
+//   node scripts/bench-browser.mjs [--runs 3] [--decode 128] [--no-wllama]
 import { readFileSync, statSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import { openBrowser, waitReady } from '../tests/e2e/browser.mjs';
@@ -14,6 +14,8 @@ const arg = (name, fallback) => {
 const RUNS = arg('--runs', 3);
 const DECODE = arg('--decode', 128);
 const THREADS = [1, 2];
+// --no-wllama: Wick's rows only (a quick check while working on the kernels).
+const WLLAMA = !process.argv.includes('--no-wllama');
 const MODEL = 'models/SmolLM2-135M-Instruct.Q4_1.gguf';
 const DEFAULT_MODEL = 'models/SmolLM2-135M-Instruct-MLX-4bit/';
 const BENCH_PROMPT = readFileSync(new URL('../tests/fixtures/bench_prompt.txt', import.meta.url), 'utf8');
@@ -100,7 +102,8 @@ try {
     const ttft = [];
     for (let i = 0; i < RUNS; i++) ttft.push(await timeToFirstToken(browser.context, browser.base, threads));
     const memory = Math.max(...runs.map((r) => r.memoryBytes));
-    const wl = await wllamaRuns(page, threads);
+    const none = { prompt_per_second: NaN, predicted_per_second: NaN, loadSeconds: NaN, prompt_n: 0, predicted_n: 0 };
+    const wl = WLLAMA ? await wllamaRuns(page, threads) : [none];
     const wlRss = rendererRss();
     const wlPrefill = median(wl.map((r) => r.prompt_per_second));
     const wlDecode = median(wl.map((r) => r.predicted_per_second));

@@ -85,17 +85,9 @@ fn greedy_reply_is_token_identical_to_llama_cpp() {
     assert_eq!(text, r["greedy_stop_at_eog"]["text"].as_str().unwrap());
 }
 
-#[test]
-fn top_logits_match_llama_cpp() {
-    let mut e = engine();
-    let r = reference();
-    let prompt = ids(&r["prompt_token_ids"]);
-    let logits = e
-        .model_mut()
-        .forward(&prompt)
-        .unwrap()
-        .to_vec1::<f32>()
-        .unwrap();
+/// Log-probabilities of the last prompt position, from `model`.
+fn prompt_logprobs(model: &mut wick::Model, prompt: &[u32]) -> (Vec<f64>, Vec<usize>) {
+    let logits = model.forward(prompt).unwrap().to_vec1::<f32>().unwrap();
     let max = logits.iter().cloned().fold(f32::NEG_INFINITY, f32::max) as f64;
     let log_z = max
         + logits
@@ -105,6 +97,12 @@ fn top_logits_match_llama_cpp() {
             .ln();
     let mut order: Vec<usize> = (0..logits.len()).collect();
     order.sort_by(|&a, &b| logits[b].total_cmp(&logits[a]));
+    (logits.iter().map(|&l| l as f64 - log_z).collect(), order)
+}
+
+/// llama.cpp's top 5 against Wick's: in Wick's top 10, each log-probability within `tolerance`.
+fn compare_top5(what: &str, logprobs: &[f64], order: &[usize], tolerance: f64) {
+    let r = reference();
     let top10 = &order[..10];
     for want in r["last_prompt_logits_top10"]
         .as_array()
@@ -114,16 +112,36 @@ fn top_logits_match_llama_cpp() {
     {
         let id = want["id"].as_u64().unwrap() as usize;
         let want_lp = want["logprob"].as_f64().unwrap();
-        let got_lp = logits[id] as f64 - log_z;
+        let got_lp = logprobs[id];
+        eprintln!("{what}: token {id}: logprob {got_lp:.3} vs llama.cpp {want_lp:.3}");
         assert!(
             top10.contains(&id),
-            "llama.cpp top-5 id {id} is not in Wick's top 10 {top10:?}"
+            "{what}: llama.cpp top-5 id {id} is not in Wick's top 10 {top10:?}"
         );
         assert!(
-            (got_lp - want_lp).abs() <= 0.3,
-            "token {id}: logprob {got_lp:.3} vs llama.cpp {want_lp:.3}"
+            (got_lp - want_lp).abs() <= tolerance,
+            "{what}: token {id}: logprob {got_lp:.3} vs llama.cpp {want_lp:.3}"
         );
     }
+}
+
+/// The weights computed exactly (f32) land within 0.1 of llama.cpp (measured: 0.08). Wick's
+/// kernels round activations to 8 bits per block like llama.cpp does, but in their own order,
+/// and over 30 layers the rounding noise moves these log-probabilities by up to 0.4 (measured:
+/// 0.35; llama.cpp's own noise is the 0.08).
+#[test]
+fn top_logits_match_llama_cpp() {
+    let r = reference();
+    let prompt = ids(&r["prompt_token_ids"]);
+    let path = std::env::var("WICK_MODEL").unwrap_or_else(|_| MODEL.to_string());
+    let bytes = std::fs::read(&path).unwrap();
+    let g = wick::weights::Gguf::parse(&bytes).unwrap();
+    let mut exact = wick::Model::from_gguf_f32(&g, &Device::Cpu).unwrap();
+    let (lp, order) = prompt_logprobs(&mut exact, &prompt);
+    compare_top5("f32 weights", &lp, &order, 0.1);
+    let mut e = engine();
+    let (lp, order) = prompt_logprobs(e.model_mut(), &prompt);
+    compare_top5("kernels", &lp, &order, 0.4);
 }
 
 #[test]

@@ -26,22 +26,64 @@ pub struct Shape {
 }
 
 /// `Σ a·b` with eight running sums (lane `l` takes elements `l`, `l + 8`, …) added pairwise at
-/// the end: a fixed order, so every target rounds alike, that compilers still turn into SIMD.
+/// the end: a fixed order, so every target rounds alike (simd128 runs the eight lanes as two
+/// vectors; AVX compilers vectorize the portable loop the same way).
 #[inline]
 fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0f32; 8];
     let (ac, bc) = (a.chunks_exact(8), b.chunks_exact(8));
     let tail: f32 = ac
         .remainder()
         .iter()
         .zip(bc.remainder())
         .fold(0.0, |s, (x, y)| s + x * y);
+    let acc = lanes8(ac, bc);
+    ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7])) + tail
+}
+
+/// The eight running sums of [`dot`].
+#[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+#[inline(always)]
+fn lanes8(ac: std::slice::ChunksExact<f32>, bc: std::slice::ChunksExact<f32>) -> [f32; 8] {
+    let mut acc = [0f32; 8];
     for (x, y) in ac.zip(bc) {
         for l in 0..8 {
             acc[l] += x[l] * y[l];
         }
     }
-    ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7])) + tail
+    acc
+}
+
+/// The eight running sums of [`dot`], as two simd128 vectors (a multiply, then an add).
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+#[inline(always)]
+fn lanes8(ac: std::slice::ChunksExact<f32>, bc: std::slice::ChunksExact<f32>) -> [f32; 8] {
+    use std::arch::wasm32::*;
+    let (mut lo, mut hi) = (f32x4_splat(0.0), f32x4_splat(0.0));
+    for (x, y) in ac.zip(bc) {
+        // SAFETY: both chunks hold exactly eight f32s.
+        unsafe {
+            let (x0, x1) = (
+                v128_load(x.as_ptr() as *const v128),
+                v128_load(x.as_ptr().add(4) as *const v128),
+            );
+            let (y0, y1) = (
+                v128_load(y.as_ptr() as *const v128),
+                v128_load(y.as_ptr().add(4) as *const v128),
+            );
+            lo = f32x4_add(lo, f32x4_mul(x0, y0));
+            hi = f32x4_add(hi, f32x4_mul(x1, y1));
+        }
+    }
+    [
+        f32x4_extract_lane::<0>(lo),
+        f32x4_extract_lane::<1>(lo),
+        f32x4_extract_lane::<2>(lo),
+        f32x4_extract_lane::<3>(lo),
+        f32x4_extract_lane::<0>(hi),
+        f32x4_extract_lane::<1>(hi),
+        f32x4_extract_lane::<2>(hi),
+        f32x4_extract_lane::<3>(hi),
+    ]
 }
 
 /// Cosine and sine of `position × frequency` for every position below `positions`, computed in

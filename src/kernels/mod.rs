@@ -45,7 +45,7 @@ pub fn lane(p: usize) -> usize {
 
 /// The float part every dot product here shares, in one order on every target. A block's 32
 /// integer products are summed exactly into four lanes ([`lane`]). Block `i` feeds chain
-/// `i mod 4` (four chains, so the adds of one block do not wait on the last): lane `l` gets
+/// `i mod 2` (two chains, so the adds of one block do not wait on the last): lane `l` gets
 /// `(d_i·d_x)·P_il`, and the chain's scalar sum gets `m_i·s_x`; [`finish`] adds them up. So the SIMD versions give the scalar reference's result
 /// to the bit, natively and in wasm alike (one-ulp differences would otherwise flip the 8-bit
 /// rounding of later activations and the logits would drift apart).
@@ -61,14 +61,14 @@ fn reduce_scalar(
     dm: impl Fn(&[u8]) -> (f32, f32),
     lanes: impl Fn(&[u8], usize) -> [i32; 4],
 ) -> f32 {
-    let (mut a, mut mins) = ([[0f32; 4]; 4], [0f32; 4]);
+    let (mut a, mut mins) = ([[0f32; 4]; 2], [0f32; 2]);
     for (i, b) in w.chunks_exact(bb).enumerate() {
         let (d, m) = dm(b);
         let scale = d * x.d[xb + i];
-        for (acc, p) in a[i % 4].iter_mut().zip(lanes(b, xb + i)) {
+        for (acc, p) in a[i % 2].iter_mut().zip(lanes(b, xb + i)) {
             *acc += scale * p as f32;
         }
-        mins[i % 4] += m * x.s[xb + i];
+        mins[i % 2] += m * x.s[xb + i];
     }
     finish(a, mins)
 }
@@ -76,9 +76,9 @@ fn reduce_scalar(
 /// The end of the canonical order: chains added pairwise per lane, then lanes pairwise, then
 /// the minimum terms.
 #[inline(always)]
-fn finish(a: [[f32; 4]; 4], mins: [f32; 4]) -> f32 {
-    let t: [f32; 4] = std::array::from_fn(|l| (a[0][l] + a[1][l]) + (a[2][l] + a[3][l]));
-    ((t[0] + t[1]) + (t[2] + t[3])) + ((mins[0] + mins[1]) + (mins[2] + mins[3]))
+fn finish(a: [[f32; 4]; 2], mins: [f32; 2]) -> f32 {
+    let t = |l: usize| a[0][l] + a[1][l];
+    ((t(0) + t(1)) + (t(2) + t(3))) + (mins[0] + mins[1])
 }
 
 /// [`reduce_scalar`] with simd128: `block(b, q)` gives a block's four lane sums.
@@ -100,8 +100,6 @@ unsafe fn reduce<const BB: usize>(
         x.qs.len() >= (xb + n) * BLOCK && x.d.len() >= xb + n && x.s.len() >= xb + n,
         "activation rows shorter than the weights"
     );
-    let mut acc = [f32x4_splat(0.0); 4];
-    let mut mins = [0f32; 4];
     let step = |acc: &mut v128, mins: &mut f32, i: usize, b: &[u8]| {
         let (d, m) = dm(b);
         let p = block(b.as_ptr(), x.qs.as_ptr().add((xb + i) * BLOCK));
@@ -109,26 +107,16 @@ unsafe fn reduce<const BB: usize>(
         *acc = f32x4_add(*acc, f32x4_mul(scale, f32x4_convert_i32x4(p)));
         *mins += m * *x.s.get_unchecked(xb + i);
     };
-    let [mut a0, mut a1, mut a2, mut a3] = acc;
-    let [mut m0, mut m1, mut m2, mut m3] = mins;
-    let mut quads = w.chunks_exact(4 * BB);
-    for (q, four) in (&mut quads).enumerate() {
-        let i = 4 * q;
-        step(&mut a0, &mut m0, i, &four[..BB]);
-        step(&mut a1, &mut m1, i + 1, &four[BB..2 * BB]);
-        step(&mut a2, &mut m2, i + 2, &four[2 * BB..3 * BB]);
-        step(&mut a3, &mut m3, i + 3, &four[3 * BB..]);
+    let (mut a0, mut a1) = (f32x4_splat(0.0), f32x4_splat(0.0));
+    let (mut m0, mut m1) = (0f32, 0f32);
+    let mut pairs = w.chunks_exact(2 * BB);
+    for (q, two) in (&mut pairs).enumerate() {
+        step(&mut a0, &mut m0, 2 * q, &two[..BB]);
+        step(&mut a1, &mut m1, 2 * q + 1, &two[BB..]);
     }
-    let first = n - n % 4;
-    for (j, b) in quads.remainder().chunks_exact(BB).enumerate() {
-        match j {
-            0 => step(&mut a0, &mut m0, first, b),
-            1 => step(&mut a1, &mut m1, first + 1, b),
-            _ => step(&mut a2, &mut m2, first + 2, b),
-        }
+    if let Some(b) = pairs.remainder().get(..BB) {
+        step(&mut a0, &mut m0, n - 1, b);
     }
-    acc = [a0, a1, a2, a3];
-    mins = [m0, m1, m2, m3];
     let lanes = |v: v128| {
         [
             f32x4_extract_lane::<0>(v),
@@ -137,7 +125,7 @@ unsafe fn reduce<const BB: usize>(
             f32x4_extract_lane::<3>(v),
         ]
     };
-    finish(acc.map(lanes), mins)
+    finish([lanes(a0), lanes(a1)], [m0, m1])
 }
 
 /// [`reduce_scalar`] with AVX2: `block(b, q)` gives a block's four lane sums.
@@ -171,38 +159,22 @@ unsafe fn reduce<const BB: usize>(
         *acc = _mm_add_ps(*acc, _mm_mul_ps(scale, _mm_cvtepi32_ps(p)));
         *mins += m * *x.s.get_unchecked(xb + i);
     };
-    let (mut a0, mut a1, mut a2, mut a3) = (
-        _mm_setzero_ps(),
-        _mm_setzero_ps(),
-        _mm_setzero_ps(),
-        _mm_setzero_ps(),
-    );
-    let (mut m0, mut m1, mut m2, mut m3) = (0f32, 0f32, 0f32, 0f32);
-    let mut quads = w.chunks_exact(4 * BB);
-    for (q, four) in (&mut quads).enumerate() {
-        let i = 4 * q;
-        step(&mut a0, &mut m0, i, &four[..BB]);
-        step(&mut a1, &mut m1, i + 1, &four[BB..2 * BB]);
-        step(&mut a2, &mut m2, i + 2, &four[2 * BB..3 * BB]);
-        step(&mut a3, &mut m3, i + 3, &four[3 * BB..]);
+    let (mut a0, mut a1) = (_mm_setzero_ps(), _mm_setzero_ps());
+    let (mut m0, mut m1) = (0f32, 0f32);
+    let mut pairs = w.chunks_exact(2 * BB);
+    for (q, two) in (&mut pairs).enumerate() {
+        step(&mut a0, &mut m0, 2 * q, &two[..BB]);
+        step(&mut a1, &mut m1, 2 * q + 1, &two[BB..]);
     }
-    let first = n - n % 4;
-    for (j, b) in quads.remainder().chunks_exact(BB).enumerate() {
-        match j {
-            0 => step(&mut a0, &mut m0, first, b),
-            1 => step(&mut a1, &mut m1, first + 1, b),
-            _ => step(&mut a2, &mut m2, first + 2, b),
-        }
+    if let Some(b) = pairs.remainder().get(..BB) {
+        step(&mut a0, &mut m0, n - 1, b);
     }
     let lanes = |v: __m128| {
         let mut a = [0f32; 4];
         _mm_storeu_ps(a.as_mut_ptr(), v);
         a
     };
-    finish(
-        [lanes(a0), lanes(a1), lanes(a2), lanes(a3)],
-        [m0, m1, m2, m3],
-    )
+    finish([lanes(a0), lanes(a1)], [m0, m1])
 }
 
 /// Four lane sums of 32 products given as two vectors of 8 i32 pair sums, pair `k` of the first
