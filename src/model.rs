@@ -865,7 +865,10 @@ pub struct Model {
     /// Rotary tables `[context, head_dim / 2]`, when positions are rotary: as tensors (GPU
     /// path) and as rows (CPU path), the same values.
     rotary: Option<(Tensor, Tensor)>,
-    rotary_rows: Option<(Vec<f32>, Vec<f32>)>,
+    /// The rotary frequencies; the CPU's rows of the tables are computed from them as positions
+    /// are reached (the whole context's would cost a noticeable part of the load in wasm).
+    inv_freq: Option<Vec<f64>>,
+    rotary_rows: (Vec<f32>, Vec<f32>),
     device: Device,
 }
 
@@ -1119,14 +1122,17 @@ impl Model {
             });
         }
         let norm = l.norm("output_norm")?;
-        let rotary_rows = rope_tables(&cfg, rope_divisors.as_deref())?;
+        let inv_freq = rope_frequencies(&cfg, rope_divisors.as_deref())?;
         let half = cfg.head_dim / 2;
-        let rotary = match &rotary_rows {
-            Some((c, s)) => Some((
-                Tensor::from_slice(c, (cfg.context_length, half), device)?,
-                Tensor::from_slice(s, (cfg.context_length, half), device)?,
-            )),
-            None => None,
+        let rotary = match &inv_freq {
+            Some(f) if !device.is_cpu() => {
+                let (c, s) = kernels::attention::rope_tables(f, 0..cfg.context_length);
+                Some((
+                    Tensor::from_vec(c, (cfg.context_length, half), device)?,
+                    Tensor::from_vec(s, (cfg.context_length, half), device)?,
+                ))
+            }
+            _ => None,
         };
         Ok(Self {
             config: cfg,
@@ -1136,7 +1142,8 @@ impl Model {
             norm,
             head,
             rotary,
-            rotary_rows,
+            inv_freq,
+            rotary_rows: (Vec::new(), Vec::new()),
             device: device.clone(),
         })
     }
@@ -1212,10 +1219,17 @@ impl Model {
             if cpu {
                 let rows =
                     |t: Tensor| -> Result<Vec<f32>> { Ok(t.flatten_all()?.to_vec1::<f32>()?) };
-                let mut q = rows(b.wq.forward(&h)?)?;
-                let mut k = rows(b.wk.forward(&h)?)?;
-                let v = rows(b.wv.forward(&h)?)?;
-                if let Some((cos, sin)) = &self.rotary_rows {
+                let [q, k, v] = Linear::forward_many([&b.wq, &b.wk, &b.wv], &h)?;
+                let (mut q, mut k, v) = (rows(q)?, rows(k)?, rows(v)?);
+                if let Some(f) = &self.inv_freq {
+                    let (cos, sin) = &mut self.rotary_rows;
+                    let have = cos.len() / f.len().max(1);
+                    if have < pos + seq {
+                        let want = (pos + seq).max(2 * have).max(256).min(cfg.context_length);
+                        let (c, s) = kernels::attention::rope_tables(f, have..want);
+                        cos.extend(c);
+                        sin.extend(s);
+                    }
                     let (hd, t) = (cfg.head_dim, (cos.as_slice(), sin.as_slice()));
                     kernels::attention::rope(&mut q, pos, cfg.n_heads, hd, t, interleaved);
                     kernels::attention::rope(&mut k, pos, cfg.n_kv_heads, hd, t, interleaved);
@@ -1280,10 +1294,10 @@ fn repeat_kv(x: Tensor, n_rep: usize) -> Result<Tensor> {
         .reshape((b, h * n_rep, s, d))?)
 }
 
-/// Cosine and sine rows for every position of the context, `[context][head_dim / 2]`, or
-/// `None` for learned positions; computed in f64 with `libm` so every target gets the same
-/// values. `divisors` (llama.cpp's `rope_freqs`) override the config's scaling.
-fn rope_tables(cfg: &Config, divisors: Option<&[f32]>) -> Result<Option<(Vec<f32>, Vec<f32>)>> {
+/// The rotary frequencies of each pair of a head, or `None` for learned positions; in f64 with
+/// `libm`, so every target gets the same tables. `divisors` (llama.cpp's `rope_freqs`) override
+/// the config's scaling.
+fn rope_frequencies(cfg: &Config, divisors: Option<&[f32]>) -> Result<Option<Vec<f64>>> {
     let Positions::Rotary { theta, scaling, .. } = &cfg.positions else {
         return Ok(None);
     };
@@ -1296,20 +1310,18 @@ fn rope_tables(cfg: &Config, divisors: Option<&[f32]>) -> Result<Option<(Vec<f32
             });
         }
     }
-    let inv_freq: Vec<f64> = (0..half)
-        .map(|i| {
-            let f = 1.0 / libm::pow(f64::from(*theta), 2.0 * i as f64 / cfg.head_dim as f64);
-            match (divisors, scaling) {
-                (Some(d), _) => f / f64::from(d[i]),
-                (None, Some(s)) => f / f64::from(s.divisor(f as f32)),
-                (None, None) => f,
-            }
-        })
-        .collect();
-    Ok(Some(kernels::attention::rope_tables(
-        &inv_freq,
-        cfg.context_length,
-    )))
+    Ok(Some(
+        (0..half)
+            .map(|i| {
+                let f = 1.0 / libm::pow(f64::from(*theta), 2.0 * i as f64 / cfg.head_dim as f64);
+                match (divisors, scaling) {
+                    (Some(d), _) => f / f64::from(d[i]),
+                    (None, Some(s)) => f / f64::from(s.divisor(f as f32)),
+                    (None, None) => f,
+                }
+            })
+            .collect(),
+    ))
 }
 
 /// Additive mask for a chunk of `seq` tokens starting at `pos`: hides future positions and,

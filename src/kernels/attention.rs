@@ -86,12 +86,43 @@ fn lanes8(ac: std::slice::ChunksExact<f32>, bc: std::slice::ChunksExact<f32>) ->
     ]
 }
 
-/// Cosine and sine of `position × frequency` for every position below `positions`, computed in
-/// f64 and rounded once: `[positions][inv_freq.len()]` each.
-pub fn rope_tables(inv_freq: &[f64], positions: usize) -> (Vec<f32>, Vec<f32>) {
-    let mut cos = Vec::with_capacity(positions * inv_freq.len());
-    let mut sin = Vec::with_capacity(positions * inv_freq.len());
-    for p in 0..positions {
+/// `o += w · v`, element by element (each element's sum runs in one order on every target).
+#[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+#[inline(always)]
+fn axpy(o: &mut [f32], w: f32, v: &[f32]) {
+    for (o, x) in o.iter_mut().zip(v) {
+        *o += w * x;
+    }
+}
+
+/// `o += w · v` with simd128, four elements at a time (a multiply, then an add).
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+#[inline(always)]
+fn axpy(o: &mut [f32], w: f32, v: &[f32]) {
+    use std::arch::wasm32::*;
+    let n = o.len().min(v.len());
+    let wv = f32x4_splat(w);
+    let mut i = 0;
+    while i + 4 <= n {
+        // SAFETY: i + 4 ≤ n, the length of both slices.
+        unsafe {
+            let po = o.as_mut_ptr().add(i) as *mut v128;
+            let x = v128_load(v.as_ptr().add(i) as *const v128);
+            v128_store(po, f32x4_add(v128_load(po), f32x4_mul(wv, x)));
+        }
+        i += 4;
+    }
+    for j in i..n {
+        o[j] += w * v[j];
+    }
+}
+
+/// Cosine and sine of `position × frequency` for the positions in `positions`, computed in f64
+/// and rounded once: `[positions][inv_freq.len()]` each.
+pub fn rope_tables(inv_freq: &[f64], positions: std::ops::Range<usize>) -> (Vec<f32>, Vec<f32>) {
+    let mut cos = Vec::with_capacity(positions.len() * inv_freq.len());
+    let mut sin = Vec::with_capacity(positions.len() * inv_freq.len());
+    for p in positions {
         for f in inv_freq {
             let a = p as f64 * f;
             cos.push(libm::cos(a) as f32);
@@ -165,11 +196,8 @@ pub fn attend(q: &[f32], k: &[f32], v: &[f32], pos: usize, shape: Shape) -> Vec<
             sum += *s;
         }
         for (j, s) in (first..=qp).zip(&scores) {
-            let w = s / sum;
             let vh = &v[j * kv_row + g * head_dim..j * kv_row + (g + 1) * head_dim];
-            for (o, x) in o.iter_mut().zip(vh) {
-                *o += w * x;
-            }
+            axpy(o, s / sum, vh);
         }
     };
     if rows * (pos + rows) * heads < PARALLEL_MIN {
@@ -267,7 +295,7 @@ mod tests {
     #[test]
     fn rope_rotates_pairs_or_halves() {
         let inv = [1.0, 0.5];
-        let (cos, sin) = rope_tables(&inv, 4);
+        let (cos, sin) = rope_tables(&inv, 0..4);
         let mut a = vec![1.0, 2.0, 3.0, 4.0];
         rope(&mut a, 3, 1, 4, (&cos, &sin), true);
         let (c, s) = ((3.0f64).cos() as f32, (3.0f64).sin() as f32);
