@@ -352,9 +352,14 @@ mod cli {
                 .map_err(|e| Error::Sampling(format!("cannot start {t} threads: {e}")))?;
             rows.push(pool.install(|| bench_with(&mut engine, runs, a.decode_tokens))?);
         }
-        let file = std::fs::metadata(&a.model.model)
-            .map(|m| m.len())
-            .unwrap_or(0);
+        // A folder's size is that of its files.
+        let file = match std::fs::read_dir(&a.model.model) {
+            Ok(dir) => dir
+                .filter_map(|e| e.ok()?.metadata().ok())
+                .map(|m| m.len())
+                .sum(),
+            Err(_) => std::fs::metadata(&a.model.model).map(|m| m.len()).unwrap_or(0),
+        };
         let cols: Vec<String> = a
             .thread_counts
             .iter()
@@ -385,7 +390,7 @@ mod cli {
         println!("| model load (s) | {load_s:.2} |");
         if let Some(peak) = peak_rss() {
             println!(
-                "| peak RSS | {:.0} MB ({:.2}× the model file) |",
+                "| peak RSS | {:.0} MB ({:.2}× the model files) |",
                 peak as f64 / 1e6,
                 peak as f64 / file.max(1) as f64
             );
