@@ -358,7 +358,9 @@ mod cli {
                 .filter_map(|e| e.ok()?.metadata().ok())
                 .map(|m| m.len())
                 .sum(),
-            Err(_) => std::fs::metadata(&a.model.model).map(|m| m.len()).unwrap_or(0),
+            Err(_) => std::fs::metadata(&a.model.model)
+                .map(|m| m.len())
+                .unwrap_or(0),
         };
         let cols: Vec<String> = a
             .thread_counts
