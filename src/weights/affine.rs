@@ -158,6 +158,51 @@ impl Affine {
         Some((ty, out))
     }
 
+    /// [`Affine::unpack`] then [`Affine::to_blocks`] in one pass over the packed words, without
+    /// the unpacked values in between (the browser's load time): the same bytes, or `None` in
+    /// the same cases.
+    pub fn blocks_from_packed(
+        packed: &[u8],
+        bits: usize,
+        group: usize,
+        scales: &[f32],
+        biases: &[f32],
+    ) -> Option<(WeightType, Vec<u8>)> {
+        let exact = |v: f32| f16::from_f32(v).to_f32().to_bits() == v.to_bits();
+        let per_block = BLOCK * bits / 8;
+        if !group.is_multiple_of(BLOCK)
+            || !packed.len().is_multiple_of(per_block)
+            || packed.len() / per_block != scales.len() * (group / BLOCK)
+            || scales.len() != biases.len()
+            || !scales.iter().chain(biases).all(|&v| exact(v))
+        {
+            return None;
+        }
+        let ty = match bits {
+            4 => WeightType::Q4_1,
+            8 => WeightType::A8,
+            _ => return None,
+        };
+        let per_group = group / BLOCK;
+        let mut out = Vec::with_capacity(packed.len() / per_block * ty.block_bytes());
+        for (b, q) in packed.chunks_exact(per_block).enumerate() {
+            let g = b / per_group;
+            out.extend_from_slice(&f16::from_f32(scales[g]).to_le_bytes());
+            out.extend_from_slice(&f16::from_f32(biases[g]).to_le_bytes());
+            match ty {
+                // Packed byte j holds values 2j (low nibble) and 2j + 1 (high); GGML's byte i
+                // holds values i (low) and i + 16 (high).
+                WeightType::Q4_1 => out.extend((0..16).map(|i| {
+                    let nib = |e: usize| (q[e / 2] >> (4 * (e % 2))) & 15;
+                    nib(i) | (nib(i + 16) << 4)
+                })),
+                // Little-endian words: the bytes are the values in order.
+                _ => out.extend_from_slice(q),
+            }
+        }
+        Some((ty, out))
+    }
+
     /// MLX 4/32 or 8/32 exactly equal to GGML blocks of `Q4_1` or `Q8_0` (`rows` × `cols`),
     /// or `None` for other types or a `Q8_0` scale too large for its bias (−128·d) in f16.
     pub fn from_blocks(ty: WeightType, data: &[u8], rows: usize, cols: usize) -> Option<Self> {
@@ -236,6 +281,9 @@ mod tests {
             for group in GROUPS {
                 let a = Affine::quantize(&noise(group as u64, 3 * 256), 3, 256, bits, group);
                 let (ty, blocks) = a.to_blocks().expect("f16 scales map exactly");
+                let packed: Vec<u8> = a.pack().iter().flat_map(|w| w.to_le_bytes()).collect();
+                let direct = Affine::blocks_from_packed(&packed, bits, group, &a.scales, &a.biases);
+                assert_eq!(direct, Some((ty, blocks.clone())), "B={bits} G={group}");
                 let mut got = vec![0f32; 3 * 256];
                 ty.dequantize_row(&blocks, &mut got);
                 assert_eq!(got, a.dequantize(), "B={bits} G={group}");

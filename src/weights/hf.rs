@@ -215,24 +215,26 @@ impl<'a> HfModel<'a> {
                 ),
             ));
         }
-        let a = Affine::unpack(&packed, bits, group, rows, cols, scales, biases);
-        match a
-            .to_blocks()
-            .filter(|_| !self.dequantize && device.is_cpu())
-        {
-            Some((ty, blocks)) => Ok(WeightTensor::Blocks {
-                ty,
-                data: TensorData::owned(blocks),
-                dims: vec![rows, cols],
-            }),
-            // Other devices get f32 (exact): Candle's GPU kernels for Q4_1 misbehave on narrow
-            // matrices (non-finite logits at 64 inputs, seen on CUDA).
-            _ => Ok(WeightTensor::Float(Tensor::from_vec(
-                a.dequantize(),
-                (rows, cols),
-                device,
-            )?)),
+        if !self.dequantize && device.is_cpu() {
+            if let Some((ty, blocks)) =
+                Affine::blocks_from_packed(&packed, bits, group, &scales, &biases)
+            {
+                return Ok(WeightTensor::Blocks {
+                    ty,
+                    data: TensorData::owned(blocks),
+                    dims: vec![rows, cols],
+                });
+            }
         }
+        // Scales that f16 would round, a dequantizing caller, or another device: f32, exactly
+        // (Candle's GPU kernels for Q4_1 misbehave on narrow matrices: non-finite logits at 64
+        // inputs, seen on CUDA).
+        let a = Affine::unpack(&packed, bits, group, rows, cols, scales, biases);
+        Ok(WeightTensor::Float(Tensor::from_vec(
+            a.dequantize(),
+            (rows, cols),
+            device,
+        )?))
     }
 }
 
