@@ -131,31 +131,25 @@ impl Affine {
     /// The same weights as blocks for Wick's kernels, or `None` when that would round a scale
     /// or bias (not f16-representable) or the shape does not split into blocks of 32.
     pub fn to_blocks(&self) -> Option<(WeightType, Vec<u8>)> {
-        let exact = |v: f32| f16::from_f32(v).to_f32().to_bits() == v.to_bits();
-        if !self.group.is_multiple_of(BLOCK)
-            || !self.cols.is_multiple_of(self.group)
-            || !self.scales.iter().chain(&self.biases).all(|&v| exact(v))
-        {
+        if !self.cols.is_multiple_of(self.group) {
             return None;
         }
-        let ty = match self.bits {
-            4 => WeightType::Q4_1,
-            8 => WeightType::A8,
-            _ => return None,
-        };
-        let per_group = self.group / BLOCK;
-        let mut out = Vec::with_capacity(self.q.len() / BLOCK * ty.block_bytes());
-        for (b, q) in self.q.chunks_exact(BLOCK).enumerate() {
-            let g = b / per_group;
-            out.extend_from_slice(&f16::from_f32(self.scales[g]).to_le_bytes());
-            out.extend_from_slice(&f16::from_f32(self.biases[g]).to_le_bytes());
-            match ty {
-                // GGML's nibble order: byte i holds value i (low) and value i + 16 (high).
-                WeightType::Q4_1 => out.extend((0..16).map(|i| q[i] | (q[i + 16] << 4))),
-                _ => out.extend_from_slice(q),
-            }
-        }
-        Some((ty, out))
+        let blocks = self.q.len() / BLOCK;
+        blocks_with(
+            self.bits,
+            self.group,
+            &self.scales,
+            &self.biases,
+            blocks,
+            |b, out| {
+                let q = &self.q[b * BLOCK..(b + 1) * BLOCK];
+                match self.bits {
+                    // GGML's nibble order: byte i holds value i (low) and value i + 16 (high).
+                    4 => out.extend((0..16).map(|i| q[i] | (q[i + 16] << 4))),
+                    _ => out.extend_from_slice(q),
+                }
+            },
+        )
     }
 
     /// [`Affine::unpack`] then [`Affine::to_blocks`] in one pass over the packed words, without
@@ -168,39 +162,30 @@ impl Affine {
         scales: &[f32],
         biases: &[f32],
     ) -> Option<(WeightType, Vec<u8>)> {
-        let exact = |v: f32| f16::from_f32(v).to_f32().to_bits() == v.to_bits();
         let per_block = BLOCK * bits / 8;
-        if !group.is_multiple_of(BLOCK)
-            || !packed.len().is_multiple_of(per_block)
-            || packed.len() / per_block != scales.len() * (group / BLOCK)
-            || scales.len() != biases.len()
-            || !scales.iter().chain(biases).all(|&v| exact(v))
-        {
+        if !packed.len().is_multiple_of(per_block) {
             return None;
         }
-        let ty = match bits {
-            4 => WeightType::Q4_1,
-            8 => WeightType::A8,
-            _ => return None,
-        };
-        let per_group = group / BLOCK;
-        let mut out = Vec::with_capacity(packed.len() / per_block * ty.block_bytes());
-        for (b, q) in packed.chunks_exact(per_block).enumerate() {
-            let g = b / per_group;
-            out.extend_from_slice(&f16::from_f32(scales[g]).to_le_bytes());
-            out.extend_from_slice(&f16::from_f32(biases[g]).to_le_bytes());
-            match ty {
-                // Packed byte j holds values 2j (low nibble) and 2j + 1 (high); GGML's byte i
-                // holds values i (low) and i + 16 (high).
-                WeightType::Q4_1 => out.extend((0..16).map(|i| {
-                    let nib = |e: usize| (q[e / 2] >> (4 * (e % 2))) & 15;
-                    nib(i) | (nib(i + 16) << 4)
-                })),
-                // Little-endian words: the bytes are the values in order.
-                _ => out.extend_from_slice(q),
-            }
-        }
-        Some((ty, out))
+        blocks_with(
+            bits,
+            group,
+            scales,
+            biases,
+            packed.len() / per_block,
+            |b, out| {
+                let q = &packed[b * per_block..(b + 1) * per_block];
+                match bits {
+                    // Packed byte j holds values 2j (low nibble) and 2j + 1 (high); GGML's byte i
+                    // holds values i (low) and i + 16 (high).
+                    4 => out.extend((0..16).map(|i| {
+                        let nib = |e: usize| (q[e / 2] >> (4 * (e % 2))) & 15;
+                        nib(i) | (nib(i + 16) << 4)
+                    })),
+                    // Little-endian words: the bytes are the values in order.
+                    _ => out.extend_from_slice(q),
+                }
+            },
+        )
     }
 
     /// MLX 4/32 or 8/32 exactly equal to GGML blocks of `Q4_1` or `Q8_0` (`rows` × `cols`),
@@ -247,6 +232,41 @@ impl Affine {
         }
         Some(a)
     }
+}
+
+/// `blocks` blocks for Wick's kernels (`Q4_1` for 4 bits, `A8` for 8): each block's group
+/// scale and bias as f16, then the values `payload(block, out)` appends. `None` when a scale or
+/// bias is not an f16 value, the group does not split into blocks of 32, or the counts disagree.
+fn blocks_with(
+    bits: usize,
+    group: usize,
+    scales: &[f32],
+    biases: &[f32],
+    blocks: usize,
+    mut payload: impl FnMut(usize, &mut Vec<u8>),
+) -> Option<(WeightType, Vec<u8>)> {
+    let exact = |v: f32| f16::from_f32(v).to_f32().to_bits() == v.to_bits();
+    if !group.is_multiple_of(BLOCK)
+        || blocks != scales.len() * (group / BLOCK)
+        || scales.len() != biases.len()
+        || !scales.iter().chain(biases).all(|&v| exact(v))
+    {
+        return None;
+    }
+    let ty = match bits {
+        4 => WeightType::Q4_1,
+        8 => WeightType::A8,
+        _ => return None,
+    };
+    let per_group = group / BLOCK;
+    let mut out = Vec::with_capacity(blocks * ty.block_bytes());
+    for b in 0..blocks {
+        let g = b / per_group;
+        out.extend_from_slice(&f16::from_f32(scales[g]).to_le_bytes());
+        out.extend_from_slice(&f16::from_f32(biases[g]).to_le_bytes());
+        payload(b, &mut out);
+    }
+    Some((ty, out))
 }
 
 #[cfg(test)]
