@@ -177,6 +177,56 @@ unsafe fn reduce<const BB: usize>(
     finish([lanes(a0), lanes(a1)], [m0, m1])
 }
 
+/// A block's four lane sums ([`lane`]) of 32 weight bytes at `w` — signed when `SIGNED`, else
+/// unsigned — times 32 activations at `q`, with simd128: the bytes widen to 16 bits, so every
+/// product and pair sum is exact.
+///
+/// # Safety
+/// `w` and `q` must each point at 32 readable bytes.
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+#[inline(always)]
+unsafe fn byte_lanes<const SIGNED: bool>(w: *const u8, q: *const i8) -> std::arch::wasm32::v128 {
+    use std::arch::wasm32::*;
+    let mut p = i32x4_splat(0);
+    for h in 0..2 {
+        let a = v128_load(w.add(16 * h) as *const v128);
+        let c = v128_load(q.add(16 * h) as *const v128);
+        let (lo, hi) = if SIGNED {
+            (i16x8_extend_low_i8x16(a), i16x8_extend_high_i8x16(a))
+        } else {
+            (u16x8_extend_low_u8x16(a), u16x8_extend_high_u8x16(a))
+        };
+        p = i32x4_add(p, i32x4_dot_i16x8(lo, i16x8_extend_low_i8x16(c)));
+        p = i32x4_add(p, i32x4_dot_i16x8(hi, i16x8_extend_high_i8x16(c)));
+    }
+    p
+}
+
+/// [`byte_lanes`] with AVX2.
+///
+/// # Safety
+/// `w` and `q` must each point at 32 readable bytes.
+#[cfg(all(
+    target_arch = "x86_64",
+    target_feature = "avx2",
+    target_feature = "fma"
+))]
+#[inline(always)]
+unsafe fn byte_lanes<const SIGNED: bool>(w: *const u8, q: *const i8) -> std::arch::x86_64::__m128i {
+    use std::arch::x86_64::*;
+    let half = |h: usize| {
+        let raw = _mm_loadu_si128(w.add(16 * h) as *const __m128i);
+        let a = if SIGNED {
+            _mm256_cvtepi8_epi16(raw)
+        } else {
+            _mm256_cvtepu8_epi16(raw)
+        };
+        let c = _mm256_cvtepi8_epi16(_mm_loadu_si128(q.add(16 * h) as *const __m128i));
+        _mm256_madd_epi16(a, c)
+    };
+    fold_pairs(half(0), half(1))
+}
+
 /// Four lane sums of 32 products given as two vectors of 8 i32 pair sums, pair `k` of the first
 /// holding positions `2k, 2k+1` and of the second `16 + 2k, 16 + 2k + 1` (AVX2): lane `l` gets
 /// pairs `l` and `l + 4` of both.

@@ -33,55 +33,22 @@ fn block_d0(b: &[u8]) -> (f32, f32) {
     (block_d(b), 0.0)
 }
 
-/// [`dot_scalar`] with wasm simd128 (bit-identical).
-#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-pub fn dot(w: &[u8], x: &Q8Rows, xb: usize) -> f32 {
-    use std::arch::wasm32::*;
-    let block = |b: *const u8, q: *const i8| {
-        // SAFETY: `reduce` passes a whole block (32 bytes at b[2..34]) and 32 activations.
-        unsafe {
-            let mut p = i32x4_splat(0);
-            for h in 0..2 {
-                let a = v128_load(b.add(2 + 16 * h) as *const v128);
-                let c = v128_load(q.add(16 * h) as *const v128);
-                p = i32x4_add(
-                    p,
-                    i32x4_dot_i16x8(i16x8_extend_low_i8x16(a), i16x8_extend_low_i8x16(c)),
-                );
-                p = i32x4_add(
-                    p,
-                    i32x4_dot_i16x8(i16x8_extend_high_i8x16(a), i16x8_extend_high_i8x16(c)),
-                );
-            }
-            p
-        }
-    };
-    // SAFETY: as above.
-    unsafe { super::reduce::<BLOCK_BYTES>(w, x, xb, block_d0, block) }
-}
-
-/// [`dot_scalar`] with AVX2 (bit-identical).
-#[cfg(all(
-    target_arch = "x86_64",
-    target_feature = "avx2",
-    target_feature = "fma"
+/// [`dot_scalar`] with simd128 or AVX2 (bit-identical), whichever the build targets.
+#[cfg(any(
+    all(target_arch = "wasm32", target_feature = "simd128"),
+    all(
+        target_arch = "x86_64",
+        target_feature = "avx2",
+        target_feature = "fma"
+    )
 ))]
 pub fn dot(w: &[u8], x: &Q8Rows, xb: usize) -> f32 {
-    use std::arch::x86_64::*;
-    let block = |b: *const u8, q: *const i8| {
-        // SAFETY: AVX2 is enabled at compile time; `reduce` passes a whole block (32 bytes at
-        // b[2..34]) and 32 activations.
-        unsafe {
-            let half = |h: usize| {
-                let a = _mm256_cvtepi8_epi16(_mm_loadu_si128(b.add(2 + 16 * h) as *const __m128i));
-                let c = _mm256_cvtepi8_epi16(_mm_loadu_si128(q.add(16 * h) as *const __m128i));
-                _mm256_madd_epi16(a, c)
-            };
-            super::fold_pairs(half(0), half(1))
-        }
-    };
-    // SAFETY: as above.
-    unsafe { super::reduce::<BLOCK_BYTES>(w, x, xb, block_d0, block) }
+    // SAFETY: `reduce` passes whole blocks (32 bytes at b[2..34]) and 32 activations.
+    unsafe {
+        super::reduce::<BLOCK_BYTES>(w, x, xb, block_d0, |b, q| {
+            super::byte_lanes::<true>(b.add(2), q)
+        })
+    }
 }
 
 /// [`dot_scalar`] where no SIMD version exists.
