@@ -81,6 +81,33 @@ fn finish(a: [[f32; 4]; 2], mins: [f32; 2]) -> f32 {
     ((t(0) + t(1)) + (t(2) + t(3))) + (mins[0] + mins[1])
 }
 
+/// Runs `step(chain, chain_mins, i, block)` over the blocks of `w` in the canonical order:
+/// block `i` into chain `i mod 2`, each chain starting from `zero` (the SIMD reductions' loop).
+#[inline(always)]
+fn two_chains<const BB: usize, A: Copy>(
+    w: &[u8],
+    x: &Q8Rows,
+    xb: usize,
+    zero: A,
+    mut step: impl FnMut(&mut A, &mut f32, usize, &[u8]),
+) -> ([A; 2], [f32; 2]) {
+    let n = w.len() / BB;
+    assert!(
+        x.qs.len() >= (xb + n) * BLOCK && x.d.len() >= xb + n && x.s.len() >= xb + n,
+        "activation rows shorter than the weights"
+    );
+    let (mut a, mut mins) = ([zero; 2], [0f32; 2]);
+    let mut pairs = w.chunks_exact(2 * BB);
+    for (q, two) in (&mut pairs).enumerate() {
+        step(&mut a[0], &mut mins[0], 2 * q, &two[..BB]);
+        step(&mut a[1], &mut mins[1], 2 * q + 1, &two[BB..]);
+    }
+    if let Some(b) = pairs.remainder().get(..BB) {
+        step(&mut a[0], &mut mins[0], n - 1, b);
+    }
+    (a, mins)
+}
+
 /// [`reduce_scalar`] with simd128: `block(b, q)` gives a block's four lane sums.
 ///
 /// # Safety
@@ -95,11 +122,6 @@ unsafe fn reduce<const BB: usize>(
     block: impl Fn(*const u8, *const i8) -> std::arch::wasm32::v128,
 ) -> f32 {
     use std::arch::wasm32::*;
-    let n = w.len() / BB;
-    assert!(
-        x.qs.len() >= (xb + n) * BLOCK && x.d.len() >= xb + n && x.s.len() >= xb + n,
-        "activation rows shorter than the weights"
-    );
     let step = |acc: &mut v128, mins: &mut f32, i: usize, b: &[u8]| {
         let (d, m) = dm(b);
         let p = block(b.as_ptr(), x.qs.as_ptr().add((xb + i) * BLOCK));
@@ -107,16 +129,7 @@ unsafe fn reduce<const BB: usize>(
         *acc = f32x4_add(*acc, f32x4_mul(scale, f32x4_convert_i32x4(p)));
         *mins += m * *x.s.get_unchecked(xb + i);
     };
-    let (mut a0, mut a1) = (f32x4_splat(0.0), f32x4_splat(0.0));
-    let (mut m0, mut m1) = (0f32, 0f32);
-    let mut pairs = w.chunks_exact(2 * BB);
-    for (q, two) in (&mut pairs).enumerate() {
-        step(&mut a0, &mut m0, 2 * q, &two[..BB]);
-        step(&mut a1, &mut m1, 2 * q + 1, &two[BB..]);
-    }
-    if let Some(b) = pairs.remainder().get(..BB) {
-        step(&mut a0, &mut m0, n - 1, b);
-    }
+    let ([a0, a1], mins) = two_chains::<BB, _>(w, x, xb, f32x4_splat(0.0), step);
     let lanes = |v: v128| {
         [
             f32x4_extract_lane::<0>(v),
@@ -125,7 +138,7 @@ unsafe fn reduce<const BB: usize>(
             f32x4_extract_lane::<3>(v),
         ]
     };
-    finish([lanes(a0), lanes(a1)], [m0, m1])
+    finish([lanes(a0), lanes(a1)], mins)
 }
 
 /// [`reduce_scalar`] with AVX2: `block(b, q)` gives a block's four lane sums.
@@ -146,11 +159,6 @@ unsafe fn reduce<const BB: usize>(
     block: impl Fn(*const u8, *const i8) -> std::arch::x86_64::__m128i,
 ) -> f32 {
     use std::arch::x86_64::*;
-    let n = w.len() / BB;
-    assert!(
-        x.qs.len() >= (xb + n) * BLOCK && x.d.len() >= xb + n && x.s.len() >= xb + n,
-        "activation rows shorter than the weights"
-    );
     let step = |acc: &mut __m128, mins: &mut f32, i: usize, b: &[u8]| {
         let (d, m) = dm(b);
         let p = block(b.as_ptr(), x.qs.as_ptr().add((xb + i) * BLOCK));
@@ -159,22 +167,13 @@ unsafe fn reduce<const BB: usize>(
         *acc = _mm_add_ps(*acc, _mm_mul_ps(scale, _mm_cvtepi32_ps(p)));
         *mins += m * *x.s.get_unchecked(xb + i);
     };
-    let (mut a0, mut a1) = (_mm_setzero_ps(), _mm_setzero_ps());
-    let (mut m0, mut m1) = (0f32, 0f32);
-    let mut pairs = w.chunks_exact(2 * BB);
-    for (q, two) in (&mut pairs).enumerate() {
-        step(&mut a0, &mut m0, 2 * q, &two[..BB]);
-        step(&mut a1, &mut m1, 2 * q + 1, &two[BB..]);
-    }
-    if let Some(b) = pairs.remainder().get(..BB) {
-        step(&mut a0, &mut m0, n - 1, b);
-    }
+    let ([a0, a1], mins) = two_chains::<BB, _>(w, x, xb, _mm_setzero_ps(), step);
     let lanes = |v: __m128| {
         let mut a = [0f32; 4];
         _mm_storeu_ps(a.as_mut_ptr(), v);
         a
     };
-    finish([lanes(a0), lanes(a1)], [m0, m1])
+    finish([lanes(a0), lanes(a1)], mins)
 }
 
 /// A block's four lane sums ([`lane`]) of 32 weight bytes at `w` — signed when `SIGNED`, else
