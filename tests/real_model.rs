@@ -20,12 +20,28 @@ fn ids(v: &Value) -> Vec<u32> {
         .collect()
 }
 
-fn engine() -> Engine {
+/// The real model's file (`WICK_MODEL` overrides the path).
+fn model_bytes() -> Vec<u8> {
     let path = std::env::var("WICK_MODEL").unwrap_or_else(|_| MODEL.to_string());
-    let bytes = std::fs::read(&path).unwrap_or_else(|e| {
-        panic!("{path}: {e}. Run scripts/setup.sh to fetch the default model.")
-    });
-    Engine::from_gguf_bytes(&bytes, &Device::Cpu).unwrap()
+    std::fs::read(&path)
+        .unwrap_or_else(|e| panic!("{path}: {e}. Run scripts/setup.sh to fetch the default model."))
+}
+
+fn engine() -> Engine {
+    Engine::from_gguf_bytes(&model_bytes(), &Device::Cpu).unwrap()
+}
+
+/// The greedy reply to the reference prompt: ids, why it stopped, and text.
+fn greedy_reply(e: &mut Engine) -> (Vec<u32>, StopReason, String) {
+    let mut text = String::new();
+    let (ids, reason) = e
+        .generate(
+            reference()["prompt"].as_str().unwrap(),
+            SamplingParams::greedy(64),
+            |t| text.push_str(t),
+        )
+        .unwrap();
+    (ids, reason, text)
 }
 
 #[test]
@@ -70,16 +86,8 @@ fn chat_template_is_the_models_own() {
 
 #[test]
 fn greedy_reply_is_token_identical_to_llama_cpp() {
-    let mut e = engine();
+    let (got, reason, text) = greedy_reply(&mut engine());
     let r = reference();
-    let mut text = String::new();
-    let (got, reason) = e
-        .generate(
-            r["prompt"].as_str().unwrap(),
-            SamplingParams::greedy(64),
-            |t| text.push_str(t),
-        )
-        .unwrap();
     assert_eq!(got, ids(&r["greedy_stop_at_eog"]["token_ids"]));
     assert_eq!(reason, StopReason::EndOfGeneration);
     assert_eq!(text, r["greedy_stop_at_eog"]["text"].as_str().unwrap());
@@ -133,8 +141,7 @@ fn compare_top5(what: &str, logprobs: &[f64], order: &[usize], tolerance: f64) {
 fn top_logits_match_llama_cpp() {
     let r = reference();
     let prompt = ids(&r["prompt_token_ids"]);
-    let path = std::env::var("WICK_MODEL").unwrap_or_else(|_| MODEL.to_string());
-    let bytes = std::fs::read(&path).unwrap();
+    let bytes = model_bytes();
     let g = wick::weights::Gguf::parse(&bytes).unwrap();
     let mut exact = wick::Model::from_gguf_f32(&g, &Device::Cpu).unwrap();
     let (lp, order) = prompt_logprobs(&mut exact, &prompt);
@@ -147,8 +154,7 @@ fn top_logits_match_llama_cpp() {
 #[test]
 fn mlx_export_replies_like_the_gguf() {
     // What setup writes with `wick quantize` (the app's default model), made here in memory.
-    let path = std::env::var("WICK_MODEL").unwrap_or_else(|_| MODEL.to_string());
-    let bytes = std::fs::read(&path).unwrap();
+    let bytes = model_bytes();
     let g = wick::weights::Gguf::parse(&bytes).unwrap();
     let cfg = wick::Config::from_gguf(&g).unwrap();
     let tok = wick::Tokenizer::from_gguf(&g).unwrap();
@@ -161,15 +167,7 @@ fn mlx_export_replies_like_the_gguf() {
     let (files, summary) = wick::quantize::to_mlx(&cfg, &g, &tok, template, opts).unwrap();
     assert_eq!((summary.exact, summary.quantized), (211, 0));
     let mut e = Engine::from_hf_files(&files, &Device::Cpu).unwrap();
-    let r = reference();
-    let mut text = String::new();
-    let (got, _) = e
-        .generate(
-            r["prompt"].as_str().unwrap(),
-            SamplingParams::greedy(64),
-            |t| text.push_str(t),
-        )
-        .unwrap();
-    assert_eq!(got, ids(&r["greedy_stop_at_eog"]["token_ids"]));
+    let (got, _, text) = greedy_reply(&mut e);
+    assert_eq!(got, ids(&reference()["greedy_stop_at_eog"]["token_ids"]));
     assert_eq!(text, "The capital of France is Paris.");
 }
