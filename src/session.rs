@@ -101,6 +101,63 @@ struct Generation {
     stats: Stats,
 }
 
+/// A path's last component (`models/x/config.json` → `config.json`).
+fn base_name(path: &str) -> &str {
+    path.rsplit('/').next().unwrap_or(path)
+}
+
+/// The file of a model folder named `name`, by its base name.
+fn folder_file<'a>(files: &[(String, &'a dyn Bytes)], name: &str) -> Option<&'a dyn Bytes> {
+    files
+        .iter()
+        .find(|(n, _)| base_name(n) == name)
+        .map(|(_, b)| *b)
+}
+
+/// The error for a file a model folder needs and lacks.
+fn missing(name: &str) -> Error {
+    Error::File {
+        file: name.to_string(),
+        problem: "is missing from the model folder".into(),
+    }
+}
+
+/// The tokenizer of a Hugging Face model folder (`tokenizer.json`, with the special tokens of
+/// `tokenizer_config.json`) and its chat template's source (`tokenizer_config.json`'s
+/// `chat_template`, else `chat_template.jinja`), if any.
+pub fn hf_tokenizer(files: &[(String, &dyn Bytes)]) -> Result<(Tokenizer, Option<String>)> {
+    let file = |name: &str| folder_file(files, name).map(|b| b.read(0..b.len()));
+    let tok_config: serde_json::Value = match file("tokenizer_config.json") {
+        Some(b) => serde_json::from_slice(&b).map_err(|e| Error::File {
+            file: "tokenizer_config.json".into(),
+            problem: format!("is not valid JSON: {e}"),
+        })?,
+        None => serde_json::Value::Null,
+    };
+    // A special token is a string, or an object whose "content" is the string.
+    let special = |k: &str| {
+        let v = tok_config.get(k)?;
+        v.as_str()
+            .or_else(|| v.get("content").and_then(|c| c.as_str()))
+            .map(String::from)
+    };
+    let add_bos = tok_config.get("add_bos_token").and_then(|v| v.as_bool()) == Some(true);
+    let tokenizer = Tokenizer::from_hf(
+        &file("tokenizer.json").ok_or_else(|| missing("tokenizer.json"))?,
+        special("bos_token").as_deref(),
+        special("eos_token").as_deref(),
+        add_bos,
+    )?;
+    let template_file =
+        file("chat_template.jinja").map(|b| String::from_utf8_lossy(&b).into_owned());
+    let template = tok_config
+        .get("chat_template")
+        .and_then(|t| t.as_str())
+        .map(String::from)
+        .or(template_file);
+    Ok((tokenizer, template))
+}
+
 /// A model ready to chat, with its conversation state.
 pub struct Engine {
     model: Model,
@@ -163,16 +220,11 @@ impl Engine {
         device: &Device,
         quantize: Option<(usize, usize)>,
     ) -> Result<Self> {
-        let base = |n: &str| n.rsplit('/').next().unwrap_or(n).to_string();
-        let source = |name: &str| files.iter().find(|(n, _)| base(n) == name).map(|(_, b)| *b);
+        let source = |name: &str| folder_file(files, name);
         let file = |name: &str| source(name).map(|b| b.read(0..b.len()));
-        let missing = |name: &str| Error::File {
-            file: name.to_string(),
-            problem: "is missing from the model folder".into(),
-        };
         let mut wanted: Vec<String> = files
             .iter()
-            .map(|(n, _)| base(n))
+            .map(|(n, _)| base_name(n).to_string())
             .filter(|n| n.ends_with(".safetensors"))
             .collect();
         if let Some(index) = file("model.safetensors.index.json") {
@@ -208,34 +260,7 @@ impl Engine {
         }
         let model = Model::from_hf(&hf, device)?;
 
-        let tok_config: serde_json::Value = match file("tokenizer_config.json") {
-            Some(b) => serde_json::from_slice(&b).map_err(|e| Error::File {
-                file: "tokenizer_config.json".into(),
-                problem: format!("is not valid JSON: {e}"),
-            })?,
-            None => serde_json::Value::Null,
-        };
-        // A special token is a string, or an object whose "content" is the string.
-        let special = |k: &str| {
-            let v = tok_config.get(k)?;
-            v.as_str()
-                .or_else(|| v.get("content").and_then(|c| c.as_str()))
-                .map(String::from)
-        };
-        let add_bos = tok_config.get("add_bos_token").and_then(|v| v.as_bool()) == Some(true);
-        let tokenizer = Tokenizer::from_hf(
-            &file("tokenizer.json").ok_or_else(|| missing("tokenizer.json"))?,
-            special("bos_token").as_deref(),
-            special("eos_token").as_deref(),
-            add_bos,
-        )?;
-        let template_file =
-            file("chat_template.jinja").map(|b| String::from_utf8_lossy(&b).into_owned());
-        let template = tok_config
-            .get("chat_template")
-            .and_then(|t| t.as_str())
-            .map(String::from)
-            .or(template_file);
+        let (tokenizer, template) = hf_tokenizer(files)?;
         let template = ChatTemplate::new(
             template.as_deref(),
             tokenizer.bos_token(),

@@ -190,7 +190,7 @@ mod cli {
 
     fn quantize(a: QuantizeArgs) -> Result<(), Error> {
         use wick::quantize::{to_mlx, Options};
-        use wick::weights::safetensors::SafeTensors;
+        use wick::weights::safetensors::{Bytes, SafeTensors};
         use wick::weights::{Gguf, HfModel};
         let opts = Options {
             bits: a.bits,
@@ -199,26 +199,25 @@ mod cli {
         };
         let (files, summary) = if std::path::Path::new(&a.input).is_dir() {
             let files = read_folder(&a.input)?;
-            let engine = Engine::from_hf_files(&files, &candle_core::Device::Cpu)?;
-            let find = |n: &str| {
-                files
-                    .iter()
-                    .find(|(f, _)| f == n)
-                    .map(|(_, b)| b.as_slice())
-            };
+            let sources: Vec<(String, &dyn Bytes)> = files
+                .iter()
+                .map(|(n, b)| (n.clone(), b as &dyn Bytes))
+                .collect();
+            let (tokenizer, template) = wick::session::hf_tokenizer(&sources)?;
             let mut shards = Vec::new();
             for (name, bytes) in &files {
                 if name.ends_with(".safetensors") {
                     shards.push(SafeTensors::parse(name, bytes)?);
                 }
             }
-            let config = find("config.json").unwrap_or_default();
+            let config = files
+                .iter()
+                .find(|(f, _)| f == "config.json")
+                .map(|(_, b)| b.as_slice())
+                .unwrap_or_default();
             let hf = HfModel::new(config, shards)?;
-            let template = find("tokenizer_config.json")
-                .and_then(|b| serde_json::from_slice::<serde_json::Value>(b).ok())
-                .and_then(|v| v.get("chat_template")?.as_str().map(String::from));
             let cfg = wick::Config::from_hf(&hf.config)?;
-            to_mlx(&cfg, &hf, engine.tokenizer(), template.as_deref(), opts)?
+            to_mlx(&cfg, &hf, &tokenizer, template.as_deref(), opts)?
         } else {
             let bytes = read(&a.input)?;
             let g = Gguf::parse(&bytes)?;
