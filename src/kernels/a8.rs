@@ -2,10 +2,10 @@
 //!
 //! One block holds 32 weights `w = d·q + m` with `d`, `m` f16 and `q` an unsigned byte (36 bytes
 //! per block): the layout `mlx_lm` writes for `bits = 8`, regrouped by 32. Then
-//! `Σ w·x = d_w·d_x·Σ q·q_x + m·Σ x`. The bytes are flipped to signed (`q − 128`) for the SIMD
-//! products, and `128·Σ q_x` added back, so every integer product stays exact.
+//! `Σ w·x = d_w·d_x·Σ q·q_x + m·Σ x`. The SIMD versions widen the bytes to 16 bits, so every
+//! integer product stays exact.
 
-use super::{f16_to_f32, lane, Q8Rows, BLOCK};
+use super::{f16_to_f32, Q8Rows};
 
 /// Bytes per `A8` block.
 pub const BLOCK_BYTES: usize = 36;
@@ -15,20 +15,23 @@ fn block_dm(b: &[u8]) -> (f32, f32) {
     (f16_to_f32(b[0], b[1]), f16_to_f32(b[2], b[3]))
 }
 
+/// Σ q_w·q_x of one block against 32 activations `q`, exactly.
+fn isum(b: &[u8], q: &[i8]) -> i32 {
+    b[4..BLOCK_BYTES]
+        .iter()
+        .zip(q)
+        .map(|(&a, &c)| i32::from(a) * i32::from(c))
+        .sum()
+}
+
 /// Dot product of one `A8` row (whole blocks) with the activation row starting at block `xb`:
 /// the portable reference.
 pub fn dot_scalar(w: &[u8], x: &Q8Rows, xb: usize) -> f32 {
-    super::reduce_scalar(w, BLOCK_BYTES, x, xb, block_dm, |b, k| {
-        let q = &x.qs[k * BLOCK..(k + 1) * BLOCK];
-        let mut p = [0i32; 4];
-        for (j, (&a, &c)) in b[4..BLOCK_BYTES].iter().zip(q).enumerate() {
-            p[lane(j)] += i32::from(a) * i32::from(c);
-        }
-        p
-    })
+    super::reduce_scalar::<BLOCK_BYTES, true>(w, x, xb, isum)
 }
 
-/// [`dot_scalar`] with simd128 or AVX2 (bit-identical), whichever the build targets.
+/// [`dot_scalar`] of four rows `row_bytes` apart in `w`, with simd128 or AVX2 (bit-identical),
+/// whichever the build targets.
 #[cfg(any(
     all(target_arch = "wasm32", target_feature = "simd128"),
     all(
@@ -37,26 +40,15 @@ pub fn dot_scalar(w: &[u8], x: &Q8Rows, xb: usize) -> f32 {
         target_feature = "fma"
     )
 ))]
-pub fn dot(w: &[u8], x: &Q8Rows, xb: usize) -> f32 {
-    // SAFETY: `reduce` passes whole blocks (32 bytes at b[4..36]) and 32 activations.
+pub fn dot4(w: &[u8], row_bytes: usize, x: &Q8Rows, xb: usize) -> [f32; 4] {
+    let nb = super::check4(w, row_bytes, BLOCK_BYTES, x, xb);
+    // SAFETY: `check4` checked the four rows and the activations; `reduce4` passes whole
+    // blocks (32 bytes at b[4..36] are read) and 32 activations.
     unsafe {
-        super::reduce::<BLOCK_BYTES>(w, x, xb, block_dm, |b, q| {
+        super::reduce4::<BLOCK_BYTES, true>(w.as_ptr(), row_bytes, nb, x, xb, |b, q| {
             super::byte_lanes::<false>(b.add(4), q)
         })
     }
-}
-
-/// [`dot_scalar`] where no SIMD version exists.
-#[cfg(not(any(
-    all(target_arch = "wasm32", target_feature = "simd128"),
-    all(
-        target_arch = "x86_64",
-        target_feature = "avx2",
-        target_feature = "fma"
-    )
-)))]
-pub fn dot(w: &[u8], x: &Q8Rows, xb: usize) -> f32 {
-    dot_scalar(w, x, xb)
 }
 
 /// The 32 weights of one block, dequantized (embedding lookups).
@@ -70,8 +62,9 @@ pub fn dequantize_block(b: &[u8], out: &mut [f32]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kernels::tests::{close, noise, random_blocks};
+    use crate::kernels::tests::{close, random_blocks};
     use crate::kernels::WeightType;
+    use crate::kernels::BLOCK;
     use half::f16;
     #[cfg(target_arch = "wasm32")]
     use wasm_bindgen_test::wasm_bindgen_test as test;
@@ -79,31 +72,21 @@ mod tests {
     #[test]
     fn simd_dot_matches_scalar_reference() {
         for (seed, blocks) in [(1, 1), (2, 2), (3, 18), (4, 48)] {
-            let w = random_blocks(WeightType::A8, seed, blocks);
-            let x = Q8Rows::quantize(&noise(seed + 100, blocks * BLOCK));
-            let (a, b) = (dot(&w, &x, 0), dot_scalar(&w, &x, 0));
-            assert_eq!(
-                a.to_bits(),
-                b.to_bits(),
-                "{blocks} blocks: simd {a} vs scalar {b}"
-            );
+            crate::kernels::tests::assert_dot4_is_scalar(WeightType::A8, seed, blocks);
         }
     }
 
     #[test]
     fn extreme_values_do_not_overflow() {
-        // 255 and 0 weights against ±127 activations: products must stay exact after the flip.
+        // 255 and 0 weights against ±127 activations: products must stay exact.
         let mut w = f16::from_f32(1.0).to_le_bytes().to_vec();
         w.extend_from_slice(&f16::from_f32(0.0).to_le_bytes());
         w.extend((0..32).map(|j| if j % 2 == 0 { 255u8 } else { 0 }));
         let x: Vec<f32> = (0..32).map(|j| if j < 16 { 1.0 } else { -1.0 }).collect();
         let xq = Q8Rows::quantize(&x);
         let want = dot_scalar(&w, &xq, 0);
-        assert!(
-            close(dot(&w, &xq, 0), want),
-            "{} vs {want}",
-            dot(&w, &xq, 0)
-        );
+        let got = crate::kernels::tests::simd_dot(WeightType::A8, &w, &xq);
+        assert!(close(got, want), "{got} vs {want}");
         assert!(want.abs() < 1.0, "{want}");
     }
 

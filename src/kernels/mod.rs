@@ -36,148 +36,244 @@ pub fn f16_to_f32(lo: u8, hi: u8) -> f32 {
     f16_to_f32_portable(lo, hi)
 }
 
-/// The lane (0‥3) that product `p` (0‥31) of a block belongs to: simd128's natural layout,
-/// which every implementation reproduces.
-#[inline(always)]
-pub fn lane(p: usize) -> usize {
-    (p % 8) / 2
-}
-
 /// The float part every dot product here shares, in one order on every target. A block's 32
-/// integer products are summed exactly into four lanes ([`lane`]). Block `i` feeds chain
-/// `i mod 2` (two chains, so the adds of one block do not wait on the last): lane `l` gets
-/// `(d_i·d_x)·P_il`, and the chain's scalar sum gets `m_i·s_x`; [`finish`] adds them up. So the SIMD versions give the scalar reference's result
-/// to the bit, natively and in wasm alike (one-ulp differences would otherwise flip the 8-bit
-/// rounding of later activations and the logits would drift apart).
+/// integer products are summed exactly (`isum`); then, block by block, `acc += (d_w·d_x)·Σ` and,
+/// for types with a minimum, `mins += m_w·s_x`, and the result is `acc + mins`. Integer sums do
+/// not depend on how a SIMD version groups the products, so every version (scalar, simd128,
+/// relaxed SIMD, AVX2) gives this reference's result to the bit, natively and in wasm alike
+/// (one-ulp differences would otherwise flip the 8-bit rounding of later activations and the
+/// logits would drift apart).
 ///
-/// `w` holds whole blocks of `bb` bytes; `dm` reads a block's scale and minimum (0 for symmetric
-/// types); `lanes(b, k)` gives block `b`'s four exact lane sums against activation block `k`.
+/// `w` holds whole blocks of `BB` bytes, `d` (f16) at bytes 0‥2 and, when `MIN`, `m` at 2‥4;
+/// `isum(b, q)` gives block `b`'s exact integer dot with 32 activations `q`.
 #[inline(always)]
-fn reduce_scalar(
+fn reduce_scalar<const BB: usize, const MIN: bool>(
     w: &[u8],
-    bb: usize,
     x: &Q8Rows,
     xb: usize,
-    dm: impl Fn(&[u8]) -> (f32, f32),
-    lanes: impl Fn(&[u8], usize) -> [i32; 4],
+    isum: impl Fn(&[u8], &[i8]) -> i32,
 ) -> f32 {
-    let (mut a, mut mins) = ([[0f32; 4]; 2], [0f32; 2]);
-    for (i, b) in w.chunks_exact(bb).enumerate() {
-        let (d, m) = dm(b);
-        let scale = d * x.d[xb + i];
-        for (acc, p) in a[i % 2].iter_mut().zip(lanes(b, xb + i)) {
-            *acc += scale * p as f32;
+    let (mut acc, mut mins) = (0f32, 0f32);
+    for (i, b) in w.chunks_exact(BB).enumerate() {
+        let q = &x.qs[(xb + i) * BLOCK..(xb + i + 1) * BLOCK];
+        acc += (f16_to_f32_portable(b[0], b[1]) * x.d[xb + i]) * isum(b, q) as f32;
+        if MIN {
+            mins += f16_to_f32_portable(b[2], b[3]) * x.s[xb + i];
         }
-        mins[i % 2] += m * x.s[xb + i];
     }
-    finish(a, mins)
+    if MIN {
+        acc + mins
+    } else {
+        acc
+    }
 }
 
-/// The end of the canonical order: chains added pairwise per lane, then lanes pairwise, then
-/// the minimum terms.
-#[inline(always)]
-fn finish(a: [[f32; 4]; 2], mins: [f32; 2]) -> f32 {
-    let t = |l: usize| a[0][l] + a[1][l];
-    ((t(0) + t(1)) + (t(2) + t(3))) + (mins[0] + mins[1])
-}
-
-/// Runs `step(chain, chain_mins, i, block)` over the blocks of `w` in the canonical order:
-/// block `i` into chain `i mod 2`, each chain starting from `zero` (the SIMD reductions' loop).
-#[inline(always)]
-fn two_chains<const BB: usize, A: Copy>(
-    w: &[u8],
-    x: &Q8Rows,
-    xb: usize,
-    zero: A,
-    mut step: impl FnMut(&mut A, &mut f32, usize, &[u8]),
-) -> ([A; 2], [f32; 2]) {
-    let n = w.len() / BB;
-    assert!(
-        x.qs.len() >= (xb + n) * BLOCK && x.d.len() >= xb + n && x.s.len() >= xb + n,
-        "activation rows shorter than the weights"
-    );
-    let (mut a, mut mins) = ([zero; 2], [0f32; 2]);
-    let mut pairs = w.chunks_exact(2 * BB);
-    for (q, two) in (&mut pairs).enumerate() {
-        step(&mut a[0], &mut mins[0], 2 * q, &two[..BB]);
-        step(&mut a[1], &mut mins[1], 2 * q + 1, &two[BB..]);
-    }
-    if let Some(b) = pairs.remainder().get(..BB) {
-        step(&mut a[0], &mut mins[0], n - 1, b);
-    }
-    (a, mins)
-}
-
-/// [`reduce_scalar`] with simd128: `block(b, q)` gives a block's four lane sums.
+/// Reads the first four bytes of a block as a little-endian word (`d` low, `m` high).
 ///
 /// # Safety
-/// `block(b, q)` must read only the `bb` bytes at `b` and 32 activations at `q`.
+/// `b` must point at four readable bytes.
+#[inline(always)]
+unsafe fn header(b: *const u8) -> u32 {
+    u32::from_le_bytes(std::ptr::read_unaligned(b as *const [u8; 4]))
+}
+
+/// [`reduce_scalar`] for four weight rows at once with simd128 (row `r` in float lane `r`):
+/// `lanes(b, q)` gives one block's products as four i32 lanes in any grouping (only their
+/// exact sum is used). The rows start at `w` and are `row_bytes` apart, `nb` blocks each.
+///
+/// # Safety
+/// The four rows must hold `nb` whole blocks; `x` must hold blocks `xb‥xb + nb`; `lanes` must
+/// read only the block at `b` and 32 activations at `q`.
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 #[inline(always)]
-unsafe fn reduce<const BB: usize>(
-    w: &[u8],
+unsafe fn reduce4<const BB: usize, const MIN: bool>(
+    w: *const u8,
+    row_bytes: usize,
+    nb: usize,
     x: &Q8Rows,
     xb: usize,
-    dm: impl Fn(&[u8]) -> (f32, f32),
-    block: impl Fn(*const u8, *const i8) -> std::arch::wasm32::v128,
-) -> f32 {
+    lanes: impl Fn(*const u8, *const i8) -> std::arch::wasm32::v128,
+) -> [f32; 4] {
     use std::arch::wasm32::*;
-    let step = |acc: &mut v128, mins: &mut f32, i: usize, b: &[u8]| {
-        let (d, m) = dm(b);
-        let p = block(b.as_ptr(), x.qs.as_ptr().add((xb + i) * BLOCK));
-        let scale = f32x4_splat(d * *x.d.get_unchecked(xb + i));
-        *acc = f32x4_add(*acc, f32x4_mul(scale, f32x4_convert_i32x4(p)));
-        *mins += m * *x.s.get_unchecked(xb + i);
+    // f16 in the low half of each u32 lane → f32, exactly as `f16_to_f32_portable`.
+    let f16s = |h: v128| {
+        let bits = i32x4_shl(v128_and(h, i32x4_splat(0x7fff)), 13);
+        let magnitude = f32x4_mul(bits, f32x4_splat(f32::from_bits(0x7780_0000)));
+        v128_or(magnitude, i32x4_shl(v128_and(h, i32x4_splat(0x8000)), 16))
     };
-    let ([a0, a1], mins) = two_chains::<BB, _>(w, x, xb, f32x4_splat(0.0), step);
-    let lanes = |v: v128| {
-        [
-            f32x4_extract_lane::<0>(v),
-            f32x4_extract_lane::<1>(v),
-            f32x4_extract_lane::<2>(v),
-            f32x4_extract_lane::<3>(v),
-        ]
-    };
-    finish([lanes(a0), lanes(a1)], mins)
+    let (mut acc, mut mins) = (f32x4_splat(0.0), f32x4_splat(0.0));
+    let (qs, xd, xs) = (x.qs.as_ptr(), x.d.as_ptr(), x.s.as_ptr());
+    let mut sums = [[i32x4_splat(0); CHUNK]; 4];
+    for i in 0..nb {
+        if i % CHUNK == 0 {
+            chunk_lanes::<BB, _>(
+                w,
+                row_bytes,
+                i,
+                nb,
+                qs.add((xb + i) * BLOCK),
+                &mut sums,
+                &lanes,
+            );
+        }
+        let b0 = w.add(i * BB);
+        let r = [
+            b0,
+            b0.add(row_bytes),
+            b0.add(2 * row_bytes),
+            b0.add(3 * row_bytes),
+        ];
+        let c = i % CHUNK;
+        let p = hsum4(sums[0][c], sums[1][c], sums[2][c], sums[3][c]);
+        let h = u32x4(header(r[0]), header(r[1]), header(r[2]), header(r[3]));
+        let scale = f32x4_mul(f16s(h), f32x4_splat(*xd.add(xb + i)));
+        acc = f32x4_add(acc, f32x4_mul(scale, f32x4_convert_i32x4(p)));
+        if MIN {
+            let m = f16s(u32x4_shr(h, 16));
+            mins = f32x4_add(mins, f32x4_mul(m, f32x4_splat(*xs.add(xb + i))));
+        }
+    }
+    let y = if MIN { f32x4_add(acc, mins) } else { acc };
+    [
+        f32x4_extract_lane::<0>(y),
+        f32x4_extract_lane::<1>(y),
+        f32x4_extract_lane::<2>(y),
+        f32x4_extract_lane::<3>(y),
+    ]
 }
 
-/// [`reduce_scalar`] with AVX2: `block(b, q)` gives a block's four lane sums.
+/// Blocks per row whose integer lanes [`reduce4`] computes in one sweep.
+#[allow(dead_code)] // builds without SIMD kernels
+const CHUNK: usize = 32;
+
+/// The integer lanes of blocks `from‥from + CHUNK` (at most `nb`) of four rows, one row after the
+/// other: the rows lie back to back, so memory is read in order (reading the four rows block by
+/// block in step made the hardware prefetcher give up on wide rows: 3× slower).
 ///
 /// # Safety
-/// `block(b, q)` must read only the `bb` bytes at `b` and 32 activations at `q`.
+/// As [`reduce4`]; `q` points at activation block `from`.
+#[allow(dead_code)] // builds without SIMD kernels
+#[inline(always)]
+unsafe fn chunk_lanes<const BB: usize, V: Copy>(
+    w: *const u8,
+    row_bytes: usize,
+    from: usize,
+    nb: usize,
+    q: *const i8,
+    sums: &mut [[V; CHUNK]; 4],
+    lanes: &impl Fn(*const u8, *const i8) -> V,
+) {
+    let n = CHUNK.min(nb - from);
+    for (r, row) in sums.iter_mut().enumerate() {
+        let b = w.add(r * row_bytes + from * BB);
+        for (c, s) in row[..n].iter_mut().enumerate() {
+            *s = lanes(b.add(c * BB), q.add(c * BLOCK));
+        }
+    }
+}
+
+/// The four sums of four i32x4 vectors, as one vector.
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+#[inline(always)]
+fn hsum4(
+    a: std::arch::wasm32::v128,
+    b: std::arch::wasm32::v128,
+    c: std::arch::wasm32::v128,
+    d: std::arch::wasm32::v128,
+) -> std::arch::wasm32::v128 {
+    use std::arch::wasm32::*;
+    let ab = i32x4_add(
+        i32x4_shuffle::<0, 4, 1, 5>(a, b),
+        i32x4_shuffle::<2, 6, 3, 7>(a, b),
+    );
+    let cd = i32x4_add(
+        i32x4_shuffle::<0, 4, 1, 5>(c, d),
+        i32x4_shuffle::<2, 6, 3, 7>(c, d),
+    );
+    i32x4_add(
+        i32x4_shuffle::<0, 1, 4, 5>(ab, cd),
+        i32x4_shuffle::<2, 3, 6, 7>(ab, cd),
+    )
+}
+
+/// [`reduce4`] with AVX2 (the same order; f16 headers converted by F16C).
+///
+/// # Safety
+/// As [`reduce4`]'s simd128 version.
 #[cfg(all(
     target_arch = "x86_64",
     target_feature = "avx2",
     target_feature = "fma"
 ))]
 #[inline(always)]
-unsafe fn reduce<const BB: usize>(
-    w: &[u8],
+unsafe fn reduce4<const BB: usize, const MIN: bool>(
+    w: *const u8,
+    row_bytes: usize,
+    nb: usize,
     x: &Q8Rows,
     xb: usize,
-    dm: impl Fn(&[u8]) -> (f32, f32),
-    block: impl Fn(*const u8, *const i8) -> std::arch::x86_64::__m128i,
-) -> f32 {
+    lanes: impl Fn(*const u8, *const i8) -> std::arch::x86_64::__m128i,
+) -> [f32; 4] {
     use std::arch::x86_64::*;
-    let step = |acc: &mut __m128, mins: &mut f32, i: usize, b: &[u8]| {
-        let (d, m) = dm(b);
-        let p = block(b.as_ptr(), x.qs.as_ptr().add((xb + i) * BLOCK));
-        let scale = _mm_set1_ps(d * *x.d.get_unchecked(xb + i));
+    // f16 in the low half of each u32 lane → f32, exactly as `f16_to_f32_portable`.
+    let f16s = |h: __m128i| {
+        let bits = _mm_slli_epi32(_mm_and_si128(h, _mm_set1_epi32(0x7fff)), 13);
+        let magnitude = _mm_mul_ps(
+            _mm_castsi128_ps(bits),
+            _mm_set1_ps(f32::from_bits(0x7780_0000)),
+        );
+        let sign = _mm_slli_epi32(_mm_and_si128(h, _mm_set1_epi32(0x8000)), 16);
+        _mm_or_ps(magnitude, _mm_castsi128_ps(sign))
+    };
+    let (mut acc, mut mins) = (_mm_setzero_ps(), _mm_setzero_ps());
+    let (qs, xd, xs) = (x.qs.as_ptr(), x.d.as_ptr(), x.s.as_ptr());
+    let mut sums = [[_mm_setzero_si128(); CHUNK]; 4];
+    for i in 0..nb {
+        if i % CHUNK == 0 {
+            chunk_lanes::<BB, _>(
+                w,
+                row_bytes,
+                i,
+                nb,
+                qs.add((xb + i) * BLOCK),
+                &mut sums,
+                &lanes,
+            );
+        }
+        let b0 = w.add(i * BB);
+        let r = [
+            b0,
+            b0.add(row_bytes),
+            b0.add(2 * row_bytes),
+            b0.add(3 * row_bytes),
+        ];
+        let c = i % CHUNK;
+        let p = _mm_hadd_epi32(
+            _mm_hadd_epi32(sums[0][c], sums[1][c]),
+            _mm_hadd_epi32(sums[2][c], sums[3][c]),
+        );
+        let h = _mm_setr_epi32(
+            header(r[0]) as i32,
+            header(r[1]) as i32,
+            header(r[2]) as i32,
+            header(r[3]) as i32,
+        );
         // A multiply then an add, not an FMA: the scalar reference's rounding.
-        *acc = _mm_add_ps(*acc, _mm_mul_ps(scale, _mm_cvtepi32_ps(p)));
-        *mins += m * *x.s.get_unchecked(xb + i);
-    };
-    let ([a0, a1], mins) = two_chains::<BB, _>(w, x, xb, _mm_setzero_ps(), step);
-    let lanes = |v: __m128| {
-        let mut a = [0f32; 4];
-        _mm_storeu_ps(a.as_mut_ptr(), v);
-        a
-    };
-    finish([lanes(a0), lanes(a1)], mins)
+        let scale = _mm_mul_ps(f16s(h), _mm_set1_ps(*xd.add(xb + i)));
+        acc = _mm_add_ps(acc, _mm_mul_ps(scale, _mm_cvtepi32_ps(p)));
+        if MIN {
+            let m = f16s(_mm_srli_epi32(h, 16));
+            mins = _mm_add_ps(mins, _mm_mul_ps(m, _mm_set1_ps(*xs.add(xb + i))));
+        }
+    }
+    let y = if MIN { _mm_add_ps(acc, mins) } else { acc };
+    let mut out = [0f32; 4];
+    _mm_storeu_ps(out.as_mut_ptr(), y);
+    out
 }
 
-/// A block's four lane sums ([`lane`]) of 32 weight bytes at `w` — signed when `SIGNED`, else
-/// unsigned — times 32 activations at `q`, with simd128: the bytes widen to 16 bits, so every
+/// A block's products of 32 weight bytes at `w` — signed when `SIGNED`, else unsigned — and
+/// 32 activations at `q`, as four i32 lanes, with simd128: the bytes widen to 16 bits, so every
 /// product and pair sum is exact.
 ///
 /// # Safety
@@ -223,25 +319,35 @@ unsafe fn byte_lanes<const SIGNED: bool>(w: *const u8, q: *const i8) -> std::arc
         let c = _mm256_cvtepi8_epi16(_mm_loadu_si128(q.add(16 * h) as *const __m128i));
         _mm256_madd_epi16(a, c)
     };
-    fold_pairs(half(0), half(1))
+    fold8(_mm256_add_epi32(half(0), half(1)))
 }
 
-/// Four lane sums of 32 products given as two vectors of 8 i32 pair sums, pair `k` of the first
-/// holding positions `2k, 2k+1` and of the second `16 + 2k, 16 + 2k + 1` (AVX2): lane `l` gets
-/// pairs `l` and `l + 4` of both.
+/// Eight i32 lanes folded to four (AVX2): only their total matters.
 #[cfg(all(
     target_arch = "x86_64",
     target_feature = "avx2",
     target_feature = "fma"
 ))]
 #[inline(always)]
-unsafe fn fold_pairs(
-    p0: std::arch::x86_64::__m256i,
-    p1: std::arch::x86_64::__m256i,
-) -> std::arch::x86_64::__m128i {
+unsafe fn fold8(s: std::arch::x86_64::__m256i) -> std::arch::x86_64::__m128i {
     use std::arch::x86_64::*;
-    let s = _mm256_add_epi32(p0, p1);
     _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1))
+}
+
+/// Checks what [`reduce4`] reads: four rows of `row_bytes` (whole blocks of `bb` bytes) in `w`,
+/// and the activation blocks from `xb` on. Returns the blocks per row.
+#[allow(dead_code)] // builds without SIMD kernels
+fn check4(w: &[u8], row_bytes: usize, bb: usize, x: &Q8Rows, xb: usize) -> usize {
+    let nb = row_bytes / bb;
+    assert!(
+        row_bytes.is_multiple_of(bb)
+            && w.len() >= 4 * row_bytes
+            && x.qs.len() >= (xb + nb) * BLOCK
+            && x.d.len() >= xb + nb
+            && x.s.len() >= xb + nb,
+        "four weight rows and their activations expected"
+    );
+    nb
 }
 
 /// Elements per block, for every type here.
@@ -268,17 +374,28 @@ impl WeightType {
         }
     }
 
-    /// Dot product of a weight row with the activation row whose blocks start at block `xb`.
+    /// Dot products of four weight rows, `row_bytes` apart in `w`, with the activation row whose
+    /// blocks start at block `xb`: the SIMD kernels where the build has them.
     #[inline]
-    fn dot(self, w: &[u8], x: &Q8Rows, xb: usize) -> f32 {
-        match self {
-            Self::Q4_1 => q4_1::dot(w, x, xb),
-            Self::Q8_0 => q8_0::dot(w, x, xb),
-            Self::A8 => a8::dot(w, x, xb),
-        }
+    fn dot4(self, w: &[u8], row_bytes: usize, x: &Q8Rows, xb: usize) -> [f32; 4] {
+        #[cfg(any(
+            all(target_arch = "wasm32", target_feature = "simd128"),
+            all(
+                target_arch = "x86_64",
+                target_feature = "avx2",
+                target_feature = "fma"
+            )
+        ))]
+        return match self {
+            Self::Q4_1 => q4_1::dot4(w, row_bytes, x, xb),
+            Self::Q8_0 => q8_0::dot4(w, row_bytes, x, xb),
+            Self::A8 => a8::dot4(w, row_bytes, x, xb),
+        };
+        #[allow(unreachable_code)]
+        std::array::from_fn(|r| self.dot_scalar(&w[r * row_bytes..(r + 1) * row_bytes], x, xb))
     }
 
-    /// [`WeightType::dot`] with the scalar reference kernels.
+    /// One row's dot product with the scalar reference kernels.
     fn dot_scalar(self, w: &[u8], x: &Q8Rows, xb: usize) -> f32 {
         match self {
             Self::Q4_1 => q4_1::dot_scalar(w, x, xb),
@@ -381,9 +498,20 @@ pub fn matmul_many(
     }
     tasks.into_par_iter().for_each(|(ty, rows, out)| {
         let row_bytes = kb * ty.block_bytes();
-        for (o, row) in out.chunks_exact_mut(m).zip(rows.chunks_exact(row_bytes)) {
+        // Four weight rows at a time (they stay in cache across the activation rows).
+        let mut quads = rows.chunks_exact(4 * row_bytes);
+        let mut outs = out.chunks_exact_mut(4 * m);
+        for (w4, o4) in (&mut quads).zip(&mut outs) {
+            for i in 0..m {
+                for (r, y) in ty.dot4(w4, row_bytes, &xq, i * kb).into_iter().enumerate() {
+                    o4[r * m + i] = y;
+                }
+            }
+        }
+        let rest = quads.remainder().chunks_exact(row_bytes);
+        for (o, row) in outs.into_remainder().chunks_exact_mut(m).zip(rest) {
             for (i, v) in o.iter_mut().enumerate() {
-                *v = ty.dot(row, &xq, i * kb);
+                *v = ty.dot_scalar(row, &xq, i * kb);
             }
         }
     });
@@ -482,6 +610,34 @@ pub(crate) mod tests {
                 assert_eq!(got.to_bits(), want.to_f32().to_bits(), "{h:#06x}");
             }
         }
+    }
+
+    /// Checks that [`WeightType::dot4`] gives each of four random rows of `blocks` blocks the
+    /// scalar reference's result to the bit.
+    pub fn assert_dot4_is_scalar(ty: WeightType, seed: u64, blocks: usize) {
+        let row_bytes = blocks * ty.block_bytes();
+        let w = random_blocks(ty, seed, 4 * blocks);
+        // Two activation rows, using the second: `xb` must be honoured.
+        let x = Q8Rows::quantize(&noise(seed + 100, 2 * blocks * BLOCK));
+        let got = ty.dot4(&w, row_bytes, &x, blocks);
+        for (r, g) in got.iter().enumerate() {
+            let want = ty.dot_scalar(&w[r * row_bytes..(r + 1) * row_bytes], &x, blocks);
+            assert_eq!(
+                g.to_bits(),
+                want.to_bits(),
+                "{ty:?}, {blocks} blocks, row {r}: simd {g} vs scalar {want}"
+            );
+        }
+    }
+
+    /// One row's dot product through the four-row SIMD kernel (the row given four times).
+    pub fn simd_dot(ty: WeightType, w: &[u8], x: &Q8Rows) -> f32 {
+        let got = ty.dot4(&w.repeat(4), w.len(), x, 0);
+        assert!(
+            got.iter().all(|g| g.to_bits() == got[0].to_bits()),
+            "{got:?}"
+        );
+        got[0]
     }
 
     pub fn close(a: f32, b: f32) -> bool {

@@ -4,7 +4,7 @@
 //! `Σ w·x = d_w·d_x·Σ q_w·q_x`. Wick runs it itself (Candle has fast kernels for it too) so the
 //! embedding table and a tied output head can be read in place, from the file's own bytes.
 
-use super::{f16_to_f32, lane, Q8Rows, BLOCK};
+use super::{f16_to_f32, Q8Rows};
 
 /// Bytes per `Q8_0` block.
 pub const BLOCK_BYTES: usize = 34;
@@ -14,26 +14,23 @@ fn block_d(b: &[u8]) -> f32 {
     f16_to_f32(b[0], b[1])
 }
 
+/// Σ q_w·q_x of one block against 32 activations `q`, exactly.
+fn isum(b: &[u8], q: &[i8]) -> i32 {
+    b[2..BLOCK_BYTES]
+        .iter()
+        .zip(q)
+        .map(|(&a, &c)| i32::from(a as i8) * i32::from(c))
+        .sum()
+}
+
 /// Dot product of one `Q8_0` row (whole blocks) with the activation row starting at block `xb`:
 /// the portable reference.
 pub fn dot_scalar(w: &[u8], x: &Q8Rows, xb: usize) -> f32 {
-    super::reduce_scalar(w, BLOCK_BYTES, x, xb, block_d0, |b, k| {
-        let q = &x.qs[k * BLOCK..(k + 1) * BLOCK];
-        let mut p = [0i32; 4];
-        for (j, (&a, &c)) in b[2..BLOCK_BYTES].iter().zip(q).enumerate() {
-            p[lane(j)] += i32::from(a as i8) * i32::from(c);
-        }
-        p
-    })
+    super::reduce_scalar::<BLOCK_BYTES, false>(w, x, xb, isum)
 }
 
-/// The scale and a zero minimum (`Q8_0` is symmetric), for the shared reduction.
-#[inline(always)]
-fn block_d0(b: &[u8]) -> (f32, f32) {
-    (block_d(b), 0.0)
-}
-
-/// [`dot_scalar`] with simd128 or AVX2 (bit-identical), whichever the build targets.
+/// [`dot_scalar`] of four rows `row_bytes` apart in `w`, with simd128 or AVX2 (bit-identical),
+/// whichever the build targets.
 #[cfg(any(
     all(target_arch = "wasm32", target_feature = "simd128"),
     all(
@@ -42,26 +39,15 @@ fn block_d0(b: &[u8]) -> (f32, f32) {
         target_feature = "fma"
     )
 ))]
-pub fn dot(w: &[u8], x: &Q8Rows, xb: usize) -> f32 {
-    // SAFETY: `reduce` passes whole blocks (32 bytes at b[2..34]) and 32 activations.
+pub fn dot4(w: &[u8], row_bytes: usize, x: &Q8Rows, xb: usize) -> [f32; 4] {
+    let nb = super::check4(w, row_bytes, BLOCK_BYTES, x, xb);
+    // SAFETY: `check4` checked the four rows and the activations; `reduce4` passes whole
+    // blocks (32 bytes at b[2..34] are read) and 32 activations.
     unsafe {
-        super::reduce::<BLOCK_BYTES>(w, x, xb, block_d0, |b, q| {
+        super::reduce4::<BLOCK_BYTES, false>(w.as_ptr(), row_bytes, nb, x, xb, |b, q| {
             super::byte_lanes::<true>(b.add(2), q)
         })
     }
-}
-
-/// [`dot_scalar`] where no SIMD version exists.
-#[cfg(not(any(
-    all(target_arch = "wasm32", target_feature = "simd128"),
-    all(
-        target_arch = "x86_64",
-        target_feature = "avx2",
-        target_feature = "fma"
-    )
-)))]
-pub fn dot(w: &[u8], x: &Q8Rows, xb: usize) -> f32 {
-    dot_scalar(w, x, xb)
 }
 
 /// The 32 weights of one block, dequantized (embedding lookups).
@@ -75,8 +61,9 @@ pub fn dequantize_block(b: &[u8], out: &mut [f32]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kernels::tests::{close, noise, random_blocks};
+    use crate::kernels::tests::{close, random_blocks};
     use crate::kernels::WeightType;
+    use crate::kernels::BLOCK;
     use half::f16;
     #[cfg(target_arch = "wasm32")]
     use wasm_bindgen_test::wasm_bindgen_test as test;
@@ -84,14 +71,7 @@ mod tests {
     #[test]
     fn simd_dot_matches_scalar_reference() {
         for (seed, blocks) in [(1, 1), (2, 2), (3, 18), (4, 48)] {
-            let w = random_blocks(WeightType::Q8_0, seed, blocks);
-            let x = Q8Rows::quantize(&noise(seed + 100, blocks * BLOCK));
-            let (a, b) = (dot(&w, &x, 0), dot_scalar(&w, &x, 0));
-            assert_eq!(
-                a.to_bits(),
-                b.to_bits(),
-                "{blocks} blocks: simd {a} vs scalar {b}"
-            );
+            crate::kernels::tests::assert_dot4_is_scalar(WeightType::Q8_0, seed, blocks);
         }
     }
 
@@ -104,11 +84,8 @@ mod tests {
         x[0] = -1.0;
         let xq = Q8Rows::quantize(&x);
         let want = dot_scalar(&w, &xq, 0);
-        assert!(
-            close(dot(&w, &xq, 0), want),
-            "{} vs {want}",
-            dot(&w, &xq, 0)
-        );
+        let got = crate::kernels::tests::simd_dot(WeightType::Q8_0, &w, &xq);
+        assert!(close(got, want), "{got} vs {want}");
         assert!((want - (-128.0 * 30.0)).abs() < 1.0, "{want}");
     }
 
