@@ -13,6 +13,7 @@ use web_time::Instant;
 
 use crate::chat::{ChatTemplate, Message};
 use crate::error::{Error, Result};
+use crate::kernels;
 use crate::model::{Config, Model};
 use crate::sample::{Sampler, SamplingParams};
 use crate::tokenizer::{TextStream, Tokenizer};
@@ -22,14 +23,14 @@ use crate::weights::{Gguf, HfModel};
 /// Prompt tokens fed per step, so a long prefill still yields to the caller now and then.
 const PREFILL_CHUNK: usize = 128;
 
-/// Runs `f` on a thread of rayon's pool, so the matmuls inside split across the pool from
-/// within it. Called from outside, every parallel matmul would block its caller and wake a
-/// worker, which in wasm costs more than a small matmul (2 threads decoded slower than 1).
+/// Runs `f` on a thread of rayon's pool with the pool's other threads kept awake as a team
+/// ([`kernels::team`]). Called from outside, every parallel matmul would block its caller and
+/// wake a worker, which in wasm costs more than a small matmul.
 fn on_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
     if rayon::current_thread_index().is_some() {
-        return f();
+        return kernels::team::scope(f);
     }
-    rayon::scope(|_| f())
+    rayon::scope(|_| kernels::team::scope(f))
 }
 
 /// Why a reply ended.

@@ -7,8 +7,6 @@
 //! 30 layers. Here every sum runs in index order and every transcendental comes from the `libm`
 //! crate, on every target. The reference beside it is the obvious Candle formulation.
 
-use rayon::prelude::*;
-
 /// Work (query rows × keys) below which attention stays on the calling thread.
 const PARALLEL_MIN: usize = 1 << 14;
 
@@ -203,7 +201,7 @@ pub fn attend(q: &[f32], k: &[f32], v: &[f32], pos: usize, shape: Shape) -> Vec<
     if rows * (pos + rows) * heads < PARALLEL_MIN {
         out.chunks_exact_mut(head_dim).enumerate().for_each(one);
     } else {
-        out.par_chunks_exact_mut(head_dim).enumerate().for_each(one);
+        super::team::for_each(out.chunks_exact_mut(head_dim).enumerate().collect(), one);
     }
     out
 }

@@ -10,9 +10,10 @@ pub mod a8;
 pub mod attention;
 pub mod q4_1;
 pub mod q8_0;
+pub mod team;
 
 use half::f16;
-use rayon::prelude::*;
+use std::mem::MaybeUninit;
 
 /// An f16 (little-endian bytes) as f32: exact for every finite value, normal or subnormal, with
 /// two integer ops and a multiply (the `half` crate's portable path is several times slower in
@@ -103,7 +104,7 @@ unsafe fn reduce4<const BB: usize, const MIN: bool>(
     };
     let (mut acc, mut mins) = (f32x4_splat(0.0), f32x4_splat(0.0));
     let (qs, xd, xs) = (x.qs.as_ptr(), x.d.as_ptr(), x.s.as_ptr());
-    let mut sums = [[i32x4_splat(0); CHUNK]; 4];
+    let mut sums = [[MaybeUninit::uninit(); CHUNK]; 4];
     for i in 0..nb {
         if i % CHUNK == 0 {
             chunk_lanes::<BB, _>(
@@ -124,7 +125,12 @@ unsafe fn reduce4<const BB: usize, const MIN: bool>(
             b0.add(3 * row_bytes),
         ];
         let c = i % CHUNK;
-        let p = hsum4(sums[0][c], sums[1][c], sums[2][c], sums[3][c]);
+        let p = hsum4(
+            sums[0][c].assume_init(),
+            sums[1][c].assume_init(),
+            sums[2][c].assume_init(),
+            sums[3][c].assume_init(),
+        );
         let h = u32x4(header(r[0]), header(r[1]), header(r[2]), header(r[3]));
         let scale = f32x4_mul(f16s(h), f32x4_splat(*xd.add(xb + i)));
         acc = f32x4_add(acc, f32x4_mul(scale, f32x4_convert_i32x4(p)));
@@ -146,8 +152,8 @@ unsafe fn reduce4<const BB: usize, const MIN: bool>(
 #[allow(dead_code)] // builds without SIMD kernels
 const CHUNK: usize = 32;
 
-/// The integer lanes of blocks `from‥from + CHUNK` (at most `nb`) of four rows, one row after the
-/// other: the rows lie back to back, so memory is read in order (reading the four rows block by
+/// The integer lanes of blocks `from‥from + CHUNK` (at most `nb`) of four rows, written into the
+/// first entries of `sums`, one row after the other: the rows lie back to back, so memory is read in order (reading the four rows block by
 /// block in step made the hardware prefetcher give up on wide rows: 3× slower).
 ///
 /// # Safety
@@ -160,14 +166,14 @@ unsafe fn chunk_lanes<const BB: usize, V: Copy>(
     from: usize,
     nb: usize,
     q: *const i8,
-    sums: &mut [[V; CHUNK]; 4],
+    sums: &mut [[MaybeUninit<V>; CHUNK]; 4],
     lanes: &impl Fn(*const u8, *const i8) -> V,
 ) {
     let n = CHUNK.min(nb - from);
     for (r, row) in sums.iter_mut().enumerate() {
         let b = w.add(r * row_bytes + from * BB);
         for (c, s) in row[..n].iter_mut().enumerate() {
-            *s = lanes(b.add(c * BB), q.add(c * BLOCK));
+            s.write(lanes(b.add(c * BB), q.add(c * BLOCK)));
         }
     }
 }
@@ -227,7 +233,7 @@ unsafe fn reduce4<const BB: usize, const MIN: bool>(
     };
     let (mut acc, mut mins) = (_mm_setzero_ps(), _mm_setzero_ps());
     let (qs, xd, xs) = (x.qs.as_ptr(), x.d.as_ptr(), x.s.as_ptr());
-    let mut sums = [[_mm_setzero_si128(); CHUNK]; 4];
+    let mut sums = [[MaybeUninit::uninit(); CHUNK]; 4];
     for i in 0..nb {
         if i % CHUNK == 0 {
             chunk_lanes::<BB, _>(
@@ -249,8 +255,8 @@ unsafe fn reduce4<const BB: usize, const MIN: bool>(
         ];
         let c = i % CHUNK;
         let p = _mm_hadd_epi32(
-            _mm_hadd_epi32(sums[0][c], sums[1][c]),
-            _mm_hadd_epi32(sums[2][c], sums[3][c]),
+            _mm_hadd_epi32(sums[0][c].assume_init(), sums[1][c].assume_init()),
+            _mm_hadd_epi32(sums[2][c].assume_init(), sums[3][c].assume_init()),
         );
         let h = _mm_setr_epi32(
             header(r[0]) as i32,
@@ -458,13 +464,18 @@ impl Q8Rows {
     }
 }
 
-/// Output rows computed per parallel task: enough work to amortize scheduling.
+/// Output rows computed per parallel task, at least: enough work to amortize scheduling.
 const ROWS_PER_TASK: usize = 16;
+
+/// Tasks one matmul is split into, at most: enough to balance a few threads, few enough that
+/// claiming them (a contended atomic each) costs little next to the work.
+const TASKS_PER_MATMUL: usize = 16;
 
 /// `y = x · Wᵀ` for `x` of `m` rows × `k` and `W` (`n` rows × `k` of type `ty`): returns `m` × `n`.
 ///
 /// Each weight row is read once for all `m` activation rows, so prefill costs far less per token
-/// than decode. Rows are split across rayon's pool (Web Workers in the threaded wasm build).
+/// than decode. Rows are split across the threads ([`team`]; Web Workers in the threaded wasm
+/// build).
 pub fn matmul(ty: WeightType, w: &[u8], n: usize, k: usize, x: &[f32], m: usize) -> Vec<f32> {
     matmul_many(&[(ty, w, n)], k, x, m)
         .pop()
@@ -486,17 +497,23 @@ pub fn matmul_many(
     // Computed transposed (n × m) so each task writes one contiguous slice.
     let mut outs: Vec<Vec<f32>> = parts.iter().map(|&(_, _, n)| vec![0f32; n * m]).collect();
     let mut tasks: Vec<(WeightType, &[u8], &mut [f32])> = Vec::new();
+    let total: usize = parts.iter().map(|p| p.2).sum();
+    // A multiple of 4, so only a matrix's last task can have rows left over from `dot4`.
+    let per_task = total
+        .div_ceil(TASKS_PER_MATMUL)
+        .next_multiple_of(4)
+        .max(ROWS_PER_TASK);
     for (&(ty, w, n), out) in parts.iter().zip(outs.iter_mut()) {
         let row_bytes = kb * ty.block_bytes();
         debug_assert_eq!(w.len(), n * row_bytes);
         for (rows, o) in w
-            .chunks(ROWS_PER_TASK * row_bytes)
-            .zip(out.chunks_mut(ROWS_PER_TASK * m))
+            .chunks(per_task * row_bytes)
+            .zip(out.chunks_mut(per_task * m))
         {
             tasks.push((ty, rows, o));
         }
     }
-    tasks.into_par_iter().for_each(|(ty, rows, out)| {
+    team::for_each(tasks, |(ty, rows, out)| {
         let row_bytes = kb * ty.block_bytes();
         // Four weight rows at a time (they stay in cache across the activation rows).
         let mut quads = rows.chunks_exact(4 * row_bytes);
