@@ -2,7 +2,7 @@
 // the same headless Debian Chromium, against the dev server, at 1 and 2 threads: Wick on the
 // app's default model (the MLX 4-bit safetensors folder) and on the GGUF it was made from,
 // wllama on the GGUF. Prints one table of medians with Wick/wllama ratios.
-//   node scripts/bench-browser.mjs [--runs 3] [--decode 128] [--no-wllama]
+//   node scripts/bench-browser.mjs [--runs 3] [--decode 128] [--no-wllama] [--simd simd128]
 import { readFileSync, statSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import { openBrowser, waitReady } from '../tests/e2e/browser.mjs';
@@ -16,6 +16,8 @@ const DECODE = arg('--decode', 128);
 const THREADS = [1, 2];
 // --no-wllama: Wick's rows only (a quick check while working on the kernels).
 const WLLAMA = !process.argv.includes('--no-wllama');
+// --simd simd128: the plain-SIMD builds (what browsers without relaxed SIMD run).
+const SIMD = process.argv.includes('--simd') ? process.argv[process.argv.indexOf('--simd') + 1] : 'relaxed';
 const MODEL = 'models/SmolLM2-135M-Instruct.Q4_1.gguf';
 const DEFAULT_MODEL = 'models/SmolLM2-135M-Instruct-MLX-4bit/';
 const BENCH_PROMPT = readFileSync(new URL('../tests/fixtures/bench_prompt.txt', import.meta.url), 'utf8');
@@ -31,7 +33,7 @@ function rendererRss() {
 
 /** Raw-prompt runs in a fresh engine worker (the app's own worker.js) with `threads` threads. */
 async function engineRuns(page, threads, model) {
-  return page.evaluate(async ({ model, prompt, decode, runs, threads }) => {
+  return page.evaluate(async ({ model, prompt, decode, runs, threads, simd }) => {
     const worker = new Worker('/www/worker.js', { type: 'module' });
     const next = (type) => new Promise((resolve, reject) => {
       worker.onmessage = ({ data }) => {
@@ -40,7 +42,7 @@ async function engineRuns(page, threads, model) {
       };
     });
     const ready = next('ready');
-    worker.postMessage({ type: 'load-url', url: new URL(model, location.href).href, threads });
+    worker.postMessage({ type: 'load-url', url: new URL(model, location.href).href, threads, simd });
     const { loadSeconds, source, build } = await ready;
     const out = [];
     for (let i = 0; i < runs; i++) {
@@ -48,11 +50,11 @@ async function engineRuns(page, threads, model) {
       const done = next('done');
       worker.postMessage({ type: 'generate', id: i, raw: prompt, params: { temperature: 0, max_tokens: decode, ignore_eog: true } });
       const { stats, memoryBytes } = await done;
-      out.push({ ...stats, loadSeconds, source, memoryBytes, threads: build.threads });
+      out.push({ ...stats, loadSeconds, source, memoryBytes, threads: build.threads, simd: build.simd });
     }
     worker.terminate();
     return out;
-  }, { model, prompt: BENCH_PROMPT, decode: DECODE, runs: RUNS, threads });
+  }, { model, prompt: BENCH_PROMPT, decode: DECODE, runs: RUNS, threads, simd: SIMD });
 }
 
 /** The same measurements for wllama: raw completion of the same prompt, greedy, EOS ignored. */
@@ -124,7 +126,7 @@ try {
       wlRss: `${(wlRss / 1e6).toFixed(0)} MB`,
       prefillRatio: `${(prefill / wlPrefill).toFixed(1)}×`,
       decodeRatio: `${(decode / wlDecode).toFixed(1)}×`,
-      build: runs[0].threads === 1 ? 'single-threaded' : `threaded (${runs[0].threads} workers)`,
+      build: `${runs[0].threads === 1 ? 'single-threaded' : `threaded (${runs[0].threads} workers)`}, ${runs[0].simd}`,
       prefill: prefill.toFixed(1),
       decode: decode.toFixed(1),
       load: median(runs.map((r) => r.loadSeconds)).toFixed(2),
@@ -156,7 +158,7 @@ try {
   line('**Wick / wllama, prefill**', 'prefillRatio');
   line('**Wick / wllama, decode**', 'decodeRatio');
   line('Wick GGUF / wllama, prefill / decode', 'ggRatio');
-  for (const dir of ['pkg', 'pkg-threads']) {
+  for (const dir of ['pkg', 'pkg-threads', 'pkg-relaxed', 'pkg-threads-relaxed']) {
     console.log(`| wasm size, www/${dir} | ${statSync(new URL(`../www/${dir}/wick_bg.wasm`, import.meta.url)).size} bytes |`);
   }
 } finally {

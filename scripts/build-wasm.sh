@@ -1,26 +1,41 @@
 #!/usr/bin/env bash
-# Builds the two wasm packages the page chooses between (both simd128, `web` profile: release
-# + LTO):
-#   www/pkg/          single-threaded; works on any page
-#   www/pkg-threads/  matmuls on a pool of Web Workers (wasm-bindgen-rayon); needs a
-#                     cross-origin-isolated page, and std rebuilt with atomics (-Z build-std,
-#                     allowed on stable by RUSTC_BOOTSTRAP, which this script alone sets)
+# Builds the four wasm packages the page chooses between (`web` profile: release + LTO):
+#   www/pkg/                   simd128, single-threaded; works on any page
+#   www/pkg-threads/           simd128, matmuls on a pool of Web Workers (wasm-bindgen-rayon);
+#                              needs a cross-origin-isolated page, and std rebuilt with atomics
+#                              (-Z build-std, allowed on stable by RUSTC_BOOTSTRAP, which this
+#                              script alone sets)
+#   www/pkg-relaxed/           the same two with relaxed SIMD as well (one dot-product
+#   www/pkg-threads-relaxed/   instruction per 16 products), for browsers that validate it
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/toolchain.sh
 CARGO="$(wasm_cargo)"
 TARGET=wasm32-unknown-unknown
-
-$CARGO build --profile web --lib --target $TARGET
-wasm-bindgen --target web --no-typescript --out-dir www/pkg target/$TARGET/web/wick.wasm
-
+# RUSTFLAGS replaces .cargo/config.toml's flags for the target, so the shared ones are repeated.
+BASE='--cfg getrandom_backend="wasm_js"'
 # Shared memory must be imported and capped, and the TLS symbols exported, or wasm-bindgen
 # silently emits single-threaded glue.
-THREAD_FLAGS='-C target-feature=+atomics,+bulk-memory,+mutable-globals,+simd128 --cfg getrandom_backend="wasm_js" -C link-arg=--shared-memory -C link-arg=--import-memory -C link-arg=--max-memory=2147483648 -C link-arg=--export=__wasm_init_tls -C link-arg=--export=__tls_size -C link-arg=--export=__tls_align -C link-arg=--export=__tls_base'
-RUSTFLAGS="$THREAD_FLAGS" RUSTC_BOOTSTRAP=1 $CARGO build --profile web --lib --target $TARGET \
-  --features threads -Z build-std=panic_abort,std --target-dir target/threads
-wasm-bindgen --target web --no-typescript --out-dir www/pkg-threads target/threads/$TARGET/web/wick.wasm
+THREADS='-C target-feature=+atomics,+bulk-memory,+mutable-globals -C link-arg=--shared-memory -C link-arg=--import-memory -C link-arg=--max-memory=2147483648 -C link-arg=--export=__wasm_init_tls -C link-arg=--export=__tls_size -C link-arg=--export=__tls_align -C link-arg=--export=__tls_base'
 
-for p in www/pkg www/pkg-threads; do
-  echo "[build-wasm] $p/wick_bg.wasm: $(stat -c %s $p/wick_bg.wasm) bytes" >&2
-done
+# build OUT_DIR TARGET_DIR SIMD_FEATURES [threads]
+build() {
+  local out=$1 dir=$2 simd=$3
+  if [ "${4:-}" = threads ]; then
+    RUSTFLAGS="-C target-feature=$simd $THREADS $BASE" RUSTC_BOOTSTRAP=1 $CARGO build --profile web \
+      --lib --target $TARGET --features threads -Z build-std=panic_abort,std --target-dir "$dir"
+  elif [ "$simd" = +simd128 ]; then
+    # .cargo/config.toml's flags, and the target dir the wasm tests build their dependencies in.
+    $CARGO build --profile web --lib --target $TARGET --target-dir "$dir"
+  else
+    RUSTFLAGS="-C target-feature=$simd $BASE" $CARGO build --profile web --lib --target $TARGET \
+      --target-dir "$dir"
+  fi
+  wasm-bindgen --target web --no-typescript --out-dir "$out" "$dir/$TARGET/web/wick.wasm"
+  echo "[build-wasm] $out/wick_bg.wasm: $(stat -c %s "$out/wick_bg.wasm") bytes" >&2
+}
+
+build www/pkg target +simd128
+build www/pkg-threads target/threads +simd128 threads
+build www/pkg-relaxed target/wasm-relaxed +simd128,+relaxed-simd
+build www/pkg-threads-relaxed target/threads-relaxed +simd128,+relaxed-simd threads

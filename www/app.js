@@ -7,6 +7,8 @@ const DEFAULT_MODEL = 'models/SmolLM2-135M-Instruct-MLX-4bit/';
 const query = new URLSearchParams(location.search);
 // Worker threads for the engine: ?threads=N, else one per core.
 const THREADS = Math.max(1, Number(query.get('threads')) || navigator.hardwareConcurrency || 1);
+// ?simd=simd128 keeps to the plain SIMD builds even where relaxed SIMD runs.
+const SIMD = query.get('simd') || 'relaxed';
 
 const $ = (id) => document.getElementById(id);
 const ui = {
@@ -113,7 +115,7 @@ worker.onmessage = ({ data }) => {
       ready = true;
       ui.loader.classList.add('done');
       const { info, build } = data;
-      modelLine = `${data.name} (${info.format}, ${info.architecture}, ${info.n_layers} layers) · wasm ${build.simd ? 'simd128' : 'scalar'}, ${build.threads} thread${build.threads === 1 ? '' : 's'}`;
+      modelLine = `${data.name} (${info.format}, ${info.architecture}, ${info.n_layers} layers) · wasm ${build.simd}, ${build.threads} thread${build.threads === 1 ? '' : 's'}`;
       ui.status.textContent = `Ready: ${modelLine} · loaded from ${data.source} in ${data.loadSeconds.toFixed(1)} s`;
       setBusy(false);
       ui.input.focus();
@@ -177,13 +179,13 @@ ui.file.addEventListener('change', () => {
   if (!files.length) return;
   ui.error.hidden = true;
   ui.status.textContent = `Loading ${files.map((f) => f.name).join(', ')}…`;
-  worker.postMessage({ type: ToWorker.LOAD_FILES, files, threads: THREADS, quantize: ui.quantize.value || null });
+  worker.postMessage({ type: ToWorker.LOAD_FILES, files, threads: THREADS, simd: SIMD, quantize: ui.quantize.value || null });
 });
 
 function loadUrl(path) {
   ui.error.hidden = true;
   const url = new URL(path, location.href).href;
-  worker.postMessage({ type: ToWorker.LOAD_URL, url, threads: THREADS, quantize: ui.quantize.value || null });
+  worker.postMessage({ type: ToWorker.LOAD_URL, url, threads: THREADS, simd: SIMD, quantize: ui.quantize.value || null });
 }
 ui.modelChoice.addEventListener('change', () => loadUrl(ui.modelChoice.value));
 

@@ -4,14 +4,15 @@
 /** Page → worker. */
 export const ToWorker = Object.freeze({
   /**
-   * `{ url, threads, quantize }`: fetch a model (Cache API first) and build the engine: a GGUF
-   * file, or a Hugging Face folder when `url` ends with `/` (config.json, tokenizer files,
-   * safetensors). `threads` (> 1 picks the threaded build when the page is cross-origin isolated)
-   * counts only the first time; `quantize` ('q4', 'q8' or null) quantizes float weights at load.
+   * `{ url, threads, simd, quantize }`: fetch a model (Cache API first) and build the engine: a
+   * GGUF file, or a Hugging Face folder when `url` ends with `/` (config.json, tokenizer files,
+   * safetensors). `threads` (> 1 picks the threaded build when the page is cross-origin
+   * isolated) and `simd` ('relaxed': relaxed SIMD where the browser has it; 'simd128': never)
+   * count only the first time; `quantize` ('q4', 'q8' or null) quantizes float weights at load.
    */
   LOAD_URL: 'load-url',
   /**
-   * `{ files, threads, quantize }`: build the engine from user-picked Files: one GGUF file, or
+   * `{ files, threads, simd, quantize }`: build the engine from user-picked Files: one GGUF file, or
    * the files of a Hugging Face folder.
    */
   LOAD_FILES: 'load-files',

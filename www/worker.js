@@ -9,23 +9,43 @@ let wasmMemory = null; // the instance's memory, to report its size (it only eve
 let WickEngine = null; // the engine class of whichever build was loaded
 
 /**
- * Loads the threaded build when the page is cross-origin isolated (SharedArrayBuffer) and more
- * than one thread is wanted, the single-threaded build otherwise or if that fails.
+ * A module whose one function uses `i32x4.relaxed_dot_i8x16_i7x16_add_s`: it validates exactly
+ * where the engine has relaxed SIMD (Chromium does; some browsers do not).
  */
-async function initWasm(threads) {
+const RELAXED_SIMD_PROBE = new Uint8Array([
+  0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, // magic, version
+  0x01, 0x05, 0x01, 0x60, 0x00, 0x01, 0x7b, // type: () -> v128
+  0x03, 0x02, 0x01, 0x00, // one function of that type
+  0x0a, 0x3d, 0x01, 0x3b, 0x00, // code: one body of 59 bytes, no locals
+  ...[0, 1, 2].flatMap(() => [0xfd, 0x0c, ...new Array(16).fill(0)]), // three v128.const 0
+  0xfd, 0x93, 0x02, 0x0b, // i32x4.relaxed_dot_i8x16_i7x16_add_s, end
+]);
+
+/** Whether this engine runs relaxed SIMD. */
+const hasRelaxedSimd = () => WebAssembly.validate(RELAXED_SIMD_PROBE);
+
+/**
+ * Loads the threaded build when the page is cross-origin isolated (SharedArrayBuffer) and more
+ * than one thread is wanted, the single-threaded build otherwise or if that fails; each with
+ * relaxed SIMD where the engine has it, unless `simd` is 'simd128'.
+ */
+async function initWasm(threads, simd) {
+  const relaxed = simd !== 'simd128' && hasRelaxedSimd();
+  const suffix = relaxed ? '-relaxed' : '';
+  const flavour = relaxed ? 'relaxed-simd' : 'simd128';
   if (threads > 1 && self.crossOriginIsolated) {
     try {
-      const mod = await import('./pkg-threads/wick.js');
+      const mod = await import(`./pkg-threads${suffix}/wick.js`);
       const wasm = await mod.default();
       await mod.initThreadPool(threads);
-      return { mod, wasm, build: { simd: true, threads } };
+      return { mod, wasm, build: { simd: flavour, threads } };
     } catch (e) {
       console.warn(`threaded build unavailable (${e.message}); using one thread`);
     }
   }
-  const mod = await import('./pkg/wick.js');
+  const mod = await import(`./pkg${suffix}/wick.js`);
   const wasm = await mod.default();
-  return { mod, wasm, build: { simd: true, threads: 1 } };
+  return { mod, wasm, build: { simd: flavour, threads: 1 } };
 }
 let current = null; // { id, cancelled, finished } of the reply in progress
 
@@ -127,9 +147,9 @@ const sizeOf = ({ bytes, files }) => (files ? files.reduce((n, f) => n + f.bytes
  * Builds the engine from what `getModel()` returns: `{ bytes, source }` for a GGUF file or
  * `{ files: [{ name, bytes }], source }` for a Hugging Face folder.
  */
-async function load(getModel, name, threads, quantize) {
+async function load(getModel, name, threads, quantize, simd) {
   const t0 = performance.now();
-  wasmReady ??= initWasm(threads);
+  wasmReady ??= initWasm(threads, simd);
   try {
     const [model, { mod, wasm, build }] = await Promise.all([getModel(), wasmReady]);
     const bytes = sizeOf(model);
@@ -231,7 +251,7 @@ self.onmessage = ({ data }) => {
     case ToWorker.LOAD_URL: {
       const folder = data.url.endsWith('/');
       const name = folder ? data.url.split('/').at(-2) : data.url.split('/').pop();
-      load(() => (folder ? fetchFolder(data.url) : fetchFile(data.url)), name, data.threads, data.quantize);
+      load(() => (folder ? fetchFolder(data.url) : fetchFile(data.url)), name, data.threads, data.quantize, data.simd);
       break;
     }
     case ToWorker.LOAD_FILES: {
@@ -241,7 +261,7 @@ self.onmessage = ({ data }) => {
       load(async () => (gguf
         ? { bytes: await read(data.files[0]), source: 'file' }
         : { files: await Promise.all(data.files.map(async (f) => ({ name: f.name, bytes: await read(f) }))), source: 'file' }),
-      name, data.threads, data.quantize);
+      name, data.threads, data.quantize, data.simd);
       break;
     }
     case ToWorker.GENERATE:

@@ -52,10 +52,11 @@ test('the default model downloads with a byte progress bar and loads', async () 
   const status = await page.textContent('#status');
   assert.match(status, /SmolLM2-135M-Instruct-MLX-4bit \(safetensors, MLX 4-bit, llama, 30 layers\)/);
   assert.match(status, /loaded from network/);
-  // The dev server makes the page cross-origin isolated, so the threaded build runs.
+  // The dev server makes the page cross-origin isolated, so the threaded build runs, and
+  // Chromium has relaxed SIMD.
   const cores = await page.evaluate(() => navigator.hardwareConcurrency);
   assert.equal(await page.evaluate(() => self.crossOriginIsolated), true);
-  assert.match(status, cores > 1 ? new RegExp(`wasm simd128, ${cores} threads`) : /wasm simd128, 1 thread\b/);
+  assert.match(status, cores > 1 ? new RegExp(`wasm relaxed-simd, ${cores} threads`) : /wasm relaxed-simd, 1 thread\b/);
 });
 
 test('the France question is answered with Paris, streamed in several updates', async () => {
@@ -151,16 +152,24 @@ test('the GGUF the default model was made from is selectable and replies the sam
   await page.evaluate(() => { document.getElementById('settings').open = false; });
 });
 
-test('the single-threaded build answers too (?threads=1)', async () => {
-  const single = await browser.context.newPage();
-  single.on('console', (m) => m.type() === 'error' && consoleErrors.push(`single: ${m.text()}`));
-  await single.goto(`${browser.base}?threads=1`);
-  await waitReady(single);
-  assert.match(await single.textContent('#status'), /wasm simd128, 1 thread · loaded from cache/);
-  const reply = await ask(single, 'What is the capital of France?');
-  assert.match(reply.text, /Paris/);
-  await single.close();
-});
+// The other three builds: single-threaded with relaxed SIMD, and both plain-SIMD builds (for
+// browsers without relaxed SIMD).
+for (const [query, want] of [
+  ['threads=1', /wasm relaxed-simd, 1 thread · loaded from cache/],
+  ['threads=1&simd=simd128', /wasm simd128, 1 thread · loaded from cache/],
+  ['threads=2&simd=simd128', /wasm simd128, 2 threads · loaded from cache/],
+]) {
+  test(`the ${want.source.split(' ·')[0]} build answers too (?${query})`, async () => {
+    const other = await browser.context.newPage();
+    other.on('console', (m) => m.type() === 'error' && consoleErrors.push(`${query}: ${m.text()}`));
+    await other.goto(`${browser.base}?${query}`);
+    await waitReady(other);
+    assert.match(await other.textContent('#status'), want);
+    const reply = await ask(other, 'What is the capital of France?');
+    assert.match(reply.text, /Paris/);
+    await other.close();
+  });
+}
 
 test('the console shows no errors', () => {
   assert.deepEqual(consoleErrors, []);
