@@ -64,10 +64,15 @@ export function startServer({ port = 8080, host = '127.0.0.1', root = ROOT, onRe
       return send(404, 'not found');
     }
     if (!info.isFile()) return send(404, 'not found');
+    // A validator, so a revalidated file (no-cache) comes back as 304 and the browser keeps its
+    // copy, and with it V8's cache of the optimized wasm code (else every visit recompiles).
+    const etag = `"${info.size.toString(16)}-${Math.floor(info.mtimeMs).toString(16)}"`;
+    if (req.headers['if-none-match'] === etag) return send(304, undefined, { ETag: etag });
     res.writeHead(200, {
       ...securityHeaders,
       'Content-Type': TYPES[extname(file)] ?? 'application/octet-stream',
       'Content-Length': info.size,
+      ETag: etag,
     });
     if (req.method === 'HEAD') {
       res.end();

@@ -177,10 +177,14 @@ impl Affine {
                 match bits {
                     // Packed byte j holds values 2j (low nibble) and 2j + 1 (high); GGML's byte i
                     // holds values i (low) and i + 16 (high).
-                    4 => out.extend((0..16).map(|i| {
-                        let nib = |e: usize| (q[e / 2] >> (4 * (e % 2))) & 15;
-                        nib(i) | (nib(i + 16) << 4)
-                    })),
+                    4 => {
+                        let word =
+                            |i: usize| u32::from_le_bytes([q[i], q[i + 1], q[i + 2], q[i + 3]]);
+                        for i in [0, 4] {
+                            let v = spread_nibbles(word(i)) | spread_nibbles(word(i + 8)) << 4;
+                            out.extend_from_slice(&v.to_le_bytes());
+                        }
+                    }
                     // Little-endian words: the bytes are the values in order.
                     _ => out.extend_from_slice(q),
                 }
@@ -234,6 +238,14 @@ impl Affine {
     }
 }
 
+/// The eight nibbles of `x`, lowest first, one per byte (low half) of the result.
+fn spread_nibbles(x: u32) -> u64 {
+    let mut y = u64::from(x);
+    y = (y | y << 16) & 0x0000_ffff_0000_ffff;
+    y = (y | y << 8) & 0x00ff_00ff_00ff_00ff;
+    (y | y << 4) & 0x0f0f_0f0f_0f0f_0f0f
+}
+
 /// `blocks` blocks for Wick's kernels (`Q4_1` for 4 bits, `A8` for 8): each block's group
 /// scale and bias as f16, then the values `payload(block, out)` appends. `None` when a scale or
 /// bias is not an f16 value, the group does not split into blocks of 32, or the counts disagree.
@@ -245,11 +257,9 @@ fn blocks_with(
     blocks: usize,
     mut payload: impl FnMut(usize, &mut Vec<u8>),
 ) -> Option<(WeightType, Vec<u8>)> {
-    let exact = |v: f32| f16::from_f32(v).to_f32().to_bits() == v.to_bits();
     if !group.is_multiple_of(BLOCK)
         || blocks != scales.len() * (group / BLOCK)
         || scales.len() != biases.len()
-        || !scales.iter().chain(biases).all(|&v| exact(v))
     {
         return None;
     }
@@ -258,12 +268,21 @@ fn blocks_with(
         8 => WeightType::A8,
         _ => return None,
     };
+    // Each group's block header (scale and bias as f16), or `None` if either is not an f16.
+    let headers: Vec<[u8; 4]> = scales
+        .iter()
+        .zip(biases)
+        .map(|(&s, &b)| {
+            let [s, b] = [kernels::f32_to_f16_exact(s)?, kernels::f32_to_f16_exact(b)?];
+            let [s0, s1] = s.to_le_bytes();
+            let [b0, b1] = b.to_le_bytes();
+            Some([s0, s1, b0, b1])
+        })
+        .collect::<Option<_>>()?;
     let per_group = group / BLOCK;
     let mut out = Vec::with_capacity(blocks * ty.block_bytes());
     for b in 0..blocks {
-        let g = b / per_group;
-        out.extend_from_slice(&f16::from_f32(scales[g]).to_le_bytes());
-        out.extend_from_slice(&f16::from_f32(biases[g]).to_le_bytes());
+        out.extend_from_slice(&headers[b / per_group]);
         payload(b, &mut out);
     }
     Some((ty, out))

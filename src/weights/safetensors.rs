@@ -258,9 +258,13 @@ impl<'a> SafeTensors<'a> {
                 .chunks_exact(4)
                 .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
                 .collect(),
+            // The fast exact conversion; infinities and NaNs through `half`.
             Dtype::F16 => raw
                 .chunks_exact(2)
-                .map(|b| f16::from_le_bytes([b[0], b[1]]).to_f32())
+                .map(|b| match b[1] & 0x7c {
+                    0x7c => f16::from_le_bytes([b[0], b[1]]).to_f32(),
+                    _ => crate::kernels::f16_to_f32(b[0], b[1]),
+                })
                 .collect(),
             Dtype::BF16 => raw
                 .chunks_exact(2)
