@@ -105,254 +105,309 @@ unsafe fn header(b: *const u8) -> u32 {
     u32::from_le_bytes(std::ptr::read_unaligned(b as *const [u8; 4]))
 }
 
-/// [`reduce_scalar`] for four weight rows at once with simd128 (row `r` in float lane `r`):
-/// `lanes(b, q)` gives one block's products as four i32 lanes in any grouping (only their
-/// exact sum is used). The rows start at `w` and are `row_bytes` apart, `nb` blocks each.
-///
-/// # Safety
-/// The four rows must hold `nb` whole blocks; `x` must hold blocks `xb‥xb + nb`; `lanes` must
-/// read only the block at `b` and 32 activations at `q`.
+/// The few vector operations the SIMD driver ([`reduce_tile`]) needs, for simd128: `I` holds four
+/// i32 lanes, `F` four f32 lanes.
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-#[inline(always)]
-unsafe fn reduce4<const BB: usize, const MIN: bool>(
-    w: *const u8,
-    row_bytes: usize,
-    nb: usize,
-    x: &Q8Rows,
-    xb: usize,
-    lanes: impl Fn(*const u8, *const i8) -> std::arch::wasm32::v128,
-) -> [f32; 4] {
+mod simd {
     use std::arch::wasm32::*;
-    // f16 in the low half of each u32 lane → f32, exactly as `f16_to_f32_portable`.
-    let f16s = |h: v128| {
+    pub type I = v128;
+    pub type F = v128;
+
+    #[inline(always)]
+    pub fn splat(v: f32) -> F {
+        f32x4_splat(v)
+    }
+    #[inline(always)]
+    pub fn add(a: F, b: F) -> F {
+        f32x4_add(a, b)
+    }
+    #[inline(always)]
+    pub fn mul(a: F, b: F) -> F {
+        f32x4_mul(a, b)
+    }
+    #[inline(always)]
+    pub fn to_f32(p: I) -> F {
+        f32x4_convert_i32x4(p)
+    }
+    #[inline(always)]
+    pub fn words(w: [u32; 4]) -> I {
+        u32x4(w[0], w[1], w[2], w[3])
+    }
+    #[inline(always)]
+    pub fn high_halves(h: I) -> I {
+        u32x4_shr(h, 16)
+    }
+    /// f16 in the low half of each u32 lane → f32, exactly as `f16_to_f32_portable`.
+    #[inline(always)]
+    pub fn f16s(h: I) -> F {
         let bits = i32x4_shl(v128_and(h, i32x4_splat(0x7fff)), 13);
         let magnitude = f32x4_mul(bits, f32x4_splat(f32::from_bits(0x7780_0000)));
         v128_or(magnitude, i32x4_shl(v128_and(h, i32x4_splat(0x8000)), 16))
-    };
-    let (mut acc, mut mins) = (f32x4_splat(0.0), f32x4_splat(0.0));
-    let (qs, xd, xs) = (x.qs.as_ptr(), x.d.as_ptr(), x.s.as_ptr());
-    let mut sums = [[MaybeUninit::uninit(); CHUNK]; 4];
-    for i in 0..nb {
-        if i % CHUNK == 0 {
-            chunk_lanes::<BB, _>(
-                w,
-                row_bytes,
-                i,
-                nb,
-                qs.add((xb + i) * BLOCK),
-                &mut sums,
-                &lanes,
-            );
-        }
-        let b0 = w.add(i * BB);
-        let r = [
-            b0,
-            b0.add(row_bytes),
-            b0.add(2 * row_bytes),
-            b0.add(3 * row_bytes),
-        ];
-        let c = i % CHUNK;
-        let p = hsum4(
-            sums[0][c].assume_init(),
-            sums[1][c].assume_init(),
-            sums[2][c].assume_init(),
-            sums[3][c].assume_init(),
+    }
+    /// The four sums of four i32x4 vectors, as one vector.
+    #[inline(always)]
+    pub fn hsum4(a: I, b: I, c: I, d: I) -> I {
+        let ab = i32x4_add(
+            i32x4_shuffle::<0, 4, 1, 5>(a, b),
+            i32x4_shuffle::<2, 6, 3, 7>(a, b),
         );
-        let h = u32x4(header(r[0]), header(r[1]), header(r[2]), header(r[3]));
-        let scale = f32x4_mul(f16s(h), f32x4_splat(*xd.add(xb + i)));
-        acc = f32x4_add(acc, f32x4_mul(scale, f32x4_convert_i32x4(p)));
-        if MIN {
-            let m = f16s(u32x4_shr(h, 16));
-            mins = f32x4_add(mins, f32x4_mul(m, f32x4_splat(*xs.add(xb + i))));
-        }
+        let cd = i32x4_add(
+            i32x4_shuffle::<0, 4, 1, 5>(c, d),
+            i32x4_shuffle::<2, 6, 3, 7>(c, d),
+        );
+        i32x4_add(
+            i32x4_shuffle::<0, 1, 4, 5>(ab, cd),
+            i32x4_shuffle::<2, 3, 6, 7>(ab, cd),
+        )
     }
-    let y = if MIN { f32x4_add(acc, mins) } else { acc };
-    [
-        f32x4_extract_lane::<0>(y),
-        f32x4_extract_lane::<1>(y),
-        f32x4_extract_lane::<2>(y),
-        f32x4_extract_lane::<3>(y),
-    ]
-}
-
-/// Blocks per row whose integer lanes [`reduce4`] computes in one sweep.
-#[allow(dead_code)] // builds without SIMD kernels
-const CHUNK: usize = 32;
-
-/// The integer lanes of blocks `from‥from + CHUNK` (at most `nb`) of four rows, written into the
-/// first entries of `sums`, one row after the other: the rows lie back to back, so memory is read in order (reading the four rows block by
-/// block in step made the hardware prefetcher give up on wide rows: 3× slower).
-///
-/// # Safety
-/// As [`reduce4`]; `q` points at activation block `from`.
-#[allow(dead_code)] // builds without SIMD kernels
-#[inline(always)]
-unsafe fn chunk_lanes<const BB: usize, V: Copy>(
-    w: *const u8,
-    row_bytes: usize,
-    from: usize,
-    nb: usize,
-    q: *const i8,
-    sums: &mut [[MaybeUninit<V>; CHUNK]; 4],
-    lanes: &impl Fn(*const u8, *const i8) -> V,
-) {
-    let n = CHUNK.min(nb - from);
-    for (r, row) in sums.iter_mut().enumerate() {
-        let b = w.add(r * row_bytes + from * BB);
-        for (c, s) in row[..n].iter_mut().enumerate() {
-            s.write(lanes(b.add(c * BB), q.add(c * BLOCK)));
-        }
+    #[inline(always)]
+    pub fn lanes(v: F) -> [f32; 4] {
+        [
+            f32x4_extract_lane::<0>(v),
+            f32x4_extract_lane::<1>(v),
+            f32x4_extract_lane::<2>(v),
+            f32x4_extract_lane::<3>(v),
+        ]
     }
 }
 
-/// The four sums of four i32x4 vectors, as one vector.
-#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-#[inline(always)]
-fn hsum4(
-    a: std::arch::wasm32::v128,
-    b: std::arch::wasm32::v128,
-    c: std::arch::wasm32::v128,
-    d: std::arch::wasm32::v128,
-) -> std::arch::wasm32::v128 {
-    use std::arch::wasm32::*;
-    let ab = i32x4_add(
-        i32x4_shuffle::<0, 4, 1, 5>(a, b),
-        i32x4_shuffle::<2, 6, 3, 7>(a, b),
-    );
-    let cd = i32x4_add(
-        i32x4_shuffle::<0, 4, 1, 5>(c, d),
-        i32x4_shuffle::<2, 6, 3, 7>(c, d),
-    );
-    i32x4_add(
-        i32x4_shuffle::<0, 1, 4, 5>(ab, cd),
-        i32x4_shuffle::<2, 3, 6, 7>(ab, cd),
-    )
-}
-
-/// [`reduce4`] with AVX2 (the same order; f16 headers converted by F16C).
-///
-/// # Safety
-/// As [`reduce4`]'s simd128 version.
+/// [`simd`] for AVX2 (SSE-width vectors; the products themselves use 256-bit ones).
 #[cfg(all(
     target_arch = "x86_64",
     target_feature = "avx2",
     target_feature = "fma"
 ))]
+mod simd {
+    use std::arch::x86_64::*;
+    pub type I = __m128i;
+    pub type F = __m128;
+
+    // SAFETY (every function): the build enables AVX2, so these instructions exist.
+    #[inline(always)]
+    pub fn splat(v: f32) -> F {
+        unsafe { _mm_set1_ps(v) }
+    }
+    #[inline(always)]
+    pub fn add(a: F, b: F) -> F {
+        unsafe { _mm_add_ps(a, b) }
+    }
+    /// A multiply then (in the caller) an add, never an FMA: the scalar reference's rounding.
+    #[inline(always)]
+    pub fn mul(a: F, b: F) -> F {
+        unsafe { _mm_mul_ps(a, b) }
+    }
+    #[inline(always)]
+    pub fn to_f32(p: I) -> F {
+        unsafe { _mm_cvtepi32_ps(p) }
+    }
+    #[inline(always)]
+    pub fn words(w: [u32; 4]) -> I {
+        unsafe { _mm_setr_epi32(w[0] as i32, w[1] as i32, w[2] as i32, w[3] as i32) }
+    }
+    #[inline(always)]
+    pub fn high_halves(h: I) -> I {
+        unsafe { _mm_srli_epi32(h, 16) }
+    }
+    /// f16 in the low half of each u32 lane → f32, exactly as `f16_to_f32_portable`.
+    #[inline(always)]
+    pub fn f16s(h: I) -> F {
+        unsafe {
+            let bits = _mm_slli_epi32(_mm_and_si128(h, _mm_set1_epi32(0x7fff)), 13);
+            let magnitude = _mm_mul_ps(
+                _mm_castsi128_ps(bits),
+                _mm_set1_ps(f32::from_bits(0x7780_0000)),
+            );
+            let sign = _mm_slli_epi32(_mm_and_si128(h, _mm_set1_epi32(0x8000)), 16);
+            _mm_or_ps(magnitude, _mm_castsi128_ps(sign))
+        }
+    }
+    /// The four sums of four i32x4 vectors, as one vector.
+    #[inline(always)]
+    pub fn hsum4(a: I, b: I, c: I, d: I) -> I {
+        unsafe { _mm_hadd_epi32(_mm_hadd_epi32(a, b), _mm_hadd_epi32(c, d)) }
+    }
+    #[inline(always)]
+    pub fn lanes(v: F) -> [f32; 4] {
+        let mut out = [0f32; 4];
+        // SAFETY: `out` has room for four floats.
+        unsafe { _mm_storeu_ps(out.as_mut_ptr(), v) };
+        out
+    }
+}
+
+/// Blocks per row whose integer lanes [`reduce_tile`] computes in one sweep.
+#[allow(dead_code)] // builds without SIMD kernels
+const CHUNK: usize = 16;
+
+/// [`reduce_scalar`] for a tile of four weight rows × `A` activation rows with SIMD: row `r`'s
+/// result for activation row `a` is lane `r` of `out[a]`, in the reference's order to the bit.
+/// `unpack(b)` reads a weight block once; `dot(u, q)` gives its products with 32 activations as
+/// four i32 lanes in any grouping (only their exact sum is used). The rows start at `w` and are
+/// `row_bytes` apart, `nb` blocks each; activation row `a` starts at block `xb[a]` of `x`.
+///
+/// Blocks are taken `CHUNK` at a time: first every row's integer sums, one row after the other
+/// (the rows lie back to back, so memory is read in order; stepping the four rows block by block
+/// made the hardware prefetcher give up on wide rows, 3× slower), then the float part, whose
+/// scales and minimums are converted once for all activation rows.
+///
+/// # Safety
+/// The four rows must hold `nb` whole blocks; `x` must hold blocks `xb[a]‥xb[a] + nb`; `unpack`
+/// must read only the block at `b`, and `dot` only 32 activations at `q`.
+#[cfg(any(
+    all(target_arch = "wasm32", target_feature = "simd128"),
+    all(
+        target_arch = "x86_64",
+        target_feature = "avx2",
+        target_feature = "fma"
+    )
+))]
 #[inline(always)]
-unsafe fn reduce4<const BB: usize, const MIN: bool>(
+unsafe fn reduce_tile<const BB: usize, const MIN: bool, const A: usize, U: Copy>(
     w: *const u8,
     row_bytes: usize,
     nb: usize,
     x: &Q8Rows,
-    xb: usize,
-    lanes: impl Fn(*const u8, *const i8) -> std::arch::x86_64::__m128i,
-) -> [f32; 4] {
-    use std::arch::x86_64::*;
-    // f16 in the low half of each u32 lane → f32, exactly as `f16_to_f32_portable`.
-    let f16s = |h: __m128i| {
-        let bits = _mm_slli_epi32(_mm_and_si128(h, _mm_set1_epi32(0x7fff)), 13);
-        let magnitude = _mm_mul_ps(
-            _mm_castsi128_ps(bits),
-            _mm_set1_ps(f32::from_bits(0x7780_0000)),
-        );
-        let sign = _mm_slli_epi32(_mm_and_si128(h, _mm_set1_epi32(0x8000)), 16);
-        _mm_or_ps(magnitude, _mm_castsi128_ps(sign))
-    };
-    let (mut acc, mut mins) = (_mm_setzero_ps(), _mm_setzero_ps());
+    xb: [usize; A],
+    unpack: impl Fn(*const u8) -> U,
+    dot: impl Fn(U, *const i8) -> simd::I,
+) -> [[f32; 4]; A] {
+    use simd::*;
+    let (mut acc, mut mins) = ([splat(0.0); A], [splat(0.0); A]);
     let (qs, xd, xs) = (x.qs.as_ptr(), x.d.as_ptr(), x.s.as_ptr());
-    let mut sums = [[MaybeUninit::uninit(); CHUNK]; 4];
-    for i in 0..nb {
-        if i % CHUNK == 0 {
-            chunk_lanes::<BB, _>(
-                w,
-                row_bytes,
-                i,
-                nb,
-                qs.add((xb + i) * BLOCK),
-                &mut sums,
-                &lanes,
-            );
+    let mut sums = [[[MaybeUninit::<I>::uninit(); CHUNK]; 4]; A];
+    for from in (0..nb).step_by(CHUNK) {
+        let n = CHUNK.min(nb - from);
+        for r in 0..4 {
+            let b = w.add(r * row_bytes + from * BB);
+            for c in 0..n {
+                let u = unpack(b.add(c * BB));
+                for (a, s) in sums.iter_mut().enumerate() {
+                    s[r][c].write(dot(u, qs.add((xb[a] + from + c) * BLOCK)));
+                }
+            }
         }
-        let b0 = w.add(i * BB);
-        let r = [
-            b0,
-            b0.add(row_bytes),
-            b0.add(2 * row_bytes),
-            b0.add(3 * row_bytes),
-        ];
-        let c = i % CHUNK;
-        let p = _mm_hadd_epi32(
-            _mm_hadd_epi32(sums[0][c].assume_init(), sums[1][c].assume_init()),
-            _mm_hadd_epi32(sums[2][c].assume_init(), sums[3][c].assume_init()),
-        );
-        let h = _mm_setr_epi32(
-            header(r[0]) as i32,
-            header(r[1]) as i32,
-            header(r[2]) as i32,
-            header(r[3]) as i32,
-        );
-        // A multiply then an add, not an FMA: the scalar reference's rounding.
-        let scale = _mm_mul_ps(f16s(h), _mm_set1_ps(*xd.add(xb + i)));
-        acc = _mm_add_ps(acc, _mm_mul_ps(scale, _mm_cvtepi32_ps(p)));
-        if MIN {
-            let m = f16s(_mm_srli_epi32(h, 16));
-            mins = _mm_add_ps(mins, _mm_mul_ps(m, _mm_set1_ps(*xs.add(xb + i))));
+        for c in 0..n {
+            let b = w.add((from + c) * BB);
+            let h = words([
+                header(b),
+                header(b.add(row_bytes)),
+                header(b.add(2 * row_bytes)),
+                header(b.add(3 * row_bytes)),
+            ]);
+            let (d, m) = (f16s(h), f16s(high_halves(h)));
+            for a in 0..A {
+                let i = xb[a] + from + c;
+                let s = &sums[a];
+                let p = hsum4(
+                    s[0][c].assume_init(),
+                    s[1][c].assume_init(),
+                    s[2][c].assume_init(),
+                    s[3][c].assume_init(),
+                );
+                acc[a] = add(acc[a], mul(mul(d, splat(*xd.add(i))), to_f32(p)));
+                if MIN {
+                    mins[a] = add(mins[a], mul(m, splat(*xs.add(i))));
+                }
+            }
         }
     }
-    let y = if MIN { _mm_add_ps(acc, mins) } else { acc };
-    let mut out = [0f32; 4];
-    _mm_storeu_ps(out.as_mut_ptr(), y);
-    out
+    std::array::from_fn(|a| lanes(if MIN { add(acc[a], mins[a]) } else { acc[a] }))
 }
 
-/// A block's products of 32 weight bytes at `w` — signed when `SIGNED`, else unsigned — and
-/// 32 activations at `q`, as four i32 lanes, with simd128: the bytes widen to 16 bits, so every
-/// product and pair sum is exact.
+/// A block's 32 weight bytes at `w` — signed when `SIGNED`, else unsigned — widened to i16
+/// (two vectors of 16 with AVX2, four of 8 with simd128), for [`byte_dot`].
 ///
 /// # Safety
-/// `w` and `q` must each point at 32 readable bytes.
+/// `w` must point at 32 readable bytes.
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 #[inline(always)]
-unsafe fn byte_lanes<const SIGNED: bool>(w: *const u8, q: *const i8) -> std::arch::wasm32::v128 {
+unsafe fn byte_unpack<const SIGNED: bool>(w: *const u8) -> [std::arch::wasm32::v128; 4] {
     use std::arch::wasm32::*;
-    let mut p = i32x4_splat(0);
-    for h in 0..2 {
-        let a = v128_load(w.add(16 * h) as *const v128);
-        let c = v128_load(q.add(16 * h) as *const v128);
-        let (lo, hi) = if SIGNED {
-            (i16x8_extend_low_i8x16(a), i16x8_extend_high_i8x16(a))
-        } else {
-            (u16x8_extend_low_u8x16(a), u16x8_extend_high_u8x16(a))
-        };
-        p = i32x4_add(p, i32x4_dot_i16x8(lo, i16x8_extend_low_i8x16(c)));
-        p = i32x4_add(p, i32x4_dot_i16x8(hi, i16x8_extend_high_i8x16(c)));
+    let (a, b) = (
+        v128_load(w as *const v128),
+        v128_load(w.add(16) as *const v128),
+    );
+    if SIGNED {
+        [
+            i16x8_extend_low_i8x16(a),
+            i16x8_extend_high_i8x16(a),
+            i16x8_extend_low_i8x16(b),
+            i16x8_extend_high_i8x16(b),
+        ]
+    } else {
+        [
+            u16x8_extend_low_u8x16(a),
+            u16x8_extend_high_u8x16(a),
+            u16x8_extend_low_u8x16(b),
+            u16x8_extend_high_u8x16(b),
+        ]
     }
-    p
 }
 
-/// [`byte_lanes`] with AVX2.
+/// Products of widened weight bytes ([`byte_unpack`]) and 32 activations at `q`, as four i32
+/// lanes: 16-bit products and pair sums are exact.
 ///
 /// # Safety
-/// `w` and `q` must each point at 32 readable bytes.
+/// `q` must point at 32 readable bytes.
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+#[inline(always)]
+unsafe fn byte_dot(u: [std::arch::wasm32::v128; 4], q: *const i8) -> std::arch::wasm32::v128 {
+    use std::arch::wasm32::*;
+    let (c0, c1) = (
+        v128_load(q as *const v128),
+        v128_load(q.add(16) as *const v128),
+    );
+    let lo = i32x4_add(
+        i32x4_dot_i16x8(u[0], i16x8_extend_low_i8x16(c0)),
+        i32x4_dot_i16x8(u[1], i16x8_extend_high_i8x16(c0)),
+    );
+    let hi = i32x4_add(
+        i32x4_dot_i16x8(u[2], i16x8_extend_low_i8x16(c1)),
+        i32x4_dot_i16x8(u[3], i16x8_extend_high_i8x16(c1)),
+    );
+    i32x4_add(lo, hi)
+}
+
+/// [`byte_unpack`] with AVX2.
+///
+/// # Safety
+/// `w` must point at 32 readable bytes.
 #[cfg(all(
     target_arch = "x86_64",
     target_feature = "avx2",
     target_feature = "fma"
 ))]
 #[inline(always)]
-unsafe fn byte_lanes<const SIGNED: bool>(w: *const u8, q: *const i8) -> std::arch::x86_64::__m128i {
+unsafe fn byte_unpack<const SIGNED: bool>(w: *const u8) -> [std::arch::x86_64::__m256i; 2] {
     use std::arch::x86_64::*;
     let half = |h: usize| {
         let raw = _mm_loadu_si128(w.add(16 * h) as *const __m128i);
-        let a = if SIGNED {
+        if SIGNED {
             _mm256_cvtepi8_epi16(raw)
         } else {
             _mm256_cvtepu8_epi16(raw)
-        };
-        let c = _mm256_cvtepi8_epi16(_mm_loadu_si128(q.add(16 * h) as *const __m128i));
-        _mm256_madd_epi16(a, c)
+        }
     };
-    fold8(_mm256_add_epi32(half(0), half(1)))
+    [half(0), half(1)]
+}
+
+/// [`byte_dot`] with AVX2.
+///
+/// # Safety
+/// `q` must point at 32 readable bytes.
+#[cfg(all(
+    target_arch = "x86_64",
+    target_feature = "avx2",
+    target_feature = "fma"
+))]
+#[inline(always)]
+unsafe fn byte_dot(u: [std::arch::x86_64::__m256i; 2], q: *const i8) -> std::arch::x86_64::__m128i {
+    use std::arch::x86_64::*;
+    let c = |h: usize| _mm256_cvtepi8_epi16(_mm_loadu_si128(q.add(16 * h) as *const __m128i));
+    fold8(_mm256_add_epi32(
+        _mm256_madd_epi16(u[0], c(0)),
+        _mm256_madd_epi16(u[1], c(1)),
+    ))
 }
 
 /// Eight i32 lanes folded to four (AVX2): only their total matters.
@@ -367,17 +422,18 @@ unsafe fn fold8(s: std::arch::x86_64::__m256i) -> std::arch::x86_64::__m128i {
     _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1))
 }
 
-/// Checks what [`reduce4`] reads: four rows of `row_bytes` (whole blocks of `bb` bytes) in `w`,
-/// and the activation blocks from `xb` on. Returns the blocks per row.
+/// Checks what [`reduce_tile`] reads: four rows of `row_bytes` (whole blocks of `bb` bytes) in
+/// `w`, and the activation blocks from each `xb` on. Returns the blocks per row.
 #[allow(dead_code)] // builds without SIMD kernels
-fn check4(w: &[u8], row_bytes: usize, bb: usize, x: &Q8Rows, xb: usize) -> usize {
+fn check_tile(w: &[u8], row_bytes: usize, bb: usize, x: &Q8Rows, xb: &[usize]) -> usize {
     let nb = row_bytes / bb;
+    let end = xb.iter().max().map_or(0, |&b| b + nb);
     assert!(
         row_bytes.is_multiple_of(bb)
             && w.len() >= 4 * row_bytes
-            && x.qs.len() >= (xb + nb) * BLOCK
-            && x.d.len() >= xb + nb
-            && x.s.len() >= xb + nb,
+            && x.qs.len() >= end * BLOCK
+            && x.d.len() >= end
+            && x.s.len() >= end,
         "four weight rows and their activations expected"
     );
     nb
@@ -407,10 +463,16 @@ impl WeightType {
         }
     }
 
-    /// Dot products of four weight rows, `row_bytes` apart in `w`, with the activation row whose
-    /// blocks start at block `xb`: the SIMD kernels where the build has them.
+    /// Dot products of four weight rows, `row_bytes` apart in `w`, with the `A` activation rows
+    /// whose blocks start at blocks `xb`: the SIMD kernels where the build has them.
     #[inline]
-    fn dot4(self, w: &[u8], row_bytes: usize, x: &Q8Rows, xb: usize) -> [f32; 4] {
+    fn dot_tile<const A: usize>(
+        self,
+        w: &[u8],
+        row_bytes: usize,
+        x: &Q8Rows,
+        xb: [usize; A],
+    ) -> [[f32; 4]; A] {
         #[cfg(any(
             all(target_arch = "wasm32", target_feature = "simd128"),
             all(
@@ -420,12 +482,14 @@ impl WeightType {
             )
         ))]
         return match self {
-            Self::Q4_1 => q4_1::dot4(w, row_bytes, x, xb),
-            Self::Q8_0 => q8_0::dot4(w, row_bytes, x, xb),
-            Self::A8 => a8::dot4(w, row_bytes, x, xb),
+            Self::Q4_1 => q4_1::dot_tile(w, row_bytes, x, xb),
+            Self::Q8_0 => q8_0::dot_tile(w, row_bytes, x, xb),
+            Self::A8 => a8::dot_tile(w, row_bytes, x, xb),
         };
         #[allow(unreachable_code)]
-        std::array::from_fn(|r| self.dot_scalar(&w[r * row_bytes..(r + 1) * row_bytes], x, xb))
+        xb.map(|b| {
+            std::array::from_fn(|r| self.dot_scalar(&w[r * row_bytes..(r + 1) * row_bytes], x, b))
+        })
     }
 
     /// One row's dot product with the scalar reference kernels.
@@ -542,14 +606,25 @@ pub fn matmul_many(
     }
     team::for_each(tasks, |(ty, rows, out)| {
         let row_bytes = kb * ty.block_bytes();
-        // Four weight rows at a time (they stay in cache across the activation rows).
+        // Tiles of four weight rows × four activation rows (each weight block is unpacked once
+        // for the four), then one activation row at a time.
         let mut quads = rows.chunks_exact(4 * row_bytes);
         let mut outs = out.chunks_exact_mut(4 * m);
         for (w4, o4) in (&mut quads).zip(&mut outs) {
-            for i in 0..m {
-                for (r, y) in ty.dot4(w4, row_bytes, &xq, i * kb).into_iter().enumerate() {
-                    o4[r * m + i] = y;
+            let mut put = |i: usize, y: [f32; 4]| {
+                for (r, v) in y.into_iter().enumerate() {
+                    o4[r * m + i] = v;
                 }
+            };
+            for i in (0..m - m % 4).step_by(4) {
+                let xb = [i * kb, (i + 1) * kb, (i + 2) * kb, (i + 3) * kb];
+                for (a, y) in ty.dot_tile(w4, row_bytes, &xq, xb).into_iter().enumerate() {
+                    put(i + a, y);
+                }
+            }
+            for i in m - m % 4..m {
+                let [y] = ty.dot_tile(w4, row_bytes, &xq, [i * kb]);
+                put(i, y);
             }
         }
         let rest = quads.remainder().chunks_exact(row_bytes);
@@ -656,27 +731,32 @@ pub(crate) mod tests {
         }
     }
 
-    /// Checks that [`WeightType::dot4`] gives each of four random rows of `blocks` blocks the
-    /// scalar reference's result to the bit.
-    pub fn assert_dot4_is_scalar(ty: WeightType, seed: u64, blocks: usize) {
+    /// Checks that [`WeightType::dot_tile`] gives each of four random rows of `blocks` blocks,
+    /// with one and with four activation rows, the scalar reference's result to the bit.
+    pub fn assert_tile_is_scalar(ty: WeightType, seed: u64, blocks: usize) {
         let row_bytes = blocks * ty.block_bytes();
         let w = random_blocks(ty, seed, 4 * blocks);
-        // Two activation rows, using the second: `xb` must be honoured.
-        let x = Q8Rows::quantize(&noise(seed + 100, 2 * blocks * BLOCK));
-        let got = ty.dot4(&w, row_bytes, &x, blocks);
-        for (r, g) in got.iter().enumerate() {
-            let want = ty.dot_scalar(&w[r * row_bytes..(r + 1) * row_bytes], &x, blocks);
-            assert_eq!(
-                g.to_bits(),
-                want.to_bits(),
-                "{ty:?}, {blocks} blocks, row {r}: simd {g} vs scalar {want}"
-            );
+        // Five activation rows, used out of order: `xb` must be honoured.
+        let x = Q8Rows::quantize(&noise(seed + 100, 5 * blocks * BLOCK));
+        let xb = [3 * blocks, blocks, 4 * blocks, 0];
+        let tile = ty.dot_tile(&w, row_bytes, &x, xb);
+        let [single] = ty.dot_tile(&w, row_bytes, &x, [xb[2]]);
+        for (a, got) in tile.iter().chain([&single]).enumerate() {
+            let b = if a < 4 { xb[a] } else { xb[2] };
+            for (r, g) in got.iter().enumerate() {
+                let want = ty.dot_scalar(&w[r * row_bytes..(r + 1) * row_bytes], &x, b);
+                assert_eq!(
+                    g.to_bits(),
+                    want.to_bits(),
+                    "{ty:?}, {blocks} blocks, tile row {a}, weight row {r}: simd {g} vs scalar {want}"
+                );
+            }
         }
     }
 
-    /// One row's dot product through the four-row SIMD kernel (the row given four times).
+    /// One row's dot product through the SIMD tile kernel (the row given four times).
     pub fn simd_dot(ty: WeightType, w: &[u8], x: &Q8Rows) -> f32 {
-        let got = ty.dot4(&w.repeat(4), w.len(), x, 0);
+        let [got] = ty.dot_tile(&w.repeat(4), w.len(), x, [0]);
         assert!(
             got.iter().all(|g| g.to_bits() == got[0].to_bits()),
             "{got:?}"

@@ -32,72 +32,87 @@ pub fn dot_scalar(w: &[u8], x: &Q8Rows, xb: usize) -> f32 {
     super::reduce_scalar::<BLOCK_BYTES, true>(w, x, xb, isum)
 }
 
-/// [`dot_scalar`] of four rows `row_bytes` apart in `w`, with wasm simd128 (bit-identical).
-/// With relaxed SIMD the nibbles (7-bit values, so the result does not depend on the engine)
-/// go through `i32x4.relaxed_dot_i8x16_i7x16_add`, one instruction per 16 products.
+/// [`dot_scalar`] of four rows `row_bytes` apart in `w` with `A` activation rows (from blocks
+/// `xb`), with wasm simd128 (bit-identical). With relaxed SIMD the nibbles (7-bit values, so the
+/// result does not depend on the engine) go through `i32x4.relaxed_dot_i8x16_i7x16_add`, one
+/// instruction per 16 products.
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-pub fn dot4(w: &[u8], row_bytes: usize, x: &Q8Rows, xb: usize) -> [f32; 4] {
+pub fn dot_tile<const A: usize>(
+    w: &[u8],
+    row_bytes: usize,
+    x: &Q8Rows,
+    xb: [usize; A],
+) -> [[f32; 4]; A] {
     use std::arch::wasm32::*;
-    let nb = super::check4(w, row_bytes, BLOCK_BYTES, x, xb);
-    let lanes = |b: *const u8, q: *const i8| {
-        // SAFETY: `reduce4` passes a whole block (16 bytes at b[4..20] are read) and 32
-        // activations.
-        unsafe {
-            let packed = v128_load(b.add(4) as *const v128);
-            let lo = v128_and(packed, u8x16_splat(0x0F));
-            let hi = u8x16_shr(packed, 4);
-            let y0 = v128_load(q as *const v128);
-            let y1 = v128_load(q.add(16) as *const v128);
-            #[cfg(target_feature = "relaxed-simd")]
-            return i32x4_relaxed_dot_i8x16_i7x16_add(
-                y1,
-                hi,
-                i32x4_relaxed_dot_i8x16_i7x16_add(y0, lo, i32x4_splat(0)),
-            );
-            // Nibbles (0‥15) are valid signed bytes: their products widen straight to i16,
-            // and four of them (|sum| ≤ 4·15·128) still fit one.
-            #[cfg(not(target_feature = "relaxed-simd"))]
-            i32x4_extadd_pairwise_i16x8(i16x8_add(
-                i16x8_add(
-                    i16x8_extmul_low_i8x16(lo, y0),
-                    i16x8_extmul_high_i8x16(lo, y0),
-                ),
-                i16x8_add(
-                    i16x8_extmul_low_i8x16(hi, y1),
-                    i16x8_extmul_high_i8x16(hi, y1),
-                ),
-            ))
-        }
+    let nb = super::check_tile(w, row_bytes, BLOCK_BYTES, x, &xb);
+    // SAFETY (both closures): `reduce_tile` passes a whole block (16 bytes at b[4..20] are
+    // read) and 32 activations.
+    let unpack = |b: *const u8| unsafe {
+        let packed = v128_load(b.add(4) as *const v128);
+        (v128_and(packed, u8x16_splat(0x0F)), u8x16_shr(packed, 4))
     };
-    // SAFETY: `check4` checked the four rows and the activations.
-    unsafe { super::reduce4::<BLOCK_BYTES, true>(w.as_ptr(), row_bytes, nb, x, xb, lanes) }
+    let dot = |(lo, hi): (v128, v128), q: *const i8| unsafe {
+        let y0 = v128_load(q as *const v128);
+        let y1 = v128_load(q.add(16) as *const v128);
+        #[cfg(target_feature = "relaxed-simd")]
+        return i32x4_relaxed_dot_i8x16_i7x16_add(
+            y1,
+            hi,
+            i32x4_relaxed_dot_i8x16_i7x16_add(y0, lo, i32x4_splat(0)),
+        );
+        // Nibbles (0‥15) are valid signed bytes: their products widen straight to i16, and
+        // four of them (|sum| ≤ 4·15·128) still fit one.
+        #[cfg(not(target_feature = "relaxed-simd"))]
+        i32x4_extadd_pairwise_i16x8(i16x8_add(
+            i16x8_add(
+                i16x8_extmul_low_i8x16(lo, y0),
+                i16x8_extmul_high_i8x16(lo, y0),
+            ),
+            i16x8_add(
+                i16x8_extmul_low_i8x16(hi, y1),
+                i16x8_extmul_high_i8x16(hi, y1),
+            ),
+        ))
+    };
+    // SAFETY: `check_tile` checked the four rows and the activations.
+    unsafe {
+        super::reduce_tile::<BLOCK_BYTES, true, A, _>(w.as_ptr(), row_bytes, nb, x, xb, unpack, dot)
+    }
 }
 
-/// [`dot4`] with AVX2 (bit-identical to [`dot_scalar`]).
+/// [`dot_tile`] with AVX2 (bit-identical to [`dot_scalar`]).
 #[cfg(all(
     target_arch = "x86_64",
     target_feature = "avx2",
     target_feature = "fma"
 ))]
-pub fn dot4(w: &[u8], row_bytes: usize, x: &Q8Rows, xb: usize) -> [f32; 4] {
+pub fn dot_tile<const A: usize>(
+    w: &[u8],
+    row_bytes: usize,
+    x: &Q8Rows,
+    xb: [usize; A],
+) -> [[f32; 4]; A] {
     use std::arch::x86_64::*;
-    let nb = super::check4(w, row_bytes, BLOCK_BYTES, x, xb);
-    let lanes = |b: *const u8, q: *const i8| {
-        // SAFETY: AVX2 is enabled at compile time; `reduce4` passes a whole block (16 bytes at
-        // b[4..20] are read) and 32 activations.
-        unsafe {
-            let mask = _mm_set1_epi8(0x0F);
-            let packed = _mm_loadu_si128(b.add(4) as *const __m128i);
-            let lo = _mm_and_si128(packed, mask);
-            let hi = _mm_and_si128(_mm_srli_epi16(packed, 4), mask);
-            let y = _mm256_loadu_si256(q as *const __m256i);
-            // Pair sums of nibble × i8 (|·| ≤ 2·15·128) are exact in i16.
-            let p16 = _mm256_maddubs_epi16(_mm256_set_m128i(hi, lo), y);
-            super::fold8(_mm256_madd_epi16(p16, _mm256_set1_epi16(1)))
-        }
+    let nb = super::check_tile(w, row_bytes, BLOCK_BYTES, x, &xb);
+    // SAFETY (both closures): AVX2 is enabled at compile time; `reduce_tile` passes a whole
+    // block (16 bytes at b[4..20] are read) and 32 activations.
+    let unpack = |b: *const u8| unsafe {
+        let mask = _mm_set1_epi8(0x0F);
+        let packed = _mm_loadu_si128(b.add(4) as *const __m128i);
+        let lo = _mm_and_si128(packed, mask);
+        let hi = _mm_and_si128(_mm_srli_epi16(packed, 4), mask);
+        _mm256_set_m128i(hi, lo)
     };
-    // SAFETY: `check4` checked the four rows and the activations.
-    unsafe { super::reduce4::<BLOCK_BYTES, true>(w.as_ptr(), row_bytes, nb, x, xb, lanes) }
+    let dot = |nibbles: __m256i, q: *const i8| unsafe {
+        let y = _mm256_loadu_si256(q as *const __m256i);
+        // Pair sums of nibble × i8 (|·| ≤ 2·15·128) are exact in i16.
+        let p16 = _mm256_maddubs_epi16(nibbles, y);
+        super::fold8(_mm256_madd_epi16(p16, _mm256_set1_epi16(1)))
+    };
+    // SAFETY: `check_tile` checked the four rows and the activations.
+    unsafe {
+        super::reduce_tile::<BLOCK_BYTES, true, A, _>(w.as_ptr(), row_bytes, nb, x, xb, unpack, dot)
+    }
 }
 
 /// The 32 weights of one block, dequantized (embedding lookups).
@@ -126,8 +141,8 @@ mod tests {
 
     #[test]
     fn simd_dot_matches_scalar_reference() {
-        for (seed, blocks) in [(1, 1), (2, 2), (3, 18), (4, 48)] {
-            crate::kernels::tests::assert_dot4_is_scalar(WeightType::Q4_1, seed, blocks);
+        for (seed, blocks) in [(1, 1), (2, 2), (3, 18), (4, 48), (5, 53)] {
+            crate::kernels::tests::assert_tile_is_scalar(WeightType::Q4_1, seed, blocks);
         }
     }
 

@@ -29,8 +29,8 @@ pub fn dot_scalar(w: &[u8], x: &Q8Rows, xb: usize) -> f32 {
     super::reduce_scalar::<BLOCK_BYTES, false>(w, x, xb, isum)
 }
 
-/// [`dot_scalar`] of four rows `row_bytes` apart in `w`, with simd128 or AVX2 (bit-identical),
-/// whichever the build targets.
+/// [`dot_scalar`] of four rows `row_bytes` apart in `w` with `A` activation rows (from blocks
+/// `xb`), with simd128 or AVX2 (bit-identical), whichever the build targets.
 #[cfg(any(
     all(target_arch = "wasm32", target_feature = "simd128"),
     all(
@@ -39,14 +39,25 @@ pub fn dot_scalar(w: &[u8], x: &Q8Rows, xb: usize) -> f32 {
         target_feature = "fma"
     )
 ))]
-pub fn dot4(w: &[u8], row_bytes: usize, x: &Q8Rows, xb: usize) -> [f32; 4] {
-    let nb = super::check4(w, row_bytes, BLOCK_BYTES, x, xb);
-    // SAFETY: `check4` checked the four rows and the activations; `reduce4` passes whole
+pub fn dot_tile<const A: usize>(
+    w: &[u8],
+    row_bytes: usize,
+    x: &Q8Rows,
+    xb: [usize; A],
+) -> [[f32; 4]; A] {
+    let nb = super::check_tile(w, row_bytes, BLOCK_BYTES, x, &xb);
+    // SAFETY: `check_tile` checked the four rows and the activations; `reduce_tile` passes whole
     // blocks (32 bytes at b[2..34] are read) and 32 activations.
     unsafe {
-        super::reduce4::<BLOCK_BYTES, false>(w.as_ptr(), row_bytes, nb, x, xb, |b, q| {
-            super::byte_lanes::<true>(b.add(2), q)
-        })
+        super::reduce_tile::<BLOCK_BYTES, false, A, _>(
+            w.as_ptr(),
+            row_bytes,
+            nb,
+            x,
+            xb,
+            |b| super::byte_unpack::<true>(b.add(2)),
+            |u, q| super::byte_dot(u, q),
+        )
     }
 }
 
@@ -70,8 +81,8 @@ mod tests {
 
     #[test]
     fn simd_dot_matches_scalar_reference() {
-        for (seed, blocks) in [(1, 1), (2, 2), (3, 18), (4, 48)] {
-            crate::kernels::tests::assert_dot4_is_scalar(WeightType::Q8_0, seed, blocks);
+        for (seed, blocks) in [(1, 1), (2, 2), (3, 18), (4, 48), (5, 53)] {
+            crate::kernels::tests::assert_tile_is_scalar(WeightType::Q8_0, seed, blocks);
         }
     }
 
