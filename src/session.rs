@@ -212,14 +212,17 @@ impl Engine {
             .iter()
             .map(|(n, b)| (n.clone(), b as &dyn Bytes))
             .collect();
-        Self::from_hf_sources(&sources, device, quantize)
+        Self::from_hf_sources(&sources, device, quantize, None)
     }
 
     /// [`Engine::from_hf_files_with`] over files whose bytes are read a tensor at a time.
+    /// `tokenizer` is the folder's [`hf_tokenizer`] when the caller parsed it already (the
+    /// browser does while the weights are still being read), else it is parsed here.
     pub fn from_hf_sources(
         files: &[(String, &dyn Bytes)],
         device: &Device,
         quantize: Option<(usize, usize)>,
+        tokenizer: Option<(Tokenizer, Option<String>)>,
     ) -> Result<Self> {
         let source = |name: &str| folder_file(files, name);
         let file = |name: &str| source(name).map(|b| b.read(0..b.len()));
@@ -261,7 +264,10 @@ impl Engine {
         }
         let model = Model::from_hf(&hf, device)?;
 
-        let (tokenizer, template) = hf_tokenizer(files)?;
+        let (tokenizer, template) = match tokenizer {
+            Some(t) => t,
+            None => hf_tokenizer(files)?,
+        };
         let template = ChatTemplate::new(
             template.as_deref(),
             tokenizer.bos_token(),

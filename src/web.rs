@@ -8,7 +8,8 @@ use wasm_bindgen::prelude::*;
 
 use crate::chat::Message;
 use crate::sample::SamplingParams;
-use crate::session::Engine;
+use crate::session::{hf_tokenizer, Engine};
+use crate::tokenizer::Tokenizer;
 use crate::weights::safetensors::Bytes;
 
 /// A file JavaScript fetched, left in JS memory: the loader copies one tensor at a time into
@@ -32,6 +33,26 @@ impl Bytes for JsBytes {
 #[cfg(feature = "threads")]
 pub use wasm_bindgen_rayon::init_thread_pool;
 
+/// The files JavaScript passed (`names[i]` names the `Uint8Array` `files[i]`), left in JS memory.
+fn js_files(names: Vec<String>, files: &js_sys::Array) -> Result<Vec<(String, JsBytes)>, JsError> {
+    if files.length() as usize != names.len() {
+        return Err(js_error("one name per file is needed"));
+    }
+    Ok(names
+        .into_iter()
+        .zip(files.iter())
+        .map(|(n, f)| (n, JsBytes(js_sys::Uint8Array::new(&f))))
+        .collect())
+}
+
+/// [`js_files`] as the loader's sources.
+fn sources(files: &[(String, JsBytes)]) -> Vec<(String, &dyn Bytes)> {
+    files
+        .iter()
+        .map(|(n, b)| (n.clone(), b as &dyn Bytes))
+        .collect()
+}
+
 fn js_error(e: impl std::fmt::Display) -> JsError {
     JsError::new(&e.to_string())
 }
@@ -44,6 +65,29 @@ fn to_json(v: &impl serde::Serialize) -> Result<String, JsError> {
 #[wasm_bindgen(start)]
 pub fn start() {
     console_error_panic_hook::set_once();
+}
+
+/// A model folder's tokenizer and chat template, parsed ahead: the worker does it while the
+/// weights are still being read, and hands it to [`WickEngine::from_files`].
+#[wasm_bindgen]
+pub struct WickTokenizer {
+    tokenizer: Tokenizer,
+    template: Option<String>,
+}
+
+#[wasm_bindgen]
+impl WickTokenizer {
+    /// Parses the tokenizer files among `files` (`tokenizer.json`, `tokenizer_config.json`,
+    /// `chat_template.jinja`), named by `names`.
+    #[wasm_bindgen(js_name = fromFiles)]
+    pub fn from_files(names: Vec<String>, files: js_sys::Array) -> Result<WickTokenizer, JsError> {
+        let files = js_files(names, &files)?;
+        let (tokenizer, template) = hf_tokenizer(&sources(&files)).map_err(js_error)?;
+        Ok(Self {
+            tokenizer,
+            template,
+        })
+    }
 }
 
 /// A loaded model with its conversation, driven one step at a time from JavaScript.
@@ -66,12 +110,14 @@ impl WickEngine {
 
     /// Loads a Hugging Face model folder from its files (`names[i]` is the name of the
     /// `Uint8Array` `files[i]`): config.json, tokenizer files and safetensors, float or
-    /// MLX-quantized. `quantize` ("q4" or "q8") quantizes float weights at load.
+    /// MLX-quantized. `quantize` ("q4" or "q8") quantizes float weights at load. `tokenizer` is
+    /// the folder's tokenizer if [`WickTokenizer::from_files`] parsed it already.
     #[wasm_bindgen(js_name = fromFiles)]
     pub fn from_files(
         names: Vec<String>,
         files: js_sys::Array,
         quantize: Option<String>,
+        tokenizer: Option<WickTokenizer>,
     ) -> Result<WickEngine, JsError> {
         let quantize = match quantize.as_deref() {
             None | Some("") | Some("none") => None,
@@ -79,18 +125,8 @@ impl WickEngine {
             Some("q8") => Some((8, 32)),
             Some(other) => return Err(js_error(format!("unknown quantization \"{other}\""))),
         };
-        let bytes: Vec<JsBytes> = files
-            .iter()
-            .map(|f| JsBytes(js_sys::Uint8Array::new(&f)))
-            .collect();
-        if bytes.len() != names.len() {
-            return Err(js_error("fromFiles needs one name per file"));
-        }
-        let sources: Vec<(String, &dyn Bytes)> = names
-            .into_iter()
-            .zip(&bytes)
-            .map(|(n, b)| (n, b as &dyn Bytes))
-            .collect();
+        let files = js_files(names, &files)?;
+        let sources = sources(&files);
         let bits = sources
             .iter()
             .find(|(n, _)| n.rsplit('/').next() == Some("config.json"))
@@ -98,7 +134,9 @@ impl WickEngine {
                 let c: serde_json::Value = serde_json::from_slice(&b.read(0..b.len())).ok()?;
                 c.get("quantization")?.get("bits")?.as_u64()
             });
-        let engine = Engine::from_hf_sources(&sources, &Device::Cpu, quantize).map_err(js_error)?;
+        let tokenizer = tokenizer.map(|t| (t.tokenizer, t.template));
+        let engine = Engine::from_hf_sources(&sources, &Device::Cpu, quantize, tokenizer)
+            .map_err(js_error)?;
         let format = match (bits, quantize) {
             (Some(b), _) => format!("safetensors, MLX {b}-bit"),
             (None, Some((b, _))) => format!("safetensors, float → {b}-bit at load"),

@@ -130,14 +130,34 @@ async function fetchFolder(url) {
   await add('config.json');
   await add('tokenizer.json');
   await add('tokenizer_config.json', true);
-  if (!(await add('model.safetensors', true))) {
-    if (!(await add('model.safetensors.index.json', true))) {
-      throw new Error(`${url} has neither model.safetensors nor model.safetensors.index.json`);
+  // The tokenizer is parsed while the weights are read (the read goes on off this thread).
+  const tokenizer = parseTokenizer(files.slice());
+  try {
+    if (!(await add('model.safetensors', true))) {
+      if (!(await add('model.safetensors.index.json', true))) {
+        throw new Error(`${url} has neither model.safetensors nor model.safetensors.index.json`);
+      }
+      const index = JSON.parse(new TextDecoder().decode(files[files.length - 1].bytes));
+      for (const shard of [...new Set(Object.values(index.weight_map ?? {}))].sort()) await add(shard);
     }
-    const index = JSON.parse(new TextDecoder().decode(files[files.length - 1].bytes));
-    for (const shard of [...new Set(Object.values(index.weight_map ?? {}))].sort()) await add(shard);
+  } catch (e) {
+    (await tokenizer)?.free();
+    throw e;
   }
-  return { files, source };
+  return { files, source, tokenizer: await tokenizer };
+}
+
+/**
+ * A folder's tokenizer parsed by the wasm build, or null if it cannot be (the engine's loader
+ * then parses it again and reports why).
+ */
+async function parseTokenizer(files) {
+  try {
+    const { mod } = await wasmReady;
+    return mod.WickTokenizer.fromFiles(files.map((f) => f.name), files.map((f) => f.bytes));
+  } catch {
+    return null;
+  }
 }
 
 /** Total bytes of what a getter returned. */
@@ -157,8 +177,10 @@ async function load(getModel, name, threads, quantize, simd) {
     WickEngine = mod.WickEngine;
     post(FromWorker.PROGRESS, { phase: 'init', loaded: bytes, total: bytes });
     await stopCurrent();
+    const tokenizer = model.tokenizer ?? null;
+    model.tokenizer = null; // fromFiles takes it over
     const next = model.files
-      ? WickEngine.fromFiles(model.files.map((f) => f.name), model.files.map((f) => f.bytes), quantize ?? null)
+      ? WickEngine.fromFiles(model.files.map((f) => f.name), model.files.map((f) => f.bytes), quantize ?? null, tokenizer)
       : new WickEngine(model.bytes);
     // Only a model that loaded replaces the current one, so a bad file costs nothing.
     engine?.free();
