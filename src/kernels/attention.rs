@@ -8,7 +8,7 @@
 //! crate, on every target. The reference beside it is the obvious Candle formulation.
 
 /// Work (query rows × keys) below which attention stays on the calling thread.
-const PARALLEL_MIN: usize = 1 << 14;
+const PARALLEL_MIN: usize = 1 << 10;
 
 /// Shapes of one attention call.
 #[derive(Debug, Clone, Copy)]
