@@ -97,6 +97,11 @@ try {
   const page = await browser.context.newPage();
   await page.goto(browser.base);
   await waitReady(page); // the first visit downloads and caches the weights
+  // The GGUF too, so every load below reads cached weights.
+  await page.evaluate(async (url) => {
+    const cache = await caches.open('wick-models-v1');
+    if (!(await cache.match(url))) await cache.add(url);
+  }, new URL(MODEL, browser.base).href);
   for (const threads of THREADS) {
     const runs = await engineRuns(page, threads, DEFAULT_MODEL);
     const rss = rendererRss();

@@ -59,13 +59,19 @@ impl ChatTemplate {
 
     /// Renders the conversation, ending with the cue for the assistant's next reply.
     pub fn render(&self, messages: &[Message]) -> Result<String> {
+        self.render_with(messages, true)
+    }
+
+    /// [`ChatTemplate::render`], with the assistant's header at the end or not (a conversation
+    /// so far, to be continued: a prefix of what `render` gives once more messages follow).
+    pub fn render_with(&self, messages: &[Message], add_generation_prompt: bool) -> Result<String> {
         let tmpl = self
             .env
             .get_template("chat")
             .map_err(|e| Error::Template(e.to_string()))?;
         tmpl.render(context! {
             messages => messages,
-            add_generation_prompt => true,
+            add_generation_prompt => add_generation_prompt,
             bos_token => self.bos,
             eos_token => self.eos,
         })

@@ -317,6 +317,38 @@ impl Engine {
         self.start(&prompt, params)
     }
 
+    /// Runs the start of a conversation (the system prompt, say) into the cache ahead of the
+    /// first question, so that reply prefills only what follows. Does nothing while a reply is in
+    /// progress or when it would run more than `max_new` tokens (the caller waits meanwhile).
+    /// Returns how many tokens are cached.
+    pub fn warm_chat(&mut self, messages: &[Message], max_new: usize) -> Result<usize> {
+        if self.generation.is_some() || messages.is_empty() {
+            return Ok(self.cached.len());
+        }
+        let ids = self
+            .tokenizer
+            .encode(&self.template.render_with(messages, false)?)?;
+        let common = self
+            .cached
+            .iter()
+            .zip(&ids)
+            .take_while(|(a, b)| a == b)
+            .count();
+        let new = ids.len() - common;
+        if new == 0 || new > max_new || ids.len() >= self.model.config().context_length {
+            return Ok(self.cached.len());
+        }
+        self.model.truncate_cache(common);
+        self.cached.truncate(common);
+        let (model, pending) = (&mut self.model, &ids[common..]);
+        if let Err(e) = on_pool(|| model.forward(pending)) {
+            self.model.truncate_cache(self.cached.len());
+            return Err(e);
+        }
+        self.cached.extend_from_slice(pending);
+        Ok(self.cached.len())
+    }
+
     /// Starts a continuation of `prompt` taken as raw text (special tokens written in it count).
     pub fn start(&mut self, prompt: &str, params: SamplingParams) -> Result<()> {
         let sampler = Sampler::new(&params)?;

@@ -67,6 +67,10 @@ pub fn start() {
     console_error_panic_hook::set_once();
 }
 
+/// The most tokens [`WickEngine::warm_chat`] runs: a fraction of a second, so a question sent
+/// meanwhile hardly waits.
+const WARM_MAX_TOKENS: usize = 128;
+
 /// A model folder's tokenizer and chat template, parsed ahead: the worker does it while the
 /// weights are still being read, and hands it to [`WickEngine::from_files`].
 #[wasm_bindgen]
@@ -166,6 +170,16 @@ impl WickEngine {
         let messages: Vec<Message> = serde_json::from_str(messages).map_err(js_error)?;
         let params: SamplingParams = serde_json::from_str(params).map_err(js_error)?;
         self.engine.start_chat(&messages, params).map_err(js_error)
+    }
+
+    /// Runs the start of a conversation (`messages` as JSON, the system prompt say) into the
+    /// cache while the user types, up to one prefill chunk; returns the tokens cached.
+    #[wasm_bindgen(js_name = warmChat)]
+    pub fn warm_chat(&mut self, messages: &str) -> Result<usize, JsError> {
+        let messages: Vec<Message> = serde_json::from_str(messages).map_err(js_error)?;
+        self.engine
+            .warm_chat(&messages, WARM_MAX_TOKENS)
+            .map_err(js_error)
     }
 
     /// Starts a continuation of a raw prompt.

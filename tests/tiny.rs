@@ -269,6 +269,43 @@ fn conversation_cache_prefills_only_the_new_turn() {
 }
 
 #[test]
+fn a_warmed_system_prompt_is_not_prefilled_again_and_changes_nothing() {
+    let system = Message::new("system", "You are a helpful AI assistant.");
+    let chat = vec![
+        system.clone(),
+        Message::new("user", "Hello there, how are you?"),
+    ];
+    let mut e = engine();
+    let cached = e.warm_chat(std::slice::from_ref(&system), 128).unwrap();
+    let system_ids = e
+        .tokenizer()
+        .encode(&e.render_chat(&chat[..1]).unwrap())
+        .unwrap();
+    assert!(cached > 0 && cached < system_ids.len(), "{cached} cached");
+    // Warming again costs nothing; a limit below the work skips it.
+    assert_eq!(
+        e.warm_chat(std::slice::from_ref(&system), 128).unwrap(),
+        cached
+    );
+    assert_eq!(
+        engine()
+            .warm_chat(std::slice::from_ref(&system), 2)
+            .unwrap(),
+        0
+    );
+
+    e.start_chat(&chat, SamplingParams::greedy(8)).unwrap();
+    let (warm_ids, _, _) = run(&mut e);
+    let stats = e.stats().clone();
+    assert_eq!(stats.prompt_tokens - stats.prefilled_tokens, cached);
+
+    let mut fresh = engine();
+    fresh.start_chat(&chat, SamplingParams::greedy(8)).unwrap();
+    let (fresh_ids, _, _) = run(&mut fresh);
+    assert_eq!(warm_ids, fresh_ids);
+}
+
+#[test]
 fn cancel_stops_the_reply_and_the_engine_goes_on() {
     let mut e = engine();
     assert!(e.cancel().is_none(), "nothing to cancel yet");

@@ -55,9 +55,19 @@ function params() {
   };
 }
 
-function messagesFor(question) {
+function systemMessages() {
   const system = $('system').value.trim();
-  return [...(system ? [{ role: 'system', content: system }] : []), ...conversation, { role: 'user', content: question }];
+  return system ? [{ role: 'system', content: system }] : [];
+}
+
+function messagesFor(question) {
+  return [...systemMessages(), ...conversation, { role: 'user', content: question }];
+}
+
+/** Lets the engine read the system prompt while the user types (a new conversation starts with it). */
+function warmUp() {
+  const messages = systemMessages();
+  if (messages.length) worker.postMessage({ type: ToWorker.WARM, messages });
 }
 
 function send() {
@@ -119,6 +129,7 @@ worker.onmessage = ({ data }) => {
       ui.status.textContent = `Ready: ${modelLine} · loaded from ${data.source} in ${data.loadSeconds.toFixed(1)} s`;
       setBusy(false);
       ui.input.focus();
+      warmUp();
       break;
     }
     case FromWorker.PREFILL:
@@ -173,6 +184,7 @@ ui.newChat.addEventListener('click', () => {
   conversation.length = 0;
   ui.messages.replaceChildren();
   worker.postMessage({ type: ToWorker.RESET });
+  warmUp();
 });
 ui.file.addEventListener('change', () => {
   const files = [...ui.file.files];

@@ -25,6 +25,11 @@ export const ToWorker = Object.freeze({
   CANCEL: 'cancel',
   /** `{}`: forget the conversation's KV cache. */
   RESET: 'reset',
+  /**
+   * `{ messages }`: run the start of a conversation (the system prompt) into the KV cache while
+   * the user types, so the first reply prefills only the question. Skipped while a reply runs.
+   */
+  WARM: 'warm',
 });
 
 /** Worker → page. */

@@ -201,6 +201,24 @@ async function load(getModel, name, threads, quantize, simd) {
   }
 }
 
+/**
+ * Runs the start of a conversation (the system prompt) into the engine's cache while the user
+ * types: the first reply then prefills only the question. Skipped while a reply runs.
+ */
+function warm(messages) {
+  if (!engine || current) return;
+  try {
+    engine.warmChat(JSON.stringify(messages));
+  } catch (e) {
+    if (isFatal(e)) {
+      engine = null;
+      wasmReady = null;
+      post(FromWorker.ERROR, { message: `The engine crashed (${messageOf(e)}); load the model again.`, fatal: true });
+    }
+    // Anything else, the question itself meets and reports.
+  }
+}
+
 const messageOf = (e) => (e && e.message) || String(e);
 // A trap (panic, out of memory) leaves the wasm instance unusable: the model must be reloaded.
 const isFatal = (e) => e instanceof WebAssembly.RuntimeError;
@@ -291,6 +309,9 @@ self.onmessage = ({ data }) => {
       break;
     case ToWorker.CANCEL:
       if (current && current.id === data.id) current.cancelled = true;
+      break;
+    case ToWorker.WARM:
+      warm(data.messages);
       break;
     case ToWorker.RESET:
       stopCurrent().then(() => engine?.reset());

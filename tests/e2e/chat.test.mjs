@@ -64,6 +64,11 @@ test('the France question is answered with Paris, streamed in several updates', 
   assert.match(reply.text, /Paris/);
   assert.ok(reply.updates >= 3, `only ${reply.updates} updates`);
   assert.match(reply.status, /tok\/s/);
+  // The system prompt was run into the cache when the model became ready (while one types), so
+  // the question prefilled only its own turn.
+  const m = reply.status.match(/prompt (\d+) tokens \((\d+) new/);
+  assert.ok(m, reply.status);
+  assert.ok(Number(m[2]) < Number(m[1]) - 10, `prefilled ${m[2]} of ${m[1]} prompt tokens`);
   mkdirSync('test-results', { recursive: true });
   await page.screenshot({ path: 'test-results/wick-chat.png', fullPage: true });
 });
@@ -85,6 +90,9 @@ test('stop halts a long reply and the next question still works', async () => {
   await page.click('#new-chat');
   const reply = await ask(page, 'What is the capital of France?');
   assert.match(reply.text, /Paris/);
+  // A new conversation is warmed with the system prompt too.
+  const [, total, fresh] = reply.status.match(/prompt (\d+) tokens \((\d+) new/);
+  assert.ok(Number(fresh) < Number(total) - 10, reply.status);
 });
 
 test('a follow-up question reuses the cached conversation', async () => {
