@@ -735,13 +735,52 @@ impl Ffn {
     }
 }
 
-/// A block's keys and values on the CPU: position-major rows of `kv_heads × head_dim`, read in
-/// place by [`kernels::attention`].
+/// A block's keys and values on the CPU, head-major (`[kv_heads][stride][head_dim]`: each head's
+/// keys lie in order, as attention reads them), read in place by [`kernels::attention`].
 #[derive(Debug, Default)]
 struct RowCache {
     k: Vec<f32>,
     v: Vec<f32>,
+    /// Positions held.
     len: usize,
+    /// Positions there is room for per head (rows of one head are `stride` apart).
+    stride: usize,
+}
+
+impl RowCache {
+    /// Keeps positions `..pos` and appends the rows of `k` and `v` (position-major,
+    /// `kv_heads × head_dim` each) after them, growing by doubling (the layout is head-major, so
+    /// growing moves each head's rows once).
+    fn append(&mut self, pos: usize, k: &[f32], v: &[f32], kv_heads: usize, head_dim: usize) {
+        let rows = k.len() / (kv_heads * head_dim);
+        let (keep, need) = (pos.min(self.len), pos + rows);
+        if need > self.stride {
+            let stride = need.max(2 * self.stride).max(64);
+            for buf in [&mut self.k, &mut self.v] {
+                let mut grown = vec![0f32; kv_heads * stride * head_dim];
+                for g in 0..kv_heads {
+                    let (from, to) = (g * self.stride * head_dim, g * stride * head_dim);
+                    grown[to..to + keep * head_dim]
+                        .copy_from_slice(&buf[from..from + keep * head_dim]);
+                }
+                *buf = grown;
+            }
+            self.stride = stride;
+        }
+        for (r, (kr, vr)) in k
+            .chunks_exact(kv_heads * head_dim)
+            .zip(v.chunks_exact(kv_heads * head_dim))
+            .enumerate()
+        {
+            for g in 0..kv_heads {
+                let at = (g * self.stride + pos + r) * head_dim;
+                let from = g * head_dim;
+                self.k[at..at + head_dim].copy_from_slice(&kr[from..from + head_dim]);
+                self.v[at..at + head_dim].copy_from_slice(&vr[from..from + head_dim]);
+            }
+        }
+        self.len = need;
+    }
 }
 
 /// One transformer block's weights and cache.
@@ -1213,6 +1252,7 @@ impl Model {
             kv_heads: cfg.n_kv_heads,
             head_dim: cfg.head_dim,
             window: cfg.sliding_window,
+            stride: 0,
         };
         for b in &mut self.blocks {
             let h = b.attn_norm.forward(&x)?;
@@ -1234,13 +1274,12 @@ impl Model {
                     kernels::attention::rope(&mut q, pos, cfg.n_heads, hd, t, interleaved);
                     kernels::attention::rope(&mut k, pos, cfg.n_kv_heads, hd, t, interleaved);
                 }
-                let kv_row = cfg.n_kv_heads * cfg.head_dim;
                 let c = &mut b.rows;
-                c.k.truncate(pos * kv_row);
-                c.v.truncate(pos * kv_row);
-                c.k.extend_from_slice(&k);
-                c.v.extend_from_slice(&v);
-                c.len = pos + seq;
+                c.append(pos, &k, &v, cfg.n_kv_heads, cfg.head_dim);
+                let shape = kernels::attention::Shape {
+                    stride: c.stride,
+                    ..shape
+                };
                 let y = kernels::attention::attend(&q, &c.k, &c.v, pos, shape);
                 let y = Tensor::from_vec(y, (1, seq, cfg.n_heads * cfg.head_dim), &self.device)?;
                 x = (x + b.wo.forward(&y)?)?;

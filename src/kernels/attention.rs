@@ -21,6 +21,9 @@ pub struct Shape {
     pub head_dim: usize,
     /// Each query sees only this many positions, itself included.
     pub window: Option<usize>,
+    /// Positions between one key/value head's rows and the next head's: the cache is
+    /// head-major (`[kv_heads][stride][head_dim]`), so each head's keys are read in order.
+    pub stride: usize,
 }
 
 /// `Σ a·b` with eight running sums (lane `l` takes elements `l`, `l + 8`, …) added pairwise at
@@ -161,17 +164,17 @@ pub fn rope(
 }
 
 /// Attention of `q` (`rows` query positions from `pos` on, `heads × head_dim` each) over the
-/// cached keys and values (`pos + rows` positions, `kv_heads × head_dim` each): returns the
-/// `rows × heads × head_dim` outputs.
+/// cached keys and values (`pos + rows` positions of each head, laid out as [`Shape::stride`]
+/// says): returns the `rows × heads × head_dim` outputs.
 pub fn attend(q: &[f32], k: &[f32], v: &[f32], pos: usize, shape: Shape) -> Vec<f32> {
     let Shape {
         heads,
         kv_heads,
         head_dim,
         window,
+        stride,
     } = shape;
     let rows = q.len() / (heads * head_dim);
-    let kv_row = kv_heads * head_dim;
     let group = heads / kv_heads;
     let scale = 1.0 / (head_dim as f32).sqrt();
     let mut out = vec![0f32; q.len()];
@@ -183,7 +186,7 @@ pub fn attend(q: &[f32], k: &[f32], v: &[f32], pos: usize, shape: Shape) -> Vec<
         let g = h / group;
         let mut scores: Vec<f32> = (first..=qp)
             .map(|j| {
-                let kh = &k[j * kv_row + g * head_dim..j * kv_row + (g + 1) * head_dim];
+                let kh = &k[(g * stride + j) * head_dim..(g * stride + j + 1) * head_dim];
                 dot(qh, kh) * scale
             })
             .collect();
@@ -194,7 +197,7 @@ pub fn attend(q: &[f32], k: &[f32], v: &[f32], pos: usize, shape: Shape) -> Vec<
             sum += *s;
         }
         for (j, s) in (first..=qp).zip(&scores) {
-            let vh = &v[j * kv_row + g * head_dim..j * kv_row + (g + 1) * head_dim];
+            let vh = &v[(g * stride + j) * head_dim..(g * stride + j + 1) * head_dim];
             axpy(o, s / sum, vh);
         }
     };
@@ -270,17 +273,28 @@ mod tests {
             (4, 7, Some(3)),
             (6, 0, Some(4)),
         ] {
+            let total = pos + rows;
             let s = Shape {
                 heads: 4,
                 kv_heads: 2,
                 head_dim: 8,
                 window,
+                stride: total + 3,
             };
-            let total = pos + rows;
             let q = noise(1, rows * 32);
             let k = noise(2, total * 16);
             let v = noise(3, total * 16);
-            let got = attend(&q, &k, &v, pos, s);
+            // The cache's head-major layout, with room to spare after each head.
+            let head_major = |x: &[f32]| {
+                let mut out = vec![f32::NAN; 2 * s.stride * 8];
+                for (j, row) in x.chunks_exact(16).enumerate() {
+                    for g in 0..2 {
+                        out[(g * s.stride + j) * 8..][..8].copy_from_slice(&row[g * 8..][..8]);
+                    }
+                }
+                out
+            };
+            let got = attend(&q, &head_major(&k), &head_major(&v), pos, s);
             let want = reference(&q, &k, &v, pos, s);
             let err = got
                 .iter()
