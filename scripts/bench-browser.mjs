@@ -81,7 +81,7 @@ async function wllamaRuns(page, threads) {
 /** Seconds from opening the page to the first token of a chat reply (weights cached). */
 async function timeToFirstToken(context, base, threads) {
   const page = await context.newPage();
-  await page.goto(`${base}?threads=${threads}`);
+  await page.goto(`${base}?threads=${threads}&simd=${SIMD}`);
   await waitReady(page);
   await page.fill('#input', 'What is the capital of France?');
   await page.click('#send');
