@@ -422,6 +422,45 @@ unsafe fn fold8(s: std::arch::x86_64::__m256i) -> std::arch::x86_64::__m128i {
     _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1))
 }
 
+/// [`reduce_tile`] for the types whose payload is 32 plain bytes at offset `OFF` of a `BB`-byte
+/// block, signed or not (`Q8_0`: signed at 2, no minimum; `A8`: unsigned at 4, with one).
+#[cfg(any(
+    all(target_arch = "wasm32", target_feature = "simd128"),
+    all(
+        target_arch = "x86_64",
+        target_feature = "avx2",
+        target_feature = "fma"
+    )
+))]
+fn byte_tile<
+    const BB: usize,
+    const MIN: bool,
+    const SIGNED: bool,
+    const OFF: usize,
+    const A: usize,
+>(
+    w: &[u8],
+    row_bytes: usize,
+    x: &Q8Rows,
+    xb: [usize; A],
+) -> [[f32; 4]; A] {
+    const { assert!(OFF + 32 <= BB) };
+    let nb = check_tile(w, row_bytes, BB, x, &xb);
+    // SAFETY: `check_tile` checked the four rows and the activations; `reduce_tile` passes
+    // whole blocks (the 32 bytes at OFF, inside the block) and 32 activations.
+    unsafe {
+        reduce_tile::<BB, MIN, A, _>(
+            w.as_ptr(),
+            row_bytes,
+            nb,
+            x,
+            xb,
+            |b| byte_unpack::<SIGNED>(b.add(OFF)),
+            |u, q| byte_dot(u, q),
+        )
+    }
+}
+
 /// Checks what [`reduce_tile`] reads: four rows of `row_bytes` (whole blocks of `bb` bytes) in
 /// `w`, and the activation blocks from each `xb` on. Returns the blocks per row.
 #[allow(dead_code)] // builds without SIMD kernels
@@ -483,8 +522,10 @@ impl WeightType {
         ))]
         return match self {
             Self::Q4_1 => q4_1::dot_tile(w, row_bytes, x, xb),
-            Self::Q8_0 => q8_0::dot_tile(w, row_bytes, x, xb),
-            Self::A8 => a8::dot_tile(w, row_bytes, x, xb),
+            Self::Q8_0 => {
+                byte_tile::<{ q8_0::BLOCK_BYTES }, false, true, 2, A>(w, row_bytes, x, xb)
+            }
+            Self::A8 => byte_tile::<{ a8::BLOCK_BYTES }, true, false, 4, A>(w, row_bytes, x, xb),
         };
         #[allow(unreachable_code)]
         xb.map(|b| {

@@ -29,38 +29,6 @@ pub fn dot_scalar(w: &[u8], x: &Q8Rows, xb: usize) -> f32 {
     super::reduce_scalar::<BLOCK_BYTES, false>(w, x, xb, isum)
 }
 
-/// [`dot_scalar`] of four rows `row_bytes` apart in `w` with `A` activation rows (from blocks
-/// `xb`), with simd128 or AVX2 (bit-identical), whichever the build targets.
-#[cfg(any(
-    all(target_arch = "wasm32", target_feature = "simd128"),
-    all(
-        target_arch = "x86_64",
-        target_feature = "avx2",
-        target_feature = "fma"
-    )
-))]
-pub fn dot_tile<const A: usize>(
-    w: &[u8],
-    row_bytes: usize,
-    x: &Q8Rows,
-    xb: [usize; A],
-) -> [[f32; 4]; A] {
-    let nb = super::check_tile(w, row_bytes, BLOCK_BYTES, x, &xb);
-    // SAFETY: `check_tile` checked the four rows and the activations; `reduce_tile` passes whole
-    // blocks (32 bytes at b[2..34] are read) and 32 activations.
-    unsafe {
-        super::reduce_tile::<BLOCK_BYTES, false, A, _>(
-            w.as_ptr(),
-            row_bytes,
-            nb,
-            x,
-            xb,
-            |b| super::byte_unpack::<true>(b.add(2)),
-            |u, q| super::byte_dot(u, q),
-        )
-    }
-}
-
 /// The 32 weights of one block, dequantized (embedding lookups).
 pub fn dequantize_block(b: &[u8], out: &mut [f32]) {
     let d = block_d(b);
