@@ -82,3 +82,48 @@ fn bad_input_exits_non_zero_with_the_error() {
     assert!(!ok);
     assert!(err.contains("top-p"), "{err}");
 }
+
+#[test]
+fn bench_against_llamacpp_says_what_it_needs() {
+    // Measuring the peer needs llama-cpp-python (never installed for the tests): without a
+    // usable Python the command fails at once, saying so, before measuring anything.
+    let tiny = wick::weights::tiny::tiny_gguf(5).unwrap();
+    let model = temp_file("tiny-bench.gguf", &tiny);
+    let (ok, out, err) = wick(&[
+        "bench",
+        "--model",
+        &model,
+        "--compare-llamacpp",
+        "--python",
+        "/nonexistent/python3",
+    ]);
+    assert!(!ok);
+    assert!(out.is_empty(), "{out}");
+    assert!(
+        err.starts_with("error: --compare-llamacpp: cannot run /nonexistent/python3"),
+        "{err}"
+    );
+
+    // A Python without the package: the script's own import error is quoted.
+    let (ok, _, err) = wick(&[
+        "bench",
+        "--model",
+        &model,
+        "--compare-llamacpp",
+        "--python",
+        "/bin/false",
+    ]);
+    assert!(!ok);
+    assert!(err.contains("needs llama-cpp-python"), "{err}");
+
+    // llama.cpp reads GGUF files only.
+    let dir = std::env::temp_dir();
+    let (ok, _, err) = wick(&[
+        "bench",
+        "--model",
+        &dir.to_string_lossy(),
+        "--compare-llamacpp",
+    ]);
+    assert!(!ok);
+    assert!(err.contains("llama.cpp reads GGUF files"), "{err}");
+}

@@ -125,6 +125,70 @@ mod cli {
         /// Thread counts to measure, each in its own pool.
         #[arg(long, value_delimiter = ',', default_value = "1,2")]
         thread_counts: Vec<usize>,
+        /// Also measure llama.cpp on the same GGUF in the same run (needs llama-cpp-python;
+        /// never part of the tests) and print Wick/llama.cpp ratios.
+        #[arg(long)]
+        compare_llamacpp: bool,
+        /// The Python that has llama-cpp-python, for --compare-llamacpp.
+        #[arg(long, default_value = "python3")]
+        python: String,
+    }
+
+    /// llama.cpp's speeds at one thread count, from `scripts/llamacpp-bench.py`.
+    #[derive(serde::Deserialize)]
+    struct PeerRow {
+        threads: usize,
+        prefill: f64,
+        decode: f64,
+    }
+
+    /// What `scripts/llamacpp-bench.py` prints.
+    #[derive(serde::Deserialize)]
+    struct Peer {
+        version: String,
+        rows: Vec<PeerRow>,
+    }
+
+    /// The script that measures llama.cpp through llama-cpp-python.
+    const LLAMACPP_BENCH: &str = include_str!("../../scripts/llamacpp-bench.py");
+
+    /// Runs [`LLAMACPP_BENCH`] with `a.python` on the same GGUF, prompt, token count and
+    /// thread counts as Wick's own measurement.
+    fn llamacpp(a: &BenchArgs) -> Result<Peer, Error> {
+        let fail = |problem: String| Error::Io {
+            path: "--compare-llamacpp".into(),
+            source: std::io::Error::other(problem),
+        };
+        if std::path::Path::new(&a.model.model).is_dir() {
+            return Err(fail(
+                "llama.cpp reads GGUF files: pass --model FILE.gguf".into(),
+            ));
+        }
+        let prompt = std::env::temp_dir().join(format!("wick-bench-{}.txt", std::process::id()));
+        std::fs::write(&prompt, BENCH_PROMPT).map_err(|e| fail(e.to_string()))?;
+        let threads: Vec<String> = a.thread_counts.iter().map(|t| t.to_string()).collect();
+        let out = std::process::Command::new(&a.python)
+            .arg("-c")
+            .arg(LLAMACPP_BENCH)
+            .arg(&a.model.model)
+            .arg(&prompt)
+            .arg(a.decode_tokens.to_string())
+            .arg(a.runs.to_string())
+            .arg(threads.join(","))
+            .output();
+        let _ = std::fs::remove_file(&prompt);
+        let out = out.map_err(|e| fail(format!("cannot run {}: {e}", a.python)))?;
+        if !out.status.success() {
+            let err = String::from_utf8_lossy(&out.stderr);
+            let last = err.lines().last().unwrap_or("no output");
+            return Err(fail(format!(
+                "{} could not measure llama.cpp ({last}); it needs llama-cpp-python \
+                 (pip install llama-cpp-python)",
+                a.python
+            )));
+        }
+        serde_json::from_slice(&out.stdout)
+            .map_err(|e| fail(format!("unreadable output from the llama.cpp script: {e}")))
     }
 
     /// The app's default system message: with SmolLM2's own default, its greedy answer to
@@ -342,6 +406,12 @@ mod cli {
 
     fn bench(a: BenchArgs) -> Result<(), Error> {
         let runs = a.runs.max(1);
+        // The peer first: a missing llama-cpp-python fails before minutes of measuring.
+        let peer = if a.compare_llamacpp {
+            Some(llamacpp(&a)?)
+        } else {
+            None
+        };
         let (mut engine, load_s) = load(&a.model)?;
         let mut rows = Vec::new();
         for &t in &a.thread_counts {
@@ -389,6 +459,33 @@ mod cli {
             format!("{:.3}", r.first_token)
         });
         println!("| model load (s) | {load_s:.2} |");
+        if let Some(peer) = &peer {
+            let find = |t: usize| peer.rows.iter().find(|r| r.threads == t.max(1));
+            let cells = |f: &dyn Fn(&BenchRow, &PeerRow) -> String| -> String {
+                rows.iter()
+                    .zip(&a.thread_counts)
+                    .map(|(r, &t)| find(t).map_or("–".into(), |p| f(r, p)))
+                    .collect::<Vec<_>>()
+                    .join(" | ")
+            };
+            let v = &peer.version;
+            println!(
+                "| llama.cpp (llama-cpp-python {v}) prefill tok/s | {} |",
+                cells(&|_, p| format!("{:.1}", p.prefill))
+            );
+            println!(
+                "| llama.cpp (llama-cpp-python {v}) decode tok/s | {} |",
+                cells(&|_, p| format!("{:.1}", p.decode))
+            );
+            println!(
+                "| **Wick / llama.cpp, prefill** | {} |",
+                cells(&|r, p| format!("{:.2}×", r.prefill / p.prefill))
+            );
+            println!(
+                "| **Wick / llama.cpp, decode** | {} |",
+                cells(&|r, p| format!("{:.2}×", r.decode / p.decode))
+            );
+        }
         if let Some(peak) = peak_rss() {
             println!(
                 "| peak RSS | {:.0} MB ({:.2}× the model files) |",
