@@ -8,8 +8,11 @@
 //! rayon as before.
 
 use rayon::prelude::*;
+use std::any::Any;
 use std::cell::{Cell, UnsafeCell};
+use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Mutex;
 
 /// Bits of the shared word: generation (which loop), task count, next task to claim.
 const GEN_BITS: u32 = 20;
@@ -41,6 +44,8 @@ struct Shared {
     done: Line<AtomicUsize>,
     /// Set when the scope ends: the helpers return.
     closed: AtomicBool,
+    /// The first panic of a task of the current loop, for the caller to raise.
+    panic: Mutex<Option<Box<dyn Any + Send>>>,
 }
 
 impl Shared {
@@ -60,11 +65,15 @@ impl Shared {
                 .compare_exchange_weak(s, s + 1, Ordering::AcqRel, Ordering::Relaxed)
                 .is_ok()
             {
-                // Counted done even if the body panics, so the caller never waits forever.
                 let _count = Finished(&self.done);
                 // SAFETY: the claim succeeded, so generation `gen` is not finished and its
                 // caller is still waiting in `run` with `job` alive on its stack.
-                unsafe { (*job)(next as usize) };
+                let ran = catch_unwind(AssertUnwindSafe(|| unsafe { (*job)(next as usize) }));
+                // A panic goes to the caller, which raises it once every task is done.
+                if let Err(payload) = ran {
+                    let mut first = self.panic.lock().unwrap_or_else(|e| e.into_inner());
+                    first.get_or_insert(payload);
+                }
             }
         }
     }
@@ -97,14 +106,58 @@ impl Shared {
             gen << (2 * N_BITS) | (n as u64) << N_BITS,
             Ordering::Release,
         );
-        self.work(gen);
-        while self.done.load(Ordering::Acquire) < n {
+        {
+            // Waits for every task when dropped, even if something here unwinds: the helpers
+            // may still be running tasks that read `job` from this frame.
+            let _wait = Wait {
+                shared: self,
+                gen,
+                n,
+            };
+            self.work(gen);
+        }
+        let panicked = self.panic.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(payload) = panicked {
+            resume_unwind(payload);
+        }
+    }
+}
+
+/// The end of [`Shared::run`]: claims the tasks nobody took (none are left unless the caller
+/// unwinds), then waits until every claimed one is done.
+struct Wait<'a> {
+    shared: &'a Shared,
+    gen: u64,
+    n: usize,
+}
+
+impl Drop for Wait<'_> {
+    fn drop(&mut self) {
+        let state = &self.shared.state;
+        loop {
+            let s = state.load(Ordering::Acquire);
+            let next = s & IDX_MASK;
+            if s >> (2 * N_BITS) != self.gen || next >= self.n as u64 {
+                break;
+            }
+            let all = s - next + self.n as u64;
+            if state
+                .compare_exchange_weak(s, all, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+            {
+                self.shared
+                    .done
+                    .fetch_add(self.n - next as usize, Ordering::Release);
+                break;
+            }
+        }
+        while self.shared.done.load(Ordering::Acquire) < self.n {
             std::hint::spin_loop();
         }
     }
 }
 
-/// Adds one to a counter when dropped (also while unwinding).
+/// Adds one to a counter when dropped.
 struct Finished<'a>(&'a AtomicUsize);
 
 impl Drop for Finished<'_> {
@@ -141,6 +194,7 @@ pub fn scope<R>(f: impl FnOnce() -> R) -> R {
         job: AtomicPtr::new(std::ptr::null_mut()),
         done: Line(AtomicUsize::new(0)),
         closed: AtomicBool::new(false),
+        panic: Mutex::new(None),
     };
     rayon::in_place_scope(|s| {
         for _ in 0..helpers {
@@ -200,6 +254,32 @@ pub fn for_each<T: Send>(items: Vec<T>, f: impl Fn(T) + Sync) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(not(target_arch = "wasm32"))]
+    #[test]
+    fn a_panicking_task_leaves_no_task_running_and_the_team_goes_on() {
+        let pool = match rayon::ThreadPoolBuilder::new().num_threads(2).build() {
+            Ok(p) => p,
+            Err(e) => panic!("no pool: {e}"),
+        };
+        let after = pool.install(|| {
+            scope(|| {
+                let caught = std::panic::catch_unwind(|| {
+                    for_each((0..64).collect(), |i: usize| {
+                        if i == 3 {
+                            panic!("task 3 fails");
+                        }
+                        std::thread::sleep(std::time::Duration::from_micros(200));
+                    })
+                });
+                assert!(caught.is_err());
+                let mut out = vec![0usize; 10];
+                for_each(out.iter_mut().enumerate().collect(), |(i, o)| *o = i + 1);
+                out
+            })
+        });
+        assert_eq!(after, (1..=10).collect::<Vec<_>>());
+    }
 
     #[test]
     fn every_item_runs_once_inside_and_outside_a_team() {
