@@ -3,8 +3,9 @@
 //!
 //! Weights stay in GGML's block layout, where the file holds them. Activations are quantized to
 //! 8 bits per block of 32 ([`Q8Rows`]); each weight type has a dot product with a scalar
-//! reference beside its SIMD versions (simd128 in wasm, AVX2 natively, chosen at compile time
-//! like Candle's own) and a test that they agree on random data.
+//! reference beside its SIMD versions (simd128, with relaxed SIMD where built with it, in wasm;
+//! AVX2 natively; chosen at compile time like Candle's own) and a test that they agree to the bit
+//! on random data. The parallel loops run on [`team`].
 
 pub mod a8;
 pub mod attention;
@@ -630,7 +631,8 @@ pub fn matmul_many(
     let mut outs: Vec<Vec<f32>> = parts.iter().map(|&(_, _, n)| vec![0f32; n * m]).collect();
     let mut tasks: Vec<(WeightType, &[u8], &mut [f32])> = Vec::new();
     let total: usize = parts.iter().map(|p| p.2).sum();
-    // A multiple of 4, so only a matrix's last task can have rows left over from `dot4`.
+    // A multiple of 4, so only a matrix's last task can have rows left over from the
+    // four-row tiles.
     let per_task = total
         .div_ceil(TASKS_PER_MATMUL)
         .next_multiple_of(4)
