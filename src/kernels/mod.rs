@@ -29,8 +29,8 @@ pub fn f16_to_f32_portable(lo: u8, hi: u8) -> f32 {
 }
 
 /// The f16 bits of `v` when `v` is exactly a finite f16 value (normal, subnormal or zero), else
-/// `None` (infinities and NaNs too): a few integer ops (converting with the `half` crate and back costs several times
-/// more in wasm, per scale of every quantized block at load).
+/// `None` (infinities and NaNs too): a few integer ops (converting with the `half` crate and
+/// back costs several times more in wasm, per scale of every quantized block at load).
 #[inline]
 pub fn f32_to_f16_exact(v: f32) -> Option<u16> {
     let bits = v.to_bits();
@@ -446,20 +446,43 @@ fn byte_tile<
     xb: [usize; A],
 ) -> [[f32; 4]; A] {
     const { assert!(OFF + 32 <= BB) };
-    let nb = check_tile(w, row_bytes, BB, x, &xb);
-    // SAFETY: `check_tile` checked the four rows and the activations; `reduce_tile` passes
-    // whole blocks (the 32 bytes at OFF, inside the block) and 32 activations.
+    // SAFETY: the 32 bytes at OFF lie inside the block; `byte_dot` reads 32 activations.
     unsafe {
-        reduce_tile::<BB, MIN, A, _>(
-            w.as_ptr(),
+        tile::<BB, MIN, A, _>(
+            w,
             row_bytes,
-            nb,
             x,
             xb,
             |b| byte_unpack::<SIGNED>(b.add(OFF)),
             |u, q| byte_dot(u, q),
         )
     }
+}
+
+/// [`reduce_tile`] over four rows of `w`, after checking that they and the activations are
+/// there ([`check_tile`]).
+///
+/// # Safety
+/// `unpack` must read only the `BB`-byte block it is given, and `dot` only 32 activations.
+#[cfg(any(
+    all(target_arch = "wasm32", target_feature = "simd128"),
+    all(
+        target_arch = "x86_64",
+        target_feature = "avx2",
+        target_feature = "fma"
+    )
+))]
+#[inline(always)]
+unsafe fn tile<const BB: usize, const MIN: bool, const A: usize, U: Copy>(
+    w: &[u8],
+    row_bytes: usize,
+    x: &Q8Rows,
+    xb: [usize; A],
+    unpack: impl Fn(*const u8) -> U,
+    dot: impl Fn(U, *const i8) -> simd::I,
+) -> [[f32; 4]; A] {
+    let nb = check_tile(w, row_bytes, BB, x, &xb);
+    reduce_tile::<BB, MIN, A, U>(w.as_ptr(), row_bytes, nb, x, xb, unpack, dot)
 }
 
 /// Checks what [`reduce_tile`] reads: four rows of `row_bytes` (whole blocks of `bb` bytes) in
