@@ -317,6 +317,15 @@ impl Engine {
         self.start(&prompt, params)
     }
 
+    /// How many leading tokens of `ids` the cache already holds.
+    fn cached_prefix(&self, ids: &[u32]) -> usize {
+        self.cached
+            .iter()
+            .zip(ids)
+            .take_while(|(a, b)| a == b)
+            .count()
+    }
+
     /// Runs the start of a conversation (the system prompt, say) into the cache ahead of the
     /// first question, so that reply prefills only what follows. Does nothing while a reply is in
     /// progress or when it would run more than `max_new` tokens (the caller waits meanwhile).
@@ -328,12 +337,7 @@ impl Engine {
         let ids = self
             .tokenizer
             .encode(&self.template.render_with(messages, false)?)?;
-        let common = self
-            .cached
-            .iter()
-            .zip(&ids)
-            .take_while(|(a, b)| a == b)
-            .count();
+        let common = self.cached_prefix(&ids);
         let new = ids.len() - common;
         if new == 0 || new > max_new || ids.len() >= self.model.config().context_length {
             return Ok(self.cached.len());
@@ -368,13 +372,7 @@ impl Engine {
             });
         }
         // Reuse the cached prefix, but always run at least one token to get fresh logits.
-        let common = self
-            .cached
-            .iter()
-            .zip(&ids)
-            .take_while(|(a, b)| a == b)
-            .count()
-            .min(ids.len() - 1);
+        let common = self.cached_prefix(&ids).min(ids.len() - 1);
         self.model.truncate_cache(common);
         self.cached.truncate(common);
         let pending = ids[common..].to_vec();
