@@ -26,7 +26,19 @@ fn isum(b: &[u8], q: &[i8]) -> i32 {
 /// Dot product of one `Q8_0` row (whole blocks) with the activation row starting at block `xb`:
 /// the portable reference.
 pub fn dot_scalar(w: &[u8], x: &Q8Rows, xb: usize) -> f32 {
-    super::reduce_scalar::<BLOCK_BYTES, false>(w, x, xb, isum)
+    super::tile::reduce_scalar::<BLOCK_BYTES, false>(w, x, xb, isum)
+}
+
+/// [`dot_scalar`] of four rows `row_bytes` apart in `w` with `A` activation rows (from blocks
+/// `xb`), with the target's SIMD, bit-identical: signed bytes at 2, no minimum.
+#[cfg(wick_simd)]
+pub fn dot_tile<const A: usize>(
+    w: &[u8],
+    row_bytes: usize,
+    x: &Q8Rows,
+    xb: [usize; A],
+) -> [[f32; 4]; A] {
+    super::tile::byte_tile::<BLOCK_BYTES, false, true, 2, A>(w, row_bytes, x, xb)
 }
 
 /// The 32 weights of one block, dequantized (embedding lookups).

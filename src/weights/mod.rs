@@ -17,7 +17,7 @@ pub use gguf::{Gguf, TensorData};
 pub use hf::HfModel;
 
 use crate::error::{Error, Result};
-use crate::kernels::{self, WeightType};
+use crate::kernels::WeightType;
 
 /// One tensor as the model receives it.
 #[derive(Debug)]
@@ -89,14 +89,10 @@ impl TensorSource for Dequantized<'_> {
 
 /// The block type Wick's own kernels run for a GGML type, if any (rows must be whole blocks).
 pub fn own_kernel(dtype: GgmlDType, row: usize, device: &Device) -> Option<WeightType> {
-    if !device.is_cpu() || !row.is_multiple_of(kernels::BLOCK) {
-        return None;
-    }
-    match dtype {
-        GgmlDType::Q4_1 => Some(WeightType::Q4_1),
-        GgmlDType::Q8_0 => Some(WeightType::Q8_0),
-        _ => None,
-    }
+    device
+        .is_cpu()
+        .then(|| WeightType::from_ggml(dtype, row))
+        .flatten()
 }
 
 impl TensorSource for Gguf<'_> {

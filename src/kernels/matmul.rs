@@ -1,0 +1,146 @@
+//! `y = x · Wᵀ` over quantized weight rows: activations quantized once, rows split into tasks
+//! for the [`team`](super::team), four weight rows (and four activation rows) per tile.
+
+use super::{team, Q8Rows, WeightType, BLOCK};
+
+/// Output rows computed per parallel task, at least: enough work to amortize scheduling.
+const ROWS_PER_TASK: usize = 16;
+
+/// Tasks one matmul is split into, at most: enough to balance a few threads, few enough that
+/// claiming them (a contended atomic each) costs little next to the work.
+const TASKS_PER_MATMUL: usize = 16;
+
+/// `y = x · Wᵀ` for `x` of `m` rows × `k` and `W` (`n` rows × `k` of type `ty`): returns `m` × `n`.
+///
+/// Each weight row is read once for all `m` activation rows, so prefill costs far less per token
+/// than decode. Rows are split across the threads ([`team`]; Web Workers in the threaded wasm
+/// build).
+pub fn matmul(ty: WeightType, w: &[u8], n: usize, k: usize, x: &[f32], m: usize) -> Vec<f32> {
+    matmul_many(&[(ty, w, n)], k, x, m)
+        .pop()
+        .unwrap_or_default()
+}
+
+/// Several matmuls of the same activations (q, k and v; gate and up): the activations are
+/// quantized once and all the weights' rows split across the pool in one go, so the pool is
+/// woken once instead of once per matrix (what a decode step pays most for with threads).
+pub fn matmul_many(
+    parts: &[(WeightType, &[u8], usize)],
+    k: usize,
+    x: &[f32],
+    m: usize,
+) -> Vec<Vec<f32>> {
+    let kb = k / BLOCK;
+    debug_assert_eq!(x.len(), m * k);
+    let xq = Q8Rows::quantize(x);
+    // Computed transposed (n × m) so each task writes one contiguous slice.
+    let mut outs: Vec<Vec<f32>> = parts.iter().map(|&(_, _, n)| vec![0f32; n * m]).collect();
+    let mut tasks: Vec<(WeightType, &[u8], &mut [f32])> = Vec::new();
+    let total: usize = parts.iter().map(|p| p.2).sum();
+    // A multiple of 4, so only a matrix's last task can have rows left over from the
+    // four-row tiles.
+    let per_task = total
+        .div_ceil(TASKS_PER_MATMUL)
+        .next_multiple_of(4)
+        .max(ROWS_PER_TASK);
+    for (&(ty, w, n), out) in parts.iter().zip(outs.iter_mut()) {
+        let row_bytes = kb * ty.block_bytes();
+        debug_assert_eq!(w.len(), n * row_bytes);
+        for (rows, o) in w
+            .chunks(per_task * row_bytes)
+            .zip(out.chunks_mut(per_task * m))
+        {
+            tasks.push((ty, rows, o));
+        }
+    }
+    team::for_each(tasks, |(ty, rows, out)| {
+        let row_bytes = kb * ty.block_bytes();
+        // Tiles of four weight rows × four activation rows (each weight block is unpacked once
+        // for the four), then one activation row at a time.
+        let mut quads = rows.chunks_exact(4 * row_bytes);
+        let mut outs = out.chunks_exact_mut(4 * m);
+        for (w4, o4) in (&mut quads).zip(&mut outs) {
+            let mut put = |i: usize, y: [f32; 4]| {
+                for (r, v) in y.into_iter().enumerate() {
+                    o4[r * m + i] = v;
+                }
+            };
+            for i in (0..m - m % 4).step_by(4) {
+                let xb = [i * kb, (i + 1) * kb, (i + 2) * kb, (i + 3) * kb];
+                for (a, y) in ty.dot_tile(w4, row_bytes, &xq, xb).into_iter().enumerate() {
+                    put(i + a, y);
+                }
+            }
+            for i in m - m % 4..m {
+                let [y] = ty.dot_tile(w4, row_bytes, &xq, [i * kb]);
+                put(i, y);
+            }
+        }
+        let rest = quads.remainder().chunks_exact(row_bytes);
+        for (o, row) in outs.into_remainder().chunks_exact_mut(m).zip(rest) {
+            for (i, v) in o.iter_mut().enumerate() {
+                *v = ty.dot_scalar(row, &xq, i * kb);
+            }
+        }
+    });
+    if m == 1 {
+        return outs;
+    }
+    outs.into_iter()
+        .zip(parts)
+        .map(|(yt, &(_, _, n))| {
+            let mut y = vec![0f32; m * n];
+            for (j, col) in yt.chunks_exact(m).enumerate() {
+                for (i, &v) in col.iter().enumerate() {
+                    y[i * n + j] = v;
+                }
+            }
+            y
+        })
+        .collect()
+}
+
+/// `y = x · Wᵀ` the slow, obvious way, with the scalar reference kernels (tests).
+pub fn matmul_reference(
+    ty: WeightType,
+    w: &[u8],
+    n: usize,
+    k: usize,
+    x: &[f32],
+    m: usize,
+) -> Vec<f32> {
+    let xq = Q8Rows::quantize(x);
+    let row_bytes = k / BLOCK * ty.block_bytes();
+    let mut y = vec![0f32; m * n];
+    for i in 0..m {
+        for j in 0..n {
+            y[i * n + j] =
+                ty.dot_scalar(&w[j * row_bytes..(j + 1) * row_bytes], &xq, i * k / BLOCK);
+        }
+    }
+    y
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernels::tests::{close, noise, random_blocks};
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    #[test]
+    fn batched_matmul_matches_reference() {
+        let (n, k) = (37, 96);
+        for ty in [WeightType::Q4_1, WeightType::Q8_0, WeightType::A8] {
+            let w = random_blocks(ty, 7, n * k / BLOCK);
+            for m in [1, 2, 5] {
+                let x = noise(m as u64, m * k);
+                let got = matmul(ty, &w, n, k, &x, m);
+                let want = matmul_reference(ty, &w, n, k, &x, m);
+                for (g, r) in got.iter().zip(&want) {
+                    assert!(close(*g, *r), "{ty:?} m={m}: {g} vs {r}");
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,186 @@
+//! The float part every dot product shares ([`reduce_scalar`], the reference order), and the
+//! SIMD driver that computes it for a tile of four weight rows ([`reduce_tile`]), written once
+//! over the per-target vector operations of [`arch`](super::arch).
+
+use super::{f16_to_f32_portable, Q8Rows, BLOCK};
+
+/// The float part every dot product here shares, in one order on every target. A block's 32
+/// integer products are summed exactly (`isum`); then, block by block, `acc += (d_w·d_x)·Σ` and,
+/// for types with a minimum, `mins += m_w·s_x`, and the result is `acc + mins`. Integer sums do
+/// not depend on how a SIMD version groups the products, so every version (scalar, simd128,
+/// relaxed SIMD, AVX2) gives this reference's result to the bit, natively and in wasm alike
+/// (one-ulp differences would otherwise flip the 8-bit rounding of later activations and the
+/// logits would drift apart).
+///
+/// `w` holds whole blocks of `BB` bytes, `d` (f16) at bytes 0‥2 and, when `MIN`, `m` at 2‥4;
+/// `isum(b, q)` gives block `b`'s exact integer dot with 32 activations `q`.
+#[inline(always)]
+pub(super) fn reduce_scalar<const BB: usize, const MIN: bool>(
+    w: &[u8],
+    x: &Q8Rows,
+    xb: usize,
+    isum: impl Fn(&[u8], &[i8]) -> i32,
+) -> f32 {
+    let (mut acc, mut mins) = (0f32, 0f32);
+    for (i, b) in w.chunks_exact(BB).enumerate() {
+        let q = &x.qs[(xb + i) * BLOCK..(xb + i + 1) * BLOCK];
+        acc += (f16_to_f32_portable(b[0], b[1]) * x.d[xb + i]) * isum(b, q) as f32;
+        if MIN {
+            mins += f16_to_f32_portable(b[2], b[3]) * x.s[xb + i];
+        }
+    }
+    if MIN {
+        acc + mins
+    } else {
+        acc
+    }
+}
+
+/// Checks what [`reduce_tile`] reads: four rows of `row_bytes` (whole blocks of `bb` bytes) in
+/// `w`, and the activation blocks from each `xb` on. Returns the blocks per row.
+#[cfg(wick_simd)]
+fn check_tile(w: &[u8], row_bytes: usize, bb: usize, x: &Q8Rows, xb: &[usize]) -> usize {
+    let nb = row_bytes / bb;
+    let end = xb.iter().max().map_or(0, |&b| b + nb);
+    assert!(
+        row_bytes.is_multiple_of(bb)
+            && w.len() >= 4 * row_bytes
+            && x.qs.len() >= end * BLOCK
+            && x.d.len() >= end
+            && x.s.len() >= end,
+        "four weight rows and their activations expected"
+    );
+    nb
+}
+
+/// Reads the first four bytes of a block as a little-endian word (`d` low, `m` high).
+///
+/// # Safety
+/// `b` must point at four readable bytes.
+#[cfg(wick_simd)]
+#[inline(always)]
+unsafe fn header(b: *const u8) -> u32 {
+    u32::from_le_bytes(std::ptr::read_unaligned(b as *const [u8; 4]))
+}
+
+/// Blocks per row whose integer lanes [`reduce_tile`] computes in one sweep.
+#[cfg(wick_simd)]
+const CHUNK: usize = 16;
+
+/// [`reduce_scalar`] for a tile of four weight rows × `A` activation rows with SIMD: row `r`'s
+/// result for activation row `a` is lane `r` of `out[a]`, in the reference's order to the bit.
+/// `unpack(b)` reads a weight block once; `dot(u, q)` gives its products with 32 activations as
+/// four i32 lanes in any grouping (only their exact sum is used). The rows start at `w` and are
+/// `row_bytes` apart, `nb` blocks each; activation row `a` starts at block `xb[a]` of `x`.
+///
+/// Blocks are taken `CHUNK` at a time: first every row's integer sums, one row after the other
+/// (the rows lie back to back, so memory is read in order; stepping the four rows block by block
+/// made the hardware prefetcher give up on wide rows, 3× slower), then the float part, whose
+/// scales and minimums are converted once for all activation rows.
+///
+/// # Safety
+/// The four rows must hold `nb` whole blocks; `x` must hold blocks `xb[a]‥xb[a] + nb`; `unpack`
+/// must read only the block at `b`, and `dot` only 32 activations at `q`.
+#[cfg(wick_simd)]
+#[inline(always)]
+unsafe fn reduce_tile<const BB: usize, const MIN: bool, const A: usize, U: Copy>(
+    w: *const u8,
+    row_bytes: usize,
+    nb: usize,
+    x: &Q8Rows,
+    xb: [usize; A],
+    unpack: impl Fn(*const u8) -> U,
+    dot: impl Fn(U, *const i8) -> super::arch::I,
+) -> [[f32; 4]; A] {
+    use super::arch::*;
+    use std::mem::MaybeUninit;
+    let (mut acc, mut mins) = ([splat(0.0); A], [splat(0.0); A]);
+    let (qs, xd, xs) = (x.qs.as_ptr(), x.d.as_ptr(), x.s.as_ptr());
+    let mut sums = [[[MaybeUninit::<I>::uninit(); CHUNK]; 4]; A];
+    for from in (0..nb).step_by(CHUNK) {
+        let n = CHUNK.min(nb - from);
+        for r in 0..4 {
+            let b = w.add(r * row_bytes + from * BB);
+            for c in 0..n {
+                let u = unpack(b.add(c * BB));
+                for (a, s) in sums.iter_mut().enumerate() {
+                    s[r][c].write(dot(u, qs.add((xb[a] + from + c) * BLOCK)));
+                }
+            }
+        }
+        for c in 0..n {
+            let b = w.add((from + c) * BB);
+            let h = words([
+                header(b),
+                header(b.add(row_bytes)),
+                header(b.add(2 * row_bytes)),
+                header(b.add(3 * row_bytes)),
+            ]);
+            let (d, m) = (f16s(h), f16s(high_halves(h)));
+            for a in 0..A {
+                let i = xb[a] + from + c;
+                let s = &sums[a];
+                let p = hsum4(
+                    s[0][c].assume_init(),
+                    s[1][c].assume_init(),
+                    s[2][c].assume_init(),
+                    s[3][c].assume_init(),
+                );
+                acc[a] = add(acc[a], mul(mul(d, splat(*xd.add(i))), to_f32(p)));
+                if MIN {
+                    mins[a] = add(mins[a], mul(m, splat(*xs.add(i))));
+                }
+            }
+        }
+    }
+    std::array::from_fn(|a| lanes(if MIN { add(acc[a], mins[a]) } else { acc[a] }))
+}
+
+/// [`reduce_tile`] over four rows of `w`, after checking that they and the activations are
+/// there ([`check_tile`]).
+///
+/// # Safety
+/// `unpack` must read only the `BB`-byte block it is given, and `dot` only 32 activations.
+#[cfg(wick_simd)]
+#[inline(always)]
+pub(super) unsafe fn tile<const BB: usize, const MIN: bool, const A: usize, U: Copy>(
+    w: &[u8],
+    row_bytes: usize,
+    x: &Q8Rows,
+    xb: [usize; A],
+    unpack: impl Fn(*const u8) -> U,
+    dot: impl Fn(U, *const i8) -> super::arch::I,
+) -> [[f32; 4]; A] {
+    let nb = check_tile(w, row_bytes, BB, x, &xb);
+    reduce_tile::<BB, MIN, A, U>(w.as_ptr(), row_bytes, nb, x, xb, unpack, dot)
+}
+
+/// [`tile`] for the types whose payload is 32 plain bytes at offset `OFF` of a `BB`-byte block,
+/// signed or not (`Q8_0`: signed at 2, no minimum; `A8`: unsigned at 4, with one).
+#[cfg(wick_simd)]
+pub(super) fn byte_tile<
+    const BB: usize,
+    const MIN: bool,
+    const SIGNED: bool,
+    const OFF: usize,
+    const A: usize,
+>(
+    w: &[u8],
+    row_bytes: usize,
+    x: &Q8Rows,
+    xb: [usize; A],
+) -> [[f32; 4]; A] {
+    use super::arch::{byte_dot, byte_unpack};
+    const { assert!(OFF + 32 <= BB) };
+    // SAFETY: the 32 bytes at OFF lie inside the block; `byte_dot` reads 32 activations.
+    unsafe {
+        tile::<BB, MIN, A, _>(
+            w,
+            row_bytes,
+            x,
+            xb,
+            |b| byte_unpack::<SIGNED>(b.add(OFF)),
+            |u, q| byte_dot(u, q),
+        )
+    }
+}
