@@ -32,7 +32,7 @@ pub enum WeightTensor {
         dims: Vec<usize>,
     },
     /// A GGML-quantized tensor for Candle's kernels (other types, or a GPU).
-    Quant(QTensor),
+    Candle(QTensor),
     /// Plain f32 values.
     Float(Tensor),
 }
@@ -42,7 +42,7 @@ impl WeightTensor {
     pub fn dims(&self) -> &[usize] {
         match self {
             Self::Blocks { dims, .. } => dims,
-            Self::Quant(q) => q.shape().dims(),
+            Self::Candle(q) => q.shape().dims(),
             Self::Float(t) => t.dims(),
         }
     }
@@ -51,7 +51,7 @@ impl WeightTensor {
     pub fn to_f32(&self, device: &Device) -> Result<Tensor> {
         match self {
             Self::Float(t) => Ok(t.clone()),
-            Self::Quant(q) => Ok(q.dequantize(device)?.to_dtype(DType::F32)?),
+            Self::Candle(q) => Ok(q.dequantize(device)?.to_dtype(DType::F32)?),
             Self::Blocks { ty, data, dims } => {
                 let mut out = vec![0f32; dims.iter().product()];
                 ty.dequantize_row(data, &mut out);
@@ -87,8 +87,9 @@ impl TensorSource for Dequantized<'_> {
     }
 }
 
-/// The block type Wick's own kernels run for a GGML type, if any (rows must be whole blocks).
-pub fn own_kernel(dtype: GgmlDType, row: usize, device: &Device) -> Option<WeightType> {
+/// The block type Wick's own kernels run for a GGML type, if any (rows must be whole blocks): the
+/// tensor then loads as [`WeightTensor::Blocks`].
+pub fn blocks_type(dtype: GgmlDType, row: usize, device: &Device) -> Option<WeightType> {
     device
         .is_cpu()
         .then(|| WeightType::from_ggml(dtype, row))
@@ -103,7 +104,7 @@ impl TensorSource for Gguf<'_> {
     fn load(&self, name: &str, device: &Device) -> Result<WeightTensor> {
         let (info, _) = self.tensor_bytes(name)?;
         let row = info.dims.last().copied().unwrap_or(0);
-        if let Some(ty) = own_kernel(info.dtype, row, device) {
+        if let Some(ty) = blocks_type(info.dtype, row, device) {
             let dims = info.dims.clone();
             return Ok(WeightTensor::Blocks {
                 ty,
@@ -127,7 +128,7 @@ impl TensorSource for Gguf<'_> {
             _ if !device.is_cpu() && row < 256 => Ok(WeightTensor::Float(
                 t.dequantize(device)?.to_dtype(DType::F32)?,
             )),
-            _ => Ok(WeightTensor::Quant(t)),
+            _ => Ok(WeightTensor::Candle(t)),
         }
     }
 }

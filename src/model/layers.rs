@@ -1,0 +1,392 @@
+//! The pieces a block is made of: matmuls on any weight form ([`Weight`], [`Linear`]), norms,
+//! the feed-forward (dense or experts) and the token embedding.
+
+use std::sync::Arc;
+
+use candle_core::quantized::{QMatMul, QTensor};
+use candle_core::{Device, Module, Tensor};
+use candle_nn::ops::{layer_norm, rms_norm};
+
+use super::config::{Activation, Norm};
+use crate::error::{Error, Result};
+use crate::kernels::{self, WeightType};
+use crate::weights::{TensorData, WeightTensor};
+
+impl Activation {
+    /// One value; `libm`'s functions, so native and wasm agree to the bit.
+    fn scalar(self, v: f32) -> f32 {
+        match self {
+            Self::Silu => v / (1.0 + libm::expf(-v)),
+            Self::Gelu => 0.5 * v * (1.0 + libm::erff(v * std::f32::consts::FRAC_1_SQRT_2)),
+            Self::GeluTanh => {
+                let c = (2.0 / std::f32::consts::PI).sqrt();
+                0.5 * v * (1.0 + libm::tanhf(c * v * (1.0 + 0.044715 * v * v)))
+            }
+            Self::Relu => v.max(0.0),
+        }
+    }
+
+    fn apply(self, x: &Tensor) -> Result<Tensor> {
+        if x.device().is_cpu() {
+            let v: Vec<f32> = x.flatten_all()?.to_vec1::<f32>()?;
+            let v = v.into_iter().map(|e| self.scalar(e)).collect();
+            return Ok(Tensor::from_vec(v, x.shape(), x.device())?);
+        }
+        Ok(match self {
+            Self::Silu => candle_nn::ops::silu(x)?,
+            Self::Gelu => x.gelu_erf()?,
+            Self::GeluTanh => x.gelu()?,
+            Self::Relu => x.relu()?,
+        })
+    }
+}
+
+/// The weight of a matmul `y = x · Wᵀ`.
+pub(super) enum Weight {
+    /// Blocks Wick's own SIMD kernels run, on the CPU: `n` rows of `k` values.
+    Blocks {
+        ty: WeightType,
+        data: TensorData,
+        n: usize,
+        k: usize,
+    },
+    /// Any other GGML type, or another device: Candle's quantized matmul.
+    Candle(QMatMul),
+    /// f32 values `[n, k]`.
+    Float(Tensor),
+}
+
+impl Weight {
+    pub(super) fn new(w: WeightTensor) -> Result<Self> {
+        Ok(match w {
+            WeightTensor::Blocks { ty, data, dims } => Self::Blocks {
+                ty,
+                data,
+                n: dims[0],
+                k: dims[dims.len() - 1],
+            },
+            WeightTensor::Candle(q) => Self::Candle(QMatMul::from_qtensor(q)?),
+            WeightTensor::Float(t) => Self::Float(t),
+        })
+    }
+
+    pub(super) fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        match self {
+            Self::Candle(m) => Ok(m.forward(x)?),
+            Self::Float(w) => Ok(x.broadcast_matmul(&w.t()?)?),
+            Self::Blocks { ty, data, n, k } => {
+                let mut dims = x.dims().to_vec();
+                let rows = x.elem_count() / k;
+                let xs = x.flatten_all()?.to_vec1::<f32>()?;
+                let y = kernels::matmul(*ty, data, *n, *k, &xs, rows);
+                if let Some(last) = dims.last_mut() {
+                    *last = *n;
+                }
+                Ok(Tensor::from_vec(y, dims, x.device())?)
+            }
+        }
+    }
+}
+
+/// Splits a stacked weight along its first dimension (fused q/k/v rows, a 3-D tensor of
+/// experts) into parts of `sizes` rows, sharing the bytes where the form allows.
+pub(super) fn split_rows(
+    w: WeightTensor,
+    sizes: &[usize],
+    device: &Device,
+) -> Result<Vec<WeightTensor>> {
+    let dims = w.dims().to_vec();
+    let total: usize = sizes.iter().sum();
+    if dims.first() != Some(&total) {
+        return Err(Error::Metadata(format!(
+            "cannot split a tensor of shape {dims:?} into {sizes:?}"
+        )));
+    }
+    let inner = dims[1..].to_vec();
+    let mut out = Vec::with_capacity(sizes.len());
+    match w {
+        WeightTensor::Blocks { ty, data, .. } => {
+            let per_row = data.len() / total;
+            let mut start = 0;
+            for &s in sizes {
+                let part = data
+                    .slice(start * per_row..(start + s) * per_row)
+                    .ok_or_else(|| Error::Corrupt("tensor bytes shorter than its shape".into()))?;
+                let mut d = vec![s];
+                d.extend(&inner);
+                // A 3-D expert stack splits into 2-D matrices.
+                if d[0] == 1 && d.len() == 3 {
+                    d.remove(0);
+                }
+                out.push(WeightTensor::Blocks {
+                    ty,
+                    data: part,
+                    dims: d,
+                });
+                start += s;
+            }
+        }
+        other => {
+            let t = other.to_f32(device)?;
+            let mut start = 0;
+            for &s in sizes {
+                let mut part = t.narrow(0, start, s)?;
+                if s == 1 && part.rank() == 3 {
+                    part = part.squeeze(0)?;
+                }
+                out.push(WeightTensor::Float(part.contiguous()?));
+                start += s;
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// A matmul with an optional bias.
+pub(super) struct Linear {
+    pub(super) w: Weight,
+    pub(super) b: Option<Tensor>,
+}
+
+impl Linear {
+    pub(super) fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        self.add_bias(self.w.forward(x)?)
+    }
+
+    fn add_bias(&self, y: Tensor) -> Result<Tensor> {
+        match &self.b {
+            Some(b) => Ok(y.broadcast_add(b)?),
+            None => Ok(y),
+        }
+    }
+
+    /// `x` through each of `linears`: in one pass of Wick's kernels when all of them run there
+    /// (one wake-up of the thread pool, one quantization of `x`), else one by one.
+    pub(super) fn forward_many<const N: usize>(
+        linears: [&Linear; N],
+        x: &Tensor,
+    ) -> Result<[Tensor; N]> {
+        let own: Vec<(WeightType, &[u8], usize, usize)> = linears
+            .iter()
+            .filter_map(|l| match &l.w {
+                Weight::Blocks { ty, data, n, k } => Some((*ty, &data[..], *n, *k)),
+                _ => None,
+            })
+            .collect();
+        let k = own.first().map(|o| o.3);
+        if own.len() < N || own.iter().any(|o| Some(o.3) != k) {
+            let mut out = Vec::with_capacity(N);
+            for l in linears {
+                out.push(l.forward(x)?);
+            }
+            return out
+                .try_into()
+                .map_err(|_| Error::Metadata("matmul count".into()));
+        }
+        let k = k.unwrap_or(0);
+        let rows = x.elem_count() / k;
+        let xs = x.flatten_all()?.to_vec1::<f32>()?;
+        let parts: Vec<(WeightType, &[u8], usize)> = own.iter().map(|o| (o.0, o.1, o.2)).collect();
+        let ys = kernels::matmul_many(&parts, k, &xs, rows);
+        let mut out = Vec::with_capacity(N);
+        for ((l, y), (_, _, n, _)) in linears.iter().zip(ys).zip(&own) {
+            let mut dims = x.dims().to_vec();
+            if let Some(last) = dims.last_mut() {
+                *last = *n;
+            }
+            out.push(l.add_bias(Tensor::from_vec(y, dims, x.device())?)?);
+        }
+        out.try_into()
+            .map_err(|_| Error::Metadata("matmul count".into()))
+    }
+}
+
+/// A norm's weights.
+pub(super) struct NormLayer {
+    pub(super) w: Tensor,
+    pub(super) b: Option<Tensor>,
+    pub(super) kind: Norm,
+    pub(super) eps: f32,
+}
+
+impl NormLayer {
+    pub(super) fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        match (self.kind, &self.b) {
+            (Norm::Rms, None) => Ok(rms_norm(x, &self.w, self.eps)?),
+            (Norm::Rms, Some(b)) => Ok(rms_norm(x, &self.w, self.eps)?.broadcast_add(b)?),
+            (Norm::Layer, Some(b)) => Ok(layer_norm(x, &self.w, b, self.eps)?),
+            (Norm::Layer, None) => Ok(layer_norm(x, &self.w, &self.w.zeros_like()?, self.eps)?),
+        }
+    }
+}
+
+/// One feed-forward network: `down(act(gate(x)) · up(x))`, or `down(act(up(x)))` ungated.
+pub(super) struct Mlp {
+    pub(super) gate: Option<Linear>,
+    pub(super) up: Linear,
+    pub(super) down: Linear,
+    pub(super) act: Activation,
+}
+
+impl Mlp {
+    pub(super) fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let h = match &self.gate {
+            Some(g) => {
+                let [g, u] = Linear::forward_many([g, &self.up], x)?;
+                (self.act.apply(&g)? * u)?
+            }
+            None => self.act.apply(&self.up.forward(x)?)?,
+        };
+        self.down.forward(&h)
+    }
+}
+
+/// A block's feed-forward: dense, or a mixture of experts.
+pub(super) enum Ffn {
+    Dense(Mlp),
+    /// Each token goes to its `top_k` experts by router score, weighted by their softmax
+    /// probabilities renormalized over the chosen ones (Mixtral).
+    Experts {
+        router: Linear,
+        experts: Vec<Mlp>,
+        top_k: usize,
+    },
+}
+
+impl Ffn {
+    pub(super) fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let (router, experts, top_k) = match self {
+            Self::Dense(m) => return m.forward(x),
+            Self::Experts {
+                router,
+                experts,
+                top_k,
+            } => (router, experts, *top_k),
+        };
+        let dims = x.dims().to_vec();
+        let hidden = dims[dims.len() - 1];
+        let x = x.reshape(((), hidden))?;
+        let scores = router.forward(&x)?.to_vec2::<f32>()?;
+        let mut routes: Vec<(Vec<u32>, Vec<f32>)> = vec![(Vec::new(), Vec::new()); experts.len()];
+        for (t, s) in scores.iter().enumerate() {
+            let max = s.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            let p: Vec<f32> = s.iter().map(|v| (v - max).exp()).collect();
+            let mut order: Vec<usize> = (0..p.len()).collect();
+            order.sort_by(|&a, &b| p[b].total_cmp(&p[a]).then(a.cmp(&b)));
+            let chosen = &order[..top_k];
+            let sum: f32 = chosen.iter().map(|&e| p[e]).sum();
+            for &e in chosen {
+                routes[e].0.push(t as u32);
+                routes[e].1.push(p[e] / sum);
+            }
+        }
+        let mut out = x.zeros_like()?;
+        for (expert, (rows, weights)) in experts.iter().zip(routes) {
+            if rows.is_empty() {
+                continue;
+            }
+            let n = rows.len();
+            let idx = Tensor::from_vec(rows, n, x.device())?;
+            let w = Tensor::from_vec(weights, (n, 1), x.device())?;
+            let y = expert
+                .forward(&x.index_select(&idx, 0)?)?
+                .broadcast_mul(&w)?;
+            out = out.index_add(&idx, &y, 0)?;
+        }
+        Ok(out.reshape(dims)?)
+    }
+}
+
+/// A token embedding kept in its file form: rows are dequantized only for the tokens looked up.
+pub(super) enum Embedding {
+    /// Read in place by Wick's kernels.
+    Blocks {
+        ty: WeightType,
+        data: TensorData,
+        vocab: usize,
+        hidden: usize,
+    },
+    /// A candle tensor of another GGML type.
+    Candle {
+        table: Arc<QTensor>,
+        row_bytes: usize,
+        hidden: usize,
+    },
+    /// f32 rows `[vocab, hidden]`.
+    Float(Tensor),
+}
+
+impl Embedding {
+    fn vocab(&self) -> Result<usize> {
+        Ok(match self {
+            Self::Blocks { vocab, .. } => *vocab,
+            Self::Candle { table, .. } => table.shape().dims()[0],
+            Self::Float(t) => t.dim(0)?,
+        })
+    }
+
+    pub(super) fn forward(&self, ids: &[u32], device: &Device) -> Result<Tensor> {
+        let vocab = self.vocab()?;
+        if let Some(&bad) = ids.iter().find(|&&id| id as usize >= vocab) {
+            return Err(Error::Tokenizer(format!(
+                "token id {bad} is outside the vocabulary of {vocab}"
+            )));
+        }
+        match self {
+            Self::Blocks {
+                ty, data, hidden, ..
+            } => {
+                let row_bytes = hidden / kernels::BLOCK * ty.block_bytes();
+                let mut out = vec![0f32; ids.len() * hidden];
+                for (&id, o) in ids.iter().zip(out.chunks_exact_mut(*hidden)) {
+                    let id = id as usize;
+                    ty.dequantize_row(&data[id * row_bytes..(id + 1) * row_bytes], o);
+                }
+                Ok(Tensor::from_vec(out, (ids.len(), *hidden), device)?)
+            }
+            Self::Candle {
+                table,
+                row_bytes,
+                hidden,
+            } => {
+                let data = table.data()?;
+                let mut rows = Vec::with_capacity(ids.len() * row_bytes);
+                for &id in ids {
+                    let id = id as usize;
+                    rows.extend_from_slice(&data[id * row_bytes..(id + 1) * row_bytes]);
+                }
+                let q = crate::weights::gguf::qtensor(
+                    table.dtype(),
+                    &rows,
+                    &[ids.len(), *hidden],
+                    device,
+                )?;
+                Ok(q.dequantize(device)?)
+            }
+            Self::Float(t) => {
+                let idx = Tensor::new(ids, device)?;
+                Ok(t.index_select(&idx, 0)?)
+            }
+        }
+    }
+
+    /// The same table as an output head (tied embeddings), sharing its storage.
+    pub(super) fn as_head(&self) -> Result<Linear> {
+        let w = match self {
+            Self::Blocks {
+                ty,
+                data,
+                vocab,
+                hidden,
+            } => Weight::Blocks {
+                ty: *ty,
+                data: data.clone(),
+                n: *vocab,
+                k: *hidden,
+            },
+            Self::Candle { table, .. } => Weight::Candle(QMatMul::from_arc(table.clone())?),
+            Self::Float(t) => Weight::Float(t.clone()),
+        };
+        Ok(Linear { w, b: None })
+    }
+}
