@@ -17,8 +17,8 @@ use crate::kernels;
 use crate::model::{Config, Model};
 use crate::sample::{Sampler, SamplingParams};
 use crate::tokenizer::{TextStream, Tokenizer};
-use crate::weights::safetensors::{Bytes, SafeTensors};
-use crate::weights::{Gguf, HfModel};
+use crate::weights::safetensors::Bytes;
+use crate::weights::{Gguf, ModelFolder};
 
 /// Prompt tokens fed per step, so a long prefill still yields to the caller now and then.
 const PREFILL_CHUNK: usize = 128;
@@ -102,63 +102,6 @@ struct Generation {
     stats: Stats,
 }
 
-/// A path's last component (`models/x/config.json` → `config.json`).
-fn base_name(path: &str) -> &str {
-    path.rsplit('/').next().unwrap_or(path)
-}
-
-/// The file of a model folder named `name`, by its base name.
-fn folder_file<'a>(files: &[(String, &'a dyn Bytes)], name: &str) -> Option<&'a dyn Bytes> {
-    files
-        .iter()
-        .find(|(n, _)| base_name(n) == name)
-        .map(|(_, b)| *b)
-}
-
-/// The error for a file a model folder needs and lacks.
-fn missing(name: &str) -> Error {
-    Error::File {
-        file: name.to_string(),
-        problem: "is missing from the model folder".into(),
-    }
-}
-
-/// The tokenizer of a Hugging Face model folder (`tokenizer.json`, with the special tokens of
-/// `tokenizer_config.json`) and its chat template's source (`tokenizer_config.json`'s
-/// `chat_template`, else `chat_template.jinja`), if any.
-pub fn hf_tokenizer(files: &[(String, &dyn Bytes)]) -> Result<(Tokenizer, Option<String>)> {
-    let file = |name: &str| folder_file(files, name).map(|b| b.read(0..b.len()));
-    let tok_config: serde_json::Value = match file("tokenizer_config.json") {
-        Some(b) => serde_json::from_slice(&b).map_err(|e| Error::File {
-            file: "tokenizer_config.json".into(),
-            problem: format!("is not valid JSON: {e}"),
-        })?,
-        None => serde_json::Value::Null,
-    };
-    // A special token is a string, or an object whose "content" is the string.
-    let special = |k: &str| {
-        let v = tok_config.get(k)?;
-        v.as_str()
-            .or_else(|| v.get("content").and_then(|c| c.as_str()))
-            .map(String::from)
-    };
-    let add_bos = tok_config.get("add_bos_token").and_then(|v| v.as_bool()) == Some(true);
-    let tokenizer = Tokenizer::from_hf(
-        &file("tokenizer.json").ok_or_else(|| missing("tokenizer.json"))?,
-        special("bos_token").as_deref(),
-        special("eos_token").as_deref(),
-        add_bos,
-    )?;
-    let template_file =
-        file("chat_template.jinja").map(|b| String::from_utf8_lossy(&b).into_owned());
-    let template = tok_config
-        .get("chat_template")
-        .and_then(|t| t.as_str())
-        .map(String::from)
-        .or(template_file);
-    Ok((tokenizer, template))
-}
-
 /// A model ready to chat, with its conversation state.
 pub struct Engine {
     model: Model,
@@ -193,16 +136,14 @@ impl Engine {
         Ok(Self::new(model, tokenizer, template))
     }
 
-    /// Builds an engine from the files of a Hugging Face model folder, by name: `config.json`,
-    /// `tokenizer.json`, optionally `tokenizer_config.json` (special tokens, `chat_template`) or
-    /// `chat_template.jinja`, and one `.safetensors` file or the shards that
-    /// `model.safetensors.index.json` lists. Weights may be float or MLX-quantized.
+    /// Builds an engine from the files of a Hugging Face model folder, by name (see
+    /// [`ModelFolder`]). Weights may be float or MLX-quantized.
     pub fn from_hf_files(files: &[(String, Vec<u8>)], device: &Device) -> Result<Self> {
         Self::from_hf_files_with(files, device, None)
     }
 
     /// [`Engine::from_hf_files`], quantizing float matrices at load to `(bits, group_size)`
-    /// when `quantize` is given (see [`HfModel::quantized_at_load`]).
+    /// when `quantize` is given (see [`crate::weights::HfModel::quantized_at_load`]).
     pub fn from_hf_files_with(
         files: &[(String, Vec<u8>)],
         device: &Device,
@@ -212,61 +153,27 @@ impl Engine {
             .iter()
             .map(|(n, b)| (n.clone(), b as &dyn Bytes))
             .collect();
-        Self::from_hf_sources(&sources, device, quantize, None)
+        Self::from_folder(&ModelFolder::new(&sources), device, quantize, None)
     }
 
-    /// [`Engine::from_hf_files_with`] over files whose bytes are read a tensor at a time.
-    /// `tokenizer` is the folder's [`hf_tokenizer`] when the caller parsed it already (the
-    /// browser does while the weights are still being read), else it is parsed here.
-    pub fn from_hf_sources(
-        files: &[(String, &dyn Bytes)],
+    /// [`Engine::from_hf_files_with`] over a folder whose bytes are read a tensor at a time.
+    /// `tokenizer` is the folder's tokenizer and chat template when the caller parsed them
+    /// already (the browser does while the weights are still being read), else they are parsed
+    /// here.
+    pub fn from_folder(
+        folder: &ModelFolder,
         device: &Device,
         quantize: Option<(usize, usize)>,
         tokenizer: Option<(Tokenizer, Option<String>)>,
     ) -> Result<Self> {
-        let source = |name: &str| folder_file(files, name);
-        let file = |name: &str| source(name).map(|b| b.read(0..b.len()));
-        let mut wanted: Vec<String> = files
-            .iter()
-            .map(|(n, _)| base_name(n).to_string())
-            .filter(|n| n.ends_with(".safetensors"))
-            .collect();
-        if let Some(index) = file("model.safetensors.index.json") {
-            let v: serde_json::Value = serde_json::from_slice(&index).map_err(|e| Error::File {
-                file: "model.safetensors.index.json".into(),
-                problem: format!("is not valid JSON: {e}"),
-            })?;
-            let mut shards: Vec<String> = v
-                .get("weight_map")
-                .and_then(|m| m.as_object())
-                .map(|m| {
-                    m.values()
-                        .filter_map(|f| f.as_str().map(String::from))
-                        .collect()
-                })
-                .unwrap_or_default();
-            shards.sort();
-            shards.dedup();
-            wanted = shards;
-        }
-        if wanted.is_empty() {
-            return Err(missing("model.safetensors"));
-        }
-        let mut shards = Vec::with_capacity(wanted.len());
-        for name in &wanted {
-            let bytes = source(name).ok_or_else(|| missing(name))?;
-            shards.push(SafeTensors::parse_from(name, bytes)?);
-        }
-        let config = file("config.json").ok_or_else(|| missing("config.json"))?;
-        let mut hf = HfModel::new(&config, shards)?;
+        let mut hf = folder.hf_model()?;
         if let Some((bits, group)) = quantize {
             hf = hf.quantized_at_load(bits, group)?;
         }
         let model = Model::from_hf(&hf, device)?;
-
         let (tokenizer, template) = match tokenizer {
             Some(t) => t,
-            None => hf_tokenizer(files)?,
+            None => (Tokenizer::from_folder(folder)?, folder.chat_template()?),
         };
         let template = ChatTemplate::new(
             template.as_deref(),

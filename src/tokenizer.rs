@@ -11,7 +11,7 @@ use tokenizers::pre_tokenizers::PreTokenizerWrapper;
 use tokenizers::AddedToken;
 
 use crate::error::{Error, Result};
-use crate::weights::Gguf;
+use crate::weights::{Gguf, ModelFolder};
 
 /// GGUF token type of control tokens (`<|im_start|>` …), matched whole in text and hidden on decode.
 const TOKEN_TYPE_CONTROL: i32 = 3;
@@ -191,6 +191,14 @@ impl Tokenizer {
             eos,
             eog,
         })
+    }
+
+    /// The tokenizer of a Hugging Face model folder: `tokenizer.json` with the special tokens of
+    /// `tokenizer_config.json`.
+    pub fn from_folder(folder: &ModelFolder) -> Result<Self> {
+        let s = folder.special_tokens()?;
+        let json = folder.tokenizer_json()?;
+        Self::from_hf(&json, s.bos.as_deref(), s.eos.as_deref(), s.add_bos)
     }
 
     /// The tokenizer serialized as a Hugging Face `tokenizer.json`.

@@ -8,8 +8,9 @@ use wasm_bindgen::prelude::*;
 
 use crate::chat::Message;
 use crate::sample::SamplingParams;
-use crate::session::{hf_tokenizer, Engine};
+use crate::session::Engine;
 use crate::tokenizer::Tokenizer;
+use crate::weights::folder::{self, ModelFolder};
 use crate::weights::safetensors::Bytes;
 
 /// A file JavaScript fetched, left in JS memory: the loader copies one tensor at a time into
@@ -71,6 +72,25 @@ pub fn start() {
 /// meanwhile hardly waits.
 const WARM_MAX_TOKENS: usize = 128;
 
+/// `folderFiles()`: what a fetcher asks for in a model folder, as JSON
+/// `{"files": [{"name", "required"}…], "weights": "model.safetensors", "index": "…index.json"}`:
+/// the files in order, then the weights, or when there are none the index and the shards that
+/// [`index_shards`] lists.
+#[wasm_bindgen(js_name = folderFiles)]
+pub fn folder_files() -> Result<String, JsError> {
+    to_json(&serde_json::json!({
+        "files": folder::FILES,
+        "weights": folder::WEIGHTS,
+        "index": folder::INDEX,
+    }))
+}
+
+/// `indexShards(bytes)`: the shard files a `model.safetensors.index.json` lists, sorted, each once.
+#[wasm_bindgen(js_name = indexShards)]
+pub fn index_shards(index: &[u8]) -> Result<Vec<String>, JsError> {
+    folder::index_shards(index).map_err(js_error)
+}
+
 /// A model folder's tokenizer and chat template, parsed ahead: the worker does it while the
 /// weights are still being read, and hands it to [`WickEngine::from_files`].
 #[wasm_bindgen]
@@ -86,7 +106,10 @@ impl WickTokenizer {
     #[wasm_bindgen(js_name = fromFiles)]
     pub fn from_files(names: Vec<String>, files: js_sys::Array) -> Result<WickTokenizer, JsError> {
         let files = js_files(names, &files)?;
-        let (tokenizer, template) = hf_tokenizer(&sources(&files)).map_err(js_error)?;
+        let sources = sources(&files);
+        let folder = ModelFolder::new(&sources);
+        let tokenizer = Tokenizer::from_folder(&folder).map_err(js_error)?;
+        let template = folder.chat_template().map_err(js_error)?;
         Ok(Self {
             tokenizer,
             template,
@@ -131,16 +154,11 @@ impl WickEngine {
         };
         let files = js_files(names, &files)?;
         let sources = sources(&files);
-        let bits = sources
-            .iter()
-            .find(|(n, _)| n.rsplit('/').next() == Some("config.json"))
-            .and_then(|(_, b)| {
-                let c: serde_json::Value = serde_json::from_slice(&b.read(0..b.len())).ok()?;
-                c.get("quantization")?.get("bits")?.as_u64()
-            });
+        let folder = ModelFolder::new(&sources);
         let tokenizer = tokenizer.map(|t| (t.tokenizer, t.template));
-        let engine = Engine::from_hf_sources(&sources, &Device::Cpu, quantize, tokenizer)
-            .map_err(js_error)?;
+        let engine =
+            Engine::from_folder(&folder, &Device::Cpu, quantize, tokenizer).map_err(js_error)?;
+        let bits = folder.mlx_bits();
         let format = match (bits, quantize) {
             (Some(b), _) => format!("safetensors, MLX {b}-bit"),
             (None, Some((b, _))) => format!("safetensors, float → {b}-bit at load"),

@@ -127,3 +127,78 @@ fn bench_against_llamacpp_says_what_it_needs() {
     assert!(!ok);
     assert!(err.contains("llama.cpp reads GGUF files"), "{err}");
 }
+
+#[test]
+fn quantize_reads_a_sharded_folder_by_its_index() {
+    use wick::weights::safetensors::{SafeTensors, Writer};
+    use wick::weights::Gguf;
+    // The tiny model as an MLX folder, then its weights split over two shards and an index, as
+    // transformers writes big models, beside a stale file the index does not list.
+    let tiny = wick::weights::tiny::tiny_gguf(3).unwrap();
+    let g = Gguf::parse(&tiny).unwrap();
+    let cfg = wick::Config::from_gguf(&g).unwrap();
+    let tok = wick::Tokenizer::from_gguf(&g).unwrap();
+    let opts = wick::quantize::Options {
+        bits: 4,
+        group: 32,
+        requantize: false,
+    };
+    let (files, _) = wick::quantize::to_mlx(&cfg, &g, &tok, None, opts).unwrap();
+    let st = SafeTensors::parse("model.safetensors", &files[0].1).unwrap();
+    let (mut a, mut b) = (Writer::default(), Writer::default());
+    let mut map = serde_json::Map::new();
+    for (name, info) in &st.tensors {
+        // A weight's scales and biases stay in its shard.
+        let stem = name.rsplit_once('.').map_or(name.as_str(), |(s, _)| s);
+        let (w, shard) = match stem.len() % 2 {
+            0 => (&mut a, "model-00001-of-00002.safetensors"),
+            _ => (&mut b, "model-00002-of-00002.safetensors"),
+        };
+        w.add(
+            name,
+            info.dtype,
+            info.shape.clone(),
+            st.bytes(name).unwrap().to_vec(),
+        );
+        map.insert(name.clone(), shard.into());
+    }
+    let dir = std::env::temp_dir().join(format!("wick-cli-{}-sharded", std::process::id()));
+    let out = dir.with_extension("out");
+    std::fs::create_dir_all(&dir).unwrap();
+    for (name, bytes) in &files[1..] {
+        std::fs::write(dir.join(name), bytes).unwrap();
+    }
+    std::fs::write(dir.join("model-00001-of-00002.safetensors"), a.to_bytes()).unwrap();
+    std::fs::write(dir.join("model-00002-of-00002.safetensors"), b.to_bytes()).unwrap();
+    let index = serde_json::json!({"metadata": {}, "weight_map": map});
+    std::fs::write(dir.join("model.safetensors.index.json"), index.to_string()).unwrap();
+    std::fs::write(dir.join("stale.safetensors"), b"not listed, not read").unwrap();
+
+    let (ok, _, err) = wick(&["quantize", &dir.to_string_lossy(), &out.to_string_lossy()]);
+    assert!(ok, "{err}");
+    let read = |d: &std::path::Path| -> Vec<(String, Vec<u8>)> {
+        let mut v: Vec<(String, Vec<u8>)> = std::fs::read_dir(d)
+            .unwrap()
+            .map(|e| e.unwrap())
+            .filter(|e| e.file_name() != "stale.safetensors")
+            .map(|e| {
+                (
+                    e.file_name().to_string_lossy().into_owned(),
+                    std::fs::read(e.path()).unwrap(),
+                )
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    let logits = |files: &[(String, Vec<u8>)]| -> Vec<f32> {
+        let mut e = wick::Engine::from_hf_files(files, &candle_core::Device::Cpu).unwrap();
+        let ids = e.tokenizer().encode("the cat sat").unwrap();
+        e.model_mut().forward(&ids).unwrap().to_vec1().unwrap()
+    };
+    // Q4_1-sized MLX blocks are copied exactly: the re-export answers as the sharded input does.
+    assert_eq!(logits(&read(&out)), logits(&read(&dir)));
+    assert_eq!(logits(&read(&out)), logits(&files));
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(&out);
+}

@@ -234,8 +234,7 @@ mod cli {
                 .file_name()
                 .to_string_lossy()
                 .into_owned();
-            if name.ends_with(".json") || name.ends_with(".safetensors") || name.ends_with(".jinja")
-            {
+            if wick::weights::folder::uses(&name) {
                 let bytes = read(&format!("{dir}/{name}"))?;
                 files.push((name, bytes));
             }
@@ -254,8 +253,8 @@ mod cli {
 
     fn quantize(a: QuantizeArgs) -> Result<(), Error> {
         use wick::quantize::{to_mlx, Options};
-        use wick::weights::safetensors::{Bytes, SafeTensors};
-        use wick::weights::{Gguf, HfModel};
+        use wick::weights::safetensors::Bytes;
+        use wick::weights::{Gguf, ModelFolder};
         let opts = Options {
             bits: a.bits,
             group: a.group_size,
@@ -267,19 +266,10 @@ mod cli {
                 .iter()
                 .map(|(n, b)| (n.clone(), b as &dyn Bytes))
                 .collect();
-            let (tokenizer, template) = wick::session::hf_tokenizer(&sources)?;
-            let mut shards = Vec::new();
-            for (name, bytes) in &files {
-                if name.ends_with(".safetensors") {
-                    shards.push(SafeTensors::parse(name, bytes)?);
-                }
-            }
-            let config = files
-                .iter()
-                .find(|(f, _)| f == "config.json")
-                .map(|(_, b)| b.as_slice())
-                .unwrap_or_default();
-            let hf = HfModel::new(config, shards)?;
+            let folder = ModelFolder::new(&sources);
+            let tokenizer = wick::Tokenizer::from_folder(&folder)?;
+            let template = folder.chat_template()?;
+            let hf = folder.hf_model()?;
             let cfg = wick::Config::from_hf(&hf.config)?;
             to_mlx(&cfg, &hf, &tokenizer, template.as_deref(), opts)?
         } else {

@@ -1,5 +1,6 @@
-//! A Hugging Face model folder: `config.json` plus one or more `.safetensors` shards, float or
-//! MLX-quantized ([`super::affine`]), presented under llama.cpp's tensor names.
+//! A Hugging Face model's weights: `config.json` plus one or more `.safetensors` shards, float or
+//! MLX-quantized ([`super::affine`]), presented under llama.cpp's tensor names. Which files a
+//! folder holds is [`super::folder`]'s business.
 
 use std::collections::BTreeMap;
 
@@ -86,19 +87,25 @@ fn llama_cpp_name(hf: &str) -> Option<String> {
     }
 }
 
+/// `config.json`'s bytes parsed, checked to be a JSON object.
+pub fn parse_config(bytes: &[u8]) -> Result<Value> {
+    let v: Value = serde_json::from_slice(bytes).map_err(|e| Error::File {
+        file: "config.json".into(),
+        problem: format!("is not valid JSON: {e}"),
+    })?;
+    if !v.is_object() {
+        return Err(Error::File {
+            file: "config.json".into(),
+            problem: "is not a JSON object".into(),
+        });
+    }
+    Ok(v)
+}
+
 impl<'a> HfModel<'a> {
     /// Reads `config.json` and indexes the tensors of every shard.
     pub fn new(config_json: &[u8], shards: Vec<SafeTensors<'a>>) -> Result<Self> {
-        let config: Value = serde_json::from_slice(config_json).map_err(|e| Error::File {
-            file: "config.json".into(),
-            problem: format!("is not valid JSON: {e}"),
-        })?;
-        if !config.is_object() {
-            return Err(Error::File {
-                file: "config.json".into(),
-                problem: "is not a JSON object".into(),
-            });
-        }
+        let config = parse_config(config_json)?;
         let gpt2 = config.get("model_type").and_then(Value::as_str) == Some("gpt2");
         let mut entries = BTreeMap::new();
         let mut hf_names: BTreeMap<&str, usize> = BTreeMap::new();

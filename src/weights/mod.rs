@@ -1,10 +1,11 @@
 //! Stage 1 of the data flow: bytes → named tensors and metadata.
 //!
-//! Two file formats: GGUF ([`gguf`]) and Hugging Face safetensors folders ([`hf`]: float or
-//! MLX-quantized, [`affine`]). Both hand the model tensors under llama.cpp's names
+//! Two file formats: GGUF ([`gguf`]) and Hugging Face safetensors folders ([`folder`] knows
+//! their files, [`hf`] their tensors: float or MLX-quantized, [`affine`]). Both hand the model tensors under llama.cpp's names
 //! (`blk.0.attn_q.weight` …) through [`TensorSource`], each in the form its matmul runs fastest.
 
 pub mod affine;
+pub mod folder;
 pub mod gguf;
 pub mod hf;
 pub mod safetensors;
@@ -13,6 +14,7 @@ pub mod tiny;
 use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{DType, Device, Tensor};
 
+pub use folder::ModelFolder;
 pub use gguf::{Gguf, TensorData};
 pub use hf::HfModel;
 
