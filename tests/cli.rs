@@ -85,8 +85,8 @@ fn bad_input_exits_non_zero_with_the_error() {
 
 #[test]
 fn bench_against_llamacpp_says_what_it_needs() {
-    // Measuring the peer needs llama-cpp-python (never installed for the tests): without a
-    // usable Python the command fails at once, saying so, before measuring anything.
+    // Measuring the peer needs xllamacpp or llama-cpp-python (never installed for the tests):
+    // without a usable Python the command fails at once, saying so, before measuring anything.
     let tiny = wick::weights::tiny::tiny_gguf(5).unwrap();
     let model = temp_file("tiny-bench.gguf", &tiny);
     let (ok, out, err) = wick(&[
@@ -114,7 +114,7 @@ fn bench_against_llamacpp_says_what_it_needs() {
         "/bin/false",
     ]);
     assert!(!ok);
-    assert!(err.contains("needs llama-cpp-python"), "{err}");
+    assert!(err.contains("needs xllamacpp or llama-cpp-python"), "{err}");
 
     // llama.cpp reads GGUF files only.
     let dir = std::env::temp_dir();

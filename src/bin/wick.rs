@@ -125,11 +125,11 @@ mod cli {
         /// Thread counts to measure, each in its own pool.
         #[arg(long, value_delimiter = ',', default_value = "1,2")]
         thread_counts: Vec<usize>,
-        /// Also measure llama.cpp on the same GGUF in the same run (needs llama-cpp-python;
-        /// never part of the tests) and print Wick/llama.cpp ratios.
+        /// Also measure llama.cpp on the same GGUF in the same run (needs xllamacpp or
+        /// llama-cpp-python; never part of the tests) and print Wick/llama.cpp ratios.
         #[arg(long)]
         compare_llamacpp: bool,
-        /// The Python that has llama-cpp-python, for --compare-llamacpp.
+        /// The Python that has xllamacpp or llama-cpp-python, for --compare-llamacpp.
         #[arg(long, default_value = "python3")]
         python: String,
     }
@@ -145,11 +145,13 @@ mod cli {
     /// What `scripts/llamacpp-bench.py` prints.
     #[derive(serde::Deserialize)]
     struct Peer {
+        /// The Python package that ran llama.cpp (xllamacpp or llama-cpp-python).
+        package: String,
         version: String,
         rows: Vec<PeerRow>,
     }
 
-    /// The script that measures llama.cpp through llama-cpp-python.
+    /// The script that measures llama.cpp through xllamacpp or llama-cpp-python.
     const LLAMACPP_BENCH: &str = include_str!("../../scripts/llamacpp-bench.py");
 
     /// Runs [`LLAMACPP_BENCH`] with `a.python` on the same GGUF, prompt, token count and
@@ -182,8 +184,8 @@ mod cli {
             let err = String::from_utf8_lossy(&out.stderr);
             let last = err.lines().last().unwrap_or("no output");
             return Err(fail(format!(
-                "{} could not measure llama.cpp ({last}); it needs llama-cpp-python \
-                 (pip install llama-cpp-python)",
+                "{} could not measure llama.cpp ({last}); it needs xllamacpp or \
+                 llama-cpp-python (pip install xllamacpp)",
                 a.python
             )));
         }
@@ -396,7 +398,7 @@ mod cli {
 
     fn bench(a: BenchArgs) -> Result<(), Error> {
         let runs = a.runs.max(1);
-        // The peer first: a missing llama-cpp-python fails before minutes of measuring.
+        // The peer first: a missing llama.cpp package fails before minutes of measuring.
         let peer = if a.compare_llamacpp {
             Some(llamacpp(&a)?)
         } else {
@@ -458,13 +460,13 @@ mod cli {
                     .collect::<Vec<_>>()
                     .join(" | ")
             };
-            let v = &peer.version;
+            let (pkg, v) = (&peer.package, &peer.version);
             println!(
-                "| llama.cpp (llama-cpp-python {v}) prefill tok/s | {} |",
+                "| llama.cpp ({pkg} {v}) prefill tok/s | {} |",
                 cells(&|_, p| format!("{:.1}", p.prefill))
             );
             println!(
-                "| llama.cpp (llama-cpp-python {v}) decode tok/s | {} |",
+                "| llama.cpp ({pkg} {v}) decode tok/s | {} |",
                 cells(&|_, p| format!("{:.1}", p.decode))
             );
             println!(
