@@ -1,5 +1,6 @@
-// Wick's dev server: serves the app, the wasm package and models/ on localhost with the
-// headers a threaded wasm page needs (COOP/COEP) and the right MIME types. No dependencies.
+// Wick's dev server: serves the app, the wasm package, models/, the examples and the `openai`
+// package they import, on localhost with the headers a threaded wasm page needs (COOP/COEP) and
+// the right MIME types. No dependencies.
 //   node scripts/serve.mjs [--port 8080] [--host 127.0.0.1]
 import { createServer } from 'node:http';
 import { createReadStream } from 'node:fs';
@@ -20,15 +21,17 @@ const TYPES = {
   '.png': 'image/png',
   '.svg': 'image/svg+xml',
   '.txt': 'text/plain; charset=utf-8',
+  '.ts': 'text/plain; charset=utf-8',
 };
 
-// Only these top-level paths are served; the rest of the checkout (target/, .git/) is not.
-const PUBLIC = ['index.html', 'www', 'models'];
+// Only these paths (and what is under them) are served; the rest of the checkout (target/,
+// .git/, the other packages in node_modules/) is not.
+const PUBLIC = ['index.html', 'www', 'models', 'examples', 'node_modules/openai'];
 
 /**
  * Starts the server. `onRequest(method, path, status)` sees every request (tests count
- * model downloads with it); `alsoServe` adds top-level folders (the benchmark serves
- * node_modules for wllama). Resolves to the listening http.Server.
+ * model downloads with it); `alsoServe` adds paths (the benchmark serves node_modules for
+ * wllama, the tests their pages). Resolves to the listening http.Server.
  */
 export function startServer({ port = 8080, host = '127.0.0.1', root = ROOT, onRequest = () => {}, alsoServe = [] } = {}) {
   const served = [...PUBLIC, ...alsoServe];
@@ -54,9 +57,9 @@ export function startServer({ port = 8080, host = '127.0.0.1', root = ROOT, onRe
     }
     if (path === '/') path = '/index.html';
     const rel = normalize(path).replace(/^[/\\]+/, '');
-    const top = rel.split(sep)[0];
     const file = join(root, rel);
-    if (!served.includes(top) || !file.startsWith(root + sep)) return send(404, 'not found');
+    const isServed = served.some((p) => rel === normalize(p) || rel.startsWith(normalize(p) + sep));
+    if (!isServed || !file.startsWith(root + sep)) return send(404, 'not found');
     let info;
     try {
       info = await stat(file);

@@ -12,6 +12,7 @@ pub mod model;
 pub mod quantize;
 pub mod sample;
 pub mod session;
+pub mod stop;
 pub mod tokenizer;
 pub mod weights;
 
@@ -23,4 +24,5 @@ pub use error::{Error, Result};
 pub use model::{Config, Model};
 pub use sample::{Sampler, SamplingParams};
 pub use session::{Engine, Event, Stats, StopReason};
+pub use stop::StopStrings;
 pub use tokenizer::{TextStream, Tokenizer};

@@ -15,7 +15,8 @@ use crate::chat::{ChatTemplate, Message};
 use crate::error::{Error, Result};
 use crate::kernels;
 use crate::model::{Config, Model};
-use crate::sample::{Sampler, SamplingParams};
+use crate::sample::{Logprobs, Sampler, SamplingParams};
+use crate::stop::StopStrings;
 use crate::tokenizer::{TextStream, Tokenizer};
 use crate::weights::safetensors::Bytes;
 use crate::weights::{Gguf, ModelFolder};
@@ -43,6 +44,8 @@ pub enum StopReason {
     MaxTokens,
     /// The context window is full.
     ContextFull,
+    /// The text reached one of the reply's stop strings (which is not shown).
+    StopSequence,
     /// The caller cancelled it.
     Cancelled,
 }
@@ -64,6 +67,45 @@ pub struct Stats {
     pub first_token_seconds: f64,
 }
 
+/// One token's log-probability as OpenAI's API reports it: its text (U+FFFD for part of a
+/// character), its bytes when they can be known, and the log-probability.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TokenLogprob {
+    /// The token's text.
+    pub token: String,
+    /// The token's bytes (`None` if unknown).
+    pub bytes: Option<Vec<u8>>,
+    /// Its log-probability under the model's distribution.
+    pub logprob: f32,
+}
+
+/// A generated token's log-probability and the most likely alternatives at its position.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TokenLogprobs {
+    /// The generated token.
+    #[serde(flatten)]
+    pub chosen: TokenLogprob,
+    /// The most likely tokens, most likely first.
+    pub top_logprobs: Vec<TokenLogprob>,
+}
+
+impl TokenLogprobs {
+    fn new(tok: &Tokenizer, id: u32, l: &Logprobs) -> Self {
+        let entry = |id: u32, logprob: f32| {
+            let (token, bytes) = tok.token_bytes(id);
+            TokenLogprob {
+                token,
+                bytes,
+                logprob,
+            }
+        };
+        Self {
+            chosen: entry(id, l.chosen),
+            top_logprobs: l.top.iter().map(|&(id, lp)| entry(id, lp)).collect(),
+        }
+    }
+}
+
 /// What one [`Engine::step`] did.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -75,12 +117,16 @@ pub enum Event {
         /// Prompt tokens to run in all.
         total: usize,
     },
-    /// A token was generated; `text` is what it completes (empty while a character is partial).
+    /// A token was generated; `text` is what it completes (empty while a character is partial
+    /// or while it may start a stop string).
     Token {
         /// The token id.
         id: u32,
         /// Text to append to the reply.
         text: String,
+        /// Its log-probabilities, when the sampling parameters asked for them.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        logprobs: Option<TokenLogprobs>,
     },
     /// The reply is over; `text` is whatever was still held back.
     Done {
@@ -98,6 +144,9 @@ struct Generation {
     total_prefill: usize,
     logits: Option<Tensor>,
     stream: TextStream,
+    stop: StopStrings,
+    /// Why the reply ends at the next step (the last token's event went out first).
+    ending: Option<StopReason>,
     started: Instant,
     stats: Stats,
 }
@@ -110,6 +159,9 @@ pub struct Engine {
     cached: Vec<u32>,
     generation: Option<Generation>,
     last_stats: Stats,
+    /// Tokens the conversation may hold: the model's context length, or less if the caller
+    /// asked (the KV cache never grows past it).
+    context_length: usize,
 }
 
 impl Engine {
@@ -185,6 +237,7 @@ impl Engine {
 
     /// Builds an engine from its parts.
     pub fn new(model: Model, tokenizer: Tokenizer, template: ChatTemplate) -> Self {
+        let context_length = model.config().context_length;
         Self {
             model,
             tokenizer,
@@ -192,7 +245,23 @@ impl Engine {
             cached: Vec::new(),
             generation: None,
             last_stats: Stats::default(),
+            context_length,
         }
+    }
+
+    /// Tokens the conversation may hold (prompt and reply together).
+    pub fn context_length(&self) -> usize {
+        self.context_length
+    }
+
+    /// Limits the conversation to `n` tokens (at least 2, at most the model's context length);
+    /// returns the limit set. A cache longer than that is forgotten.
+    pub fn set_context_length(&mut self, n: usize) -> usize {
+        self.context_length = n.clamp(2, self.model.config().context_length);
+        if self.cached.len() >= self.context_length {
+            self.reset();
+        }
+        self.context_length
     }
 
     /// The model's configuration.
@@ -246,7 +315,7 @@ impl Engine {
             .encode(&self.template.render_with(messages, false)?)?;
         let common = self.cached_prefix(&ids);
         let new = ids.len() - common;
-        if new == 0 || new > max_new || ids.len() >= self.model.config().context_length {
+        if new == 0 || new > max_new || ids.len() >= self.context_length {
             return Ok(self.cached.len());
         }
         self.model.truncate_cache(common);
@@ -262,6 +331,7 @@ impl Engine {
 
     /// Starts a continuation of `prompt` taken as raw text (special tokens written in it count).
     pub fn start(&mut self, prompt: &str, params: SamplingParams) -> Result<()> {
+        params.validate_for(self.tokenizer.vocab_size())?;
         let sampler = Sampler::new(&params)?;
         if prompt.is_empty() {
             return Err(Error::EmptyPrompt);
@@ -270,7 +340,7 @@ impl Engine {
         if ids.is_empty() {
             return Err(Error::EmptyPrompt);
         }
-        let limit = self.model.config().context_length;
+        let limit = self.context_length;
         // Leave room for at least one generated token.
         if ids.len() >= limit {
             return Err(Error::ContextOverflow {
@@ -283,9 +353,12 @@ impl Engine {
         self.model.truncate_cache(common);
         self.cached.truncate(common);
         let pending = ids[common..].to_vec();
+        let stop = StopStrings::new(params.stop.clone());
         self.generation = Some(Generation {
             sampler,
             params,
+            stop,
+            ending: None,
             total_prefill: pending.len(),
             pending,
             logits: None,
@@ -311,7 +384,8 @@ impl Engine {
             return Err(Error::NotGenerating);
         };
         let (model, tok, cached) = (&mut self.model, &self.tokenizer, &mut self.cached);
-        let result = on_pool(|| Self::advance(gen, model, tok, cached));
+        let limit = self.context_length;
+        let result = on_pool(|| Self::advance(gen, model, tok, cached, limit));
         match result {
             Ok(Event::Done { reason, text }) => {
                 self.finish();
@@ -332,7 +406,19 @@ impl Engine {
         model: &mut Model,
         tok: &Tokenizer,
         cached: &mut Vec<u32>,
+        limit: usize,
     ) -> Result<Event> {
+        match gen.ending {
+            // The stop string's token was the last; whatever followed it is dropped.
+            Some(StopReason::StopSequence) => {
+                return Ok(Event::Done {
+                    reason: StopReason::StopSequence,
+                    text: String::new(),
+                })
+            }
+            Some(reason) => return Self::done(gen, tok, reason),
+            None => {}
+        }
         let prefilling = gen.stats.generated_tokens == 0;
         if !gen.pending.is_empty() {
             let n = gen.pending.len().min(PREFILL_CHUNK);
@@ -361,8 +447,9 @@ impl Engine {
             return Err(Error::NotGenerating);
         };
         let t0 = Instant::now();
-        let id = gen.sampler.sample(&logits, cached)?;
+        let sampled = gen.sampler.sample(&logits, cached, gen.stream.ids())?;
         gen.stats.decode_seconds += t0.elapsed().as_secs_f64();
+        let id = sampled.id;
         if !gen.params.ignore_eog && tok.end_of_generation().contains(&id) {
             return Self::done(gen, tok, StopReason::EndOfGeneration);
         }
@@ -370,21 +457,31 @@ impl Engine {
         if gen.stats.generated_tokens == 1 {
             gen.stats.first_token_seconds = gen.started.elapsed().as_secs_f64();
         }
-        if cached.len() + 1 >= model.config().context_length {
-            let mut text = gen.stream.push(tok, id)?.unwrap_or_default();
-            text.push_str(&gen.stream.finish(tok)?.unwrap_or_default());
-            return Ok(Event::Done {
-                reason: StopReason::ContextFull,
-                text,
-            });
+        let piece = gen.stream.push(tok, id)?.unwrap_or_default();
+        let (text, hit) = gen.stop.push(&piece);
+        if hit {
+            gen.ending = Some(StopReason::StopSequence);
+        } else if cached.len() + 1 >= limit {
+            gen.ending = Some(StopReason::ContextFull);
+        } else {
+            gen.pending.push(id);
         }
-        gen.pending.push(id);
-        let text = gen.stream.push(tok, id)?.unwrap_or_default();
-        Ok(Event::Token { id, text })
+        let logprobs = sampled.logprobs.map(|l| TokenLogprobs::new(tok, id, &l));
+        Ok(Event::Token { id, text, logprobs })
     }
 
+    /// The end of a reply: the text held back, unless it completes a stop string.
     fn done(gen: &mut Generation, tok: &Tokenizer, reason: StopReason) -> Result<Event> {
-        let text = gen.stream.finish(tok)?.unwrap_or_default();
+        let rest = gen.stream.finish(tok)?.unwrap_or_default();
+        let (mut text, hit) = gen.stop.push(&rest);
+        if hit {
+            let reason = match reason {
+                StopReason::Cancelled => reason,
+                _ => StopReason::StopSequence,
+            };
+            return Ok(Event::Done { reason, text });
+        }
+        text.push_str(&gen.stop.finish());
         Ok(Event::Done { reason, text })
     }
 
@@ -399,12 +496,13 @@ impl Engine {
     /// Stops the reply in progress; the conversation so far stays cached.
     pub fn cancel(&mut self) -> Option<Event> {
         let gen = self.generation.as_mut()?;
-        let text = gen
-            .stream
-            .finish(&self.tokenizer)
-            .ok()
-            .flatten()
-            .unwrap_or_default();
+        let text = match gen.ending {
+            Some(StopReason::StopSequence) => String::new(),
+            _ => match Self::done(gen, &self.tokenizer, StopReason::Cancelled) {
+                Ok(Event::Done { text, .. }) => text,
+                _ => String::new(),
+            },
+        };
         self.finish();
         Some(Event::Done {
             reason: StopReason::Cancelled,
@@ -443,7 +541,7 @@ impl Engine {
         loop {
             match self.step()? {
                 Event::Prefill { .. } => {}
-                Event::Token { id, text } => {
+                Event::Token { id, text, .. } => {
                     ids.push(id);
                     on_text(&text);
                 }

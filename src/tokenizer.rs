@@ -222,6 +222,32 @@ impl Tokenizer {
         self.inner.decode(ids, true).map_err(tok_err)
     }
 
+    /// Text of `ids` with control tokens written out (`<|im_start|>`), so that
+    /// [`Tokenizer::encode`] gives the ids back; an id outside the vocabulary is an error.
+    pub fn decode_all(&self, ids: &[u32]) -> Result<String> {
+        if let Some(id) = ids.iter().find(|&&id| id as usize >= self.vocab_size()) {
+            return Err(Error::Tokenizer(format!(
+                "token id {id} is not in the vocabulary (0..{})",
+                self.vocab_size()
+            )));
+        }
+        self.inner.decode(ids, false).map_err(tok_err)
+    }
+
+    /// One token's text and its bytes (`None` if they cannot be known): the text of a token
+    /// that holds part of a UTF-8 character shows U+FFFD, and its bytes are read from the
+    /// vocabulary's byte-level (GPT-2) or byte-fallback (`<0xE4>`) spelling.
+    pub fn token_bytes(&self, id: u32) -> (String, Option<Vec<u8>>) {
+        let text = self.inner.decode(&[id], false).unwrap_or_default();
+        if !text.contains('\u{FFFD}') {
+            let bytes = text.as_bytes().to_vec();
+            return (text, Some(bytes));
+        }
+        let stored = self.inner.id_to_token(id).unwrap_or_default();
+        let bytes = byte_fallback(&stored).or_else(|| byte_level(&stored));
+        (text, bytes)
+    }
+
     /// The text of one token as the vocabulary stores it (for diagnostics).
     pub fn token_text(&self, id: u32) -> Option<String> {
         self.inner.id_to_token(id)
@@ -256,6 +282,27 @@ impl Tokenizer {
     pub fn vocab_size(&self) -> usize {
         self.inner.get_vocab_size(true)
     }
+}
+
+/// The byte a byte-fallback token such as `<0xE4>` stands for.
+fn byte_fallback(token: &str) -> Option<Vec<u8>> {
+    let hex = token.strip_prefix("<0x")?.strip_suffix('>')?;
+    (hex.len() == 2).then(|| u8::from_str_radix(hex, 16).ok().map(|b| vec![b]))?
+}
+
+/// The bytes of a byte-level BPE token: GPT-2 spells the printable bytes (`!`…`~`, `¡`…`¬`,
+/// `®`…`ÿ`) as themselves and the other 68, in order, as U+0100 onwards.
+fn byte_level(token: &str) -> Option<Vec<u8>> {
+    let printable =
+        |b: u32| (33..=126).contains(&b) || (161..=172).contains(&b) || (174..=255).contains(&b);
+    let others: Vec<u8> = (0..=255u8).filter(|&b| !printable(b as u32)).collect();
+    token
+        .chars()
+        .map(|c| match c as u32 {
+            b if b < 256 && printable(b) => Some(b as u8),
+            b => others.get((b as usize).checked_sub(256)?).copied(),
+        })
+        .collect()
 }
 
 /// Turns a stream of token ids into a stream of text pieces that never split a UTF-8 character.
@@ -342,6 +389,42 @@ mod tests {
         assert_eq!(pieces[0].as_deref(), Some("a"));
         assert_eq!(pieces[1..4], [None, None, None]);
         assert_eq!(pieces[4].as_deref(), Some("🙂"));
+    }
+
+    #[test]
+    fn decode_all_keeps_control_tokens_and_rejects_unknown_ids() {
+        let tok = tiny_tokenizer();
+        let text = "<|im_start|>user\nhéllo<|im_end|>";
+        let ids = tok.encode(text).unwrap();
+        assert_eq!(tok.decode_all(&ids).unwrap(), text);
+        assert_eq!(tok.decode(&ids).unwrap(), "user\nhéllo");
+        let err = tok.decode_all(&[1, 320]).unwrap_err().to_string();
+        assert!(
+            err.contains("token id 320 is not in the vocabulary (0..320)"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn token_bytes_of_partial_characters_come_from_the_vocabulary() {
+        let tok = tiny_tokenizer();
+        let ids = tok.encode("é🙂 a").unwrap();
+        let pieces: Vec<(String, Option<Vec<u8>>)> =
+            ids.iter().map(|&id| tok.token_bytes(id)).collect();
+        let bytes: Vec<u8> = pieces
+            .iter()
+            .flat_map(|(_, b)| b.clone().unwrap())
+            .collect();
+        assert_eq!(bytes, "é🙂 a".as_bytes());
+        assert_eq!(pieces[0].0, "\u{FFFD}", "half of é shows as U+FFFD");
+        assert_eq!(
+            pieces.last().unwrap(),
+            &(" a".to_string(), Some(b" a".to_vec()))
+        );
+        assert_eq!(byte_fallback("<0xE4>"), Some(vec![0xE4]));
+        assert_eq!(byte_fallback("<0xE4"), None);
+        assert_eq!(byte_level("Ġa"), Some(b" a".to_vec()));
+        assert_eq!(byte_level("\u{2000}"), None);
     }
 
     #[test]

@@ -1,12 +1,14 @@
 //! The JavaScript boundary (wasm-bindgen): the only file that knows about JS.
 //!
 //! Results cross as JSON strings (the worker parses them); every error becomes a JS `Error`
-//! whose message is the Rust error's text.
+//! whose message is the Rust error's text and whose `code` says what kind of failure it is
+//! (`www/wick.js` turns it into a `WickError` with that code).
 
 use candle_core::Device;
 use wasm_bindgen::prelude::*;
 
 use crate::chat::Message;
+use crate::error::Error;
 use crate::sample::SamplingParams;
 use crate::session::Engine;
 use crate::tokenizer::Tokenizer;
@@ -35,9 +37,9 @@ impl Bytes for JsBytes {
 pub use wasm_bindgen_rayon::init_thread_pool;
 
 /// The files JavaScript passed (`names[i]` names the `Uint8Array` `files[i]`), left in JS memory.
-fn js_files(names: Vec<String>, files: &js_sys::Array) -> Result<Vec<(String, JsBytes)>, JsError> {
+fn js_files(names: Vec<String>, files: &js_sys::Array) -> Result<Vec<(String, JsBytes)>, JsValue> {
     if files.length() as usize != names.len() {
-        return Err(js_error("one name per file is needed"));
+        return Err(coded("one name per file is needed", "invalid_request"));
     }
     Ok(names
         .into_iter()
@@ -54,12 +56,41 @@ fn sources(files: &[(String, JsBytes)]) -> Vec<(String, &dyn Bytes)> {
         .collect()
 }
 
-fn js_error(e: impl std::fmt::Display) -> JsError {
-    JsError::new(&e.to_string())
+/// A JS `Error` with `message` and a `code` property.
+fn coded(message: &str, code: &str) -> JsValue {
+    let error = js_sys::Error::new(message);
+    // Setting a property on a fresh Error object cannot fail.
+    let _ = js_sys::Reflect::set(&error, &"code".into(), &code.into());
+    error.into()
 }
 
-fn to_json(v: &impl serde::Serialize) -> Result<String, JsError> {
-    serde_json::to_string(v).map_err(js_error)
+/// An error met while loading a model: the files are wrong, or ask for what Wick lacks.
+fn load_error(e: Error) -> JsValue {
+    let code = match e {
+        Error::UnsupportedArchitecture(_) | Error::UnsupportedQuantization { .. } => "unsupported",
+        Error::Tokenizer(ref m) if m.contains("not supported") => "unsupported",
+        _ => "model_format",
+    };
+    coded(&e.to_string(), code)
+}
+
+/// An error met while serving a request: the request is at fault, unless the computation failed.
+fn request_error(e: Error) -> JsValue {
+    let code = match e {
+        Error::ContextOverflow { .. } => "context_length_exceeded",
+        Error::Candle(_) | Error::Io { .. } => "internal",
+        _ => "invalid_request",
+    };
+    coded(&e.to_string(), code)
+}
+
+/// A request that does not parse (the JSON the worker builds from the page's request).
+fn bad_json(e: serde_json::Error) -> JsValue {
+    coded(&format!("invalid request: {e}"), "invalid_request")
+}
+
+fn to_json(v: &impl serde::Serialize) -> Result<String, JsValue> {
+    serde_json::to_string(v).map_err(|e| coded(&e.to_string(), "internal"))
 }
 
 /// Installs the panic hook so a Rust panic shows its message in the console.
@@ -77,7 +108,7 @@ const WARM_MAX_TOKENS: usize = 128;
 /// the files in order, then the weights, or when there are none the index and the shards that
 /// [`index_shards`] lists.
 #[wasm_bindgen(js_name = folderFiles)]
-pub fn folder_files() -> Result<String, JsError> {
+pub fn folder_files() -> Result<String, JsValue> {
     to_json(&serde_json::json!({
         "files": folder::FILES,
         "weights": folder::WEIGHTS,
@@ -87,8 +118,8 @@ pub fn folder_files() -> Result<String, JsError> {
 
 /// `indexShards(bytes)`: the shard files a `model.safetensors.index.json` lists, sorted, each once.
 #[wasm_bindgen(js_name = indexShards)]
-pub fn index_shards(index: &[u8]) -> Result<Vec<String>, JsError> {
-    folder::index_shards(index).map_err(js_error)
+pub fn index_shards(index: &[u8]) -> Result<Vec<String>, JsValue> {
+    folder::index_shards(index).map_err(load_error)
 }
 
 /// A model folder's tokenizer and chat template, parsed ahead: the worker does it while the
@@ -104,12 +135,12 @@ impl WickTokenizer {
     /// Parses the tokenizer files among `files` (`tokenizer.json`, `tokenizer_config.json`,
     /// `chat_template.jinja`), named by `names`.
     #[wasm_bindgen(js_name = fromFiles)]
-    pub fn from_files(names: Vec<String>, files: js_sys::Array) -> Result<WickTokenizer, JsError> {
+    pub fn from_files(names: Vec<String>, files: js_sys::Array) -> Result<WickTokenizer, JsValue> {
         let files = js_files(names, &files)?;
         let sources = sources(&files);
         let folder = ModelFolder::new(&sources);
-        let tokenizer = Tokenizer::from_folder(&folder).map_err(js_error)?;
-        let template = folder.chat_template().map_err(js_error)?;
+        let tokenizer = Tokenizer::from_folder(&folder).map_err(load_error)?;
+        let template = folder.chat_template().map_err(load_error)?;
         Ok(Self {
             tokenizer,
             template,
@@ -129,8 +160,8 @@ pub struct WickEngine {
 impl WickEngine {
     /// Loads a GGUF model from its bytes, which become the storage of the weights (one copy).
     #[wasm_bindgen(constructor)]
-    pub fn new(bytes: Vec<u8>) -> Result<WickEngine, JsError> {
-        let engine = Engine::from_gguf_vec(bytes, &Device::Cpu).map_err(js_error)?;
+    pub fn new(bytes: Vec<u8>) -> Result<WickEngine, JsValue> {
+        let engine = Engine::from_gguf_vec(bytes, &Device::Cpu).map_err(load_error)?;
         let format = "GGUF".to_string();
         Ok(Self { engine, format })
     }
@@ -145,19 +176,22 @@ impl WickEngine {
         files: js_sys::Array,
         quantize: Option<String>,
         tokenizer: Option<WickTokenizer>,
-    ) -> Result<WickEngine, JsError> {
+    ) -> Result<WickEngine, JsValue> {
         let quantize = match quantize.as_deref() {
             None | Some("") | Some("none") => None,
             Some("q4") => Some((4, 32)),
             Some("q8") => Some((8, 32)),
-            Some(other) => return Err(js_error(format!("unknown quantization \"{other}\""))),
+            Some(other) => {
+                let message = format!("unknown quantization \"{other}\" (q4, q8 or none)");
+                return Err(coded(&message, "invalid_request"));
+            }
         };
         let files = js_files(names, &files)?;
         let sources = sources(&files);
         let folder = ModelFolder::new(&sources);
         let tokenizer = tokenizer.map(|t| (t.tokenizer, t.template));
         let engine =
-            Engine::from_folder(&folder, &Device::Cpu, quantize, tokenizer).map_err(js_error)?;
+            Engine::from_folder(&folder, &Device::Cpu, quantize, tokenizer).map_err(load_error)?;
         let bits = folder.mlx_bits();
         let format = match (bits, quantize) {
             (Some(b), _) => format!("safetensors, MLX {b}-bit"),
@@ -167,8 +201,9 @@ impl WickEngine {
         Ok(Self { engine, format })
     }
 
-    /// The model's configuration as JSON.
-    pub fn info(&self) -> Result<String, JsError> {
+    /// The model's configuration as JSON (`context_length`: what a conversation may hold;
+    /// `model_context_length`: what the model was trained for).
+    pub fn info(&self) -> Result<String, JsValue> {
         let c = self.engine.config();
         to_json(&serde_json::json!({
             "architecture": c.architecture,
@@ -178,59 +213,91 @@ impl WickEngine {
             "n_layers": c.n_layers,
             "n_heads": c.n_heads,
             "n_kv_heads": c.n_kv_heads,
-            "context_length": c.context_length,
+            "context_length": self.engine.context_length(),
+            "model_context_length": c.context_length,
         }))
     }
 
     /// Starts a reply to `messages` (JSON `[{role, content}]`) with `params` (JSON, fields optional).
     #[wasm_bindgen(js_name = startChat)]
-    pub fn start_chat(&mut self, messages: &str, params: &str) -> Result<(), JsError> {
-        let messages: Vec<Message> = serde_json::from_str(messages).map_err(js_error)?;
-        let params: SamplingParams = serde_json::from_str(params).map_err(js_error)?;
-        self.engine.start_chat(&messages, params).map_err(js_error)
+    pub fn start_chat(&mut self, messages: &str, params: &str) -> Result<(), JsValue> {
+        let messages: Vec<Message> = serde_json::from_str(messages).map_err(bad_json)?;
+        let params: SamplingParams = serde_json::from_str(params).map_err(bad_json)?;
+        self.engine
+            .start_chat(&messages, params)
+            .map_err(request_error)
     }
 
     /// Runs the start of a conversation (`messages` as JSON, the system prompt say) into the
     /// cache while the user types, up to one prefill chunk; returns the tokens cached.
     #[wasm_bindgen(js_name = warmChat)]
-    pub fn warm_chat(&mut self, messages: &str) -> Result<usize, JsError> {
-        let messages: Vec<Message> = serde_json::from_str(messages).map_err(js_error)?;
+    pub fn warm_chat(&mut self, messages: &str) -> Result<usize, JsValue> {
+        let messages: Vec<Message> = serde_json::from_str(messages).map_err(bad_json)?;
         self.engine
             .warm_chat(&messages, WARM_MAX_TOKENS)
-            .map_err(js_error)
+            .map_err(request_error)
     }
 
     /// Starts a continuation of a raw prompt.
     #[wasm_bindgen(js_name = startRaw)]
-    pub fn start_raw(&mut self, prompt: &str, params: &str) -> Result<(), JsError> {
-        let params: SamplingParams = serde_json::from_str(params).map_err(js_error)?;
-        self.engine.start(prompt, params).map_err(js_error)
+    pub fn start_raw(&mut self, prompt: &str, params: &str) -> Result<(), JsValue> {
+        let params: SamplingParams = serde_json::from_str(params).map_err(bad_json)?;
+        self.engine.start(prompt, params).map_err(request_error)
     }
 
     /// Advances the reply by one step; returns the event as JSON
     /// (`{"kind":"prefill"|"token"|"done", …}`).
-    pub fn step(&mut self) -> Result<String, JsError> {
-        let event = self.engine.step().map_err(js_error)?;
+    pub fn step(&mut self) -> Result<String, JsValue> {
+        let event = self.engine.step().map_err(request_error)?;
         to_json(&event)
     }
 
     /// Stops the reply in progress; returns its final event as JSON, or `null` if none was running.
-    pub fn cancel(&mut self) -> Result<String, JsError> {
+    pub fn cancel(&mut self) -> Result<String, JsValue> {
         to_json(&self.engine.cancel())
     }
 
     /// Counters of the current or last reply as JSON.
-    pub fn stats(&self) -> Result<String, JsError> {
+    pub fn stats(&self) -> Result<String, JsValue> {
         to_json(self.engine.stats())
+    }
+
+    /// The token ids of `text` as the engine reads a raw prompt (special tokens written in it
+    /// count, and the model's start token comes first if it adds one).
+    pub fn tokenize(&self, text: &str) -> Result<Vec<u32>, JsValue> {
+        self.engine.tokenizer().encode(text).map_err(request_error)
+    }
+
+    /// The text of token ids, control tokens written out (the inverse of [`Self::tokenize`]).
+    pub fn detokenize(&self, ids: Vec<u32>) -> Result<String, JsValue> {
+        self.engine
+            .tokenizer()
+            .decode_all(&ids)
+            .map_err(request_error)
+    }
+
+    /// Limits a conversation (prompt and reply) to `n` tokens, which also bounds the KV cache's
+    /// memory; returns the limit set (at most the model's context length).
+    #[wasm_bindgen(js_name = setContextLength)]
+    pub fn set_context_length(&mut self, n: usize) -> usize {
+        self.engine.set_context_length(n)
     }
 
     /// Last-position logits of a raw prompt, run from an empty cache (parity checks, debugging).
     #[wasm_bindgen(js_name = promptLogits)]
-    pub fn prompt_logits(&mut self, prompt: &str) -> Result<Vec<f32>, JsError> {
-        let ids = self.engine.tokenizer().encode(prompt).map_err(js_error)?;
+    pub fn prompt_logits(&mut self, prompt: &str) -> Result<Vec<f32>, JsValue> {
+        let ids = self
+            .engine
+            .tokenizer()
+            .encode(prompt)
+            .map_err(request_error)?;
         self.engine.reset();
-        let logits = self.engine.model_mut().forward(&ids).map_err(js_error)?;
-        let logits = logits.to_vec1::<f32>().map_err(js_error);
+        let logits = self
+            .engine
+            .model_mut()
+            .forward(&ids)
+            .map_err(request_error)?;
+        let logits = logits.to_vec1::<f32>().map_err(|e| request_error(e.into()));
         self.engine.reset();
         logits
     }

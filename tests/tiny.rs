@@ -56,7 +56,7 @@ fn run(e: &mut Engine) -> (Vec<u32>, String, StopReason) {
     loop {
         match e.step().unwrap() {
             Event::Prefill { .. } => {}
-            Event::Token { id, text: t } => {
+            Event::Token { id, text: t, .. } => {
                 ids.push(id);
                 text.push_str(&t);
             }
@@ -174,6 +174,127 @@ fn greedy_generation_is_deterministic_and_stops_at_max_tokens() {
     assert_eq!(ids.len(), 20);
     assert_eq!(text, decoded, "streamed text should equal the decoded ids");
     assert_eq!(run_once().0, ids);
+}
+
+#[test]
+fn stop_strings_end_the_reply_before_them() {
+    let prompt = "The cat sat on the";
+    let mut e = engine();
+    let mut full = String::new();
+    e.generate(prompt, SamplingParams::greedy(20), |t| full.push_str(t))
+        .unwrap();
+    // A stop string from the middle of the greedy reply: the same reply ends just before it.
+    let chars: Vec<(usize, char)> = full.char_indices().collect();
+    assert!(chars.len() > 8, "{full:?}");
+    let (from, to) = (chars[chars.len() / 2].0, chars[chars.len() / 2 + 2].0);
+    let stop = full[from..to].to_string();
+    let before = &full[..full.find(&stop).unwrap()];
+    let params = SamplingParams {
+        stop: vec!["never seen ✗".into(), stop.clone()],
+        ..SamplingParams::greedy(20)
+    };
+    e.start(prompt, params.clone()).unwrap();
+    let (ids, text, reason) = run(&mut e);
+    assert_eq!(reason, StopReason::StopSequence, "{full:?} / {stop:?}");
+    assert_eq!(text, before);
+    assert!(ids.len() < 20);
+    // The engine goes on, and a stop string never met changes nothing.
+    let params = SamplingParams {
+        stop: vec!["never seen ✗".into()],
+        ..SamplingParams::greedy(20)
+    };
+    e.start(prompt, params).unwrap();
+    let (_, text, reason) = run(&mut e);
+    assert_eq!(
+        (text.as_str(), reason),
+        (full.as_str(), StopReason::MaxTokens)
+    );
+}
+
+#[test]
+fn each_token_comes_with_its_logprobs() {
+    let mut e = engine();
+    let prompt = "The cat sat on the";
+    let ids = e.tokenizer().encode(prompt).unwrap();
+    let first = logits(&mut e, &ids);
+    e.reset();
+    let params = SamplingParams {
+        logprobs: Some(3),
+        ..SamplingParams::greedy(4)
+    };
+    e.start(prompt, params).unwrap();
+    let mut seen = Vec::new();
+    loop {
+        match e.step().unwrap() {
+            Event::Token { id, logprobs, .. } => seen.push((id, logprobs.unwrap())),
+            Event::Done { .. } => break,
+            Event::Prefill { .. } => {}
+        }
+    }
+    assert_eq!(seen.len(), 4);
+    // The first token's log-probability is the log-softmax of the prompt's logits.
+    let lse = first.iter().map(|&l| (l as f64).exp()).sum::<f64>().ln();
+    let (id, lp) = &seen[0];
+    assert!((lp.chosen.logprob as f64 - (first[*id as usize] as f64 - lse)).abs() < 1e-5);
+    for (id, lp) in &seen {
+        // Greedy with no penalty picks the most likely token.
+        assert_eq!(lp.top_logprobs.len(), 3);
+        assert_eq!(lp.top_logprobs[0], lp.chosen);
+        assert!(lp
+            .top_logprobs
+            .windows(2)
+            .all(|w| w[0].logprob >= w[1].logprob));
+        assert!(lp.chosen.logprob <= 0.0);
+        let (text, bytes) = e.tokenizer().token_bytes(*id);
+        assert_eq!((&lp.chosen.token, &lp.chosen.bytes), (&text, &bytes));
+    }
+    // The JSON the browser gets is OpenAI's shape for one token.
+    let event = Event::Token {
+        id: seen[0].0,
+        text: "x".into(),
+        logprobs: Some(seen[0].1.clone()),
+    };
+    let json = serde_json::to_value(&event).unwrap();
+    let keys = |v: &serde_json::Value| {
+        let mut k: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
+        k.sort();
+        k
+    };
+    assert_eq!(
+        keys(&json["logprobs"]),
+        ["bytes", "logprob", "token", "top_logprobs"]
+    );
+    assert_eq!(
+        keys(&json["logprobs"]["top_logprobs"][0]),
+        ["bytes", "logprob", "token"]
+    );
+}
+
+#[test]
+fn a_context_length_below_the_models_bounds_the_conversation() {
+    let mut e = engine();
+    assert_eq!(e.context_length(), 256);
+    assert_eq!(
+        e.set_context_length(100_000),
+        256,
+        "never above the model's"
+    );
+    assert_eq!(e.set_context_length(40), 40);
+    let long = "x y ".repeat(30);
+    match e.start(&long, SamplingParams::greedy(4)) {
+        Err(Error::ContextOverflow { limit, .. }) => assert_eq!(limit, 40),
+        other => panic!("expected ContextOverflow, got {other:?}"),
+    }
+    let prompt = "The cat sat on the";
+    let n = e.tokenizer().encode(prompt).unwrap().len();
+    e.start(prompt, SamplingParams::greedy(100)).unwrap();
+    let (ids, _, reason) = run(&mut e);
+    assert_eq!(reason, StopReason::ContextFull);
+    assert_eq!(n + ids.len(), 40, "prompt and reply fill the context");
+    assert!(e.cached_tokens() < 40);
+    // Shrinking below what is cached forgets the conversation.
+    e.set_context_length(10);
+    assert_eq!(e.cached_tokens(), 0);
 }
 
 #[test]

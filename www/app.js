@@ -1,6 +1,7 @@
-// The chat UI: sends the conversation to the engine worker and appends each text piece it
-// streams back. Model output is only ever inserted as text (textContent), never as HTML.
-import { ToWorker, FromWorker } from './protocol.js';
+// The chat UI, built on Wick's public API alone (wick.js): it loads a model into an engine and
+// streams each reply with engine.chat.completions.create. Model output is only ever inserted as
+// text (textContent), never as HTML.
+import { Wick, WickError } from './wick.js';
 
 // A Hugging Face folder of MLX-quantized safetensors (made from the GGUF by `wick quantize`).
 const DEFAULT_MODEL = 'models/SmolLM2-135M-Instruct-MLX-4bit/';
@@ -8,7 +9,7 @@ const query = new URLSearchParams(location.search);
 // Worker threads for the engine: ?threads=N, else one per core.
 const THREADS = Math.max(1, Number(query.get('threads')) || navigator.hardwareConcurrency || 1);
 // ?simd=simd128 keeps to the plain SIMD builds even where relaxed SIMD runs.
-const SIMD = query.get('simd') || 'relaxed';
+const SIMD = query.get('simd') === 'simd128' ? 'simd128' : 'relaxed';
 
 const $ = (id) => document.getElementById(id);
 const ui = {
@@ -18,12 +19,13 @@ const ui = {
   modelChoice: $('model-choice'), quantize: $('quantize'),
 };
 
-const worker = new Worker(new URL('./worker.js', import.meta.url), { type: 'module' });
-const conversation = []; // [{ role, content }] of finished turns
-let ready = false;
-let reply = null; // { id, el, text, started } of the reply being streamed
-let nextId = 1;
+/** @type {import('./wick.d.ts').WickEngine | null} */
+let engine = null;
+let modelName = '';
 let modelLine = '';
+const conversation = []; // [{ role, content }] of finished turns
+let reply = null; // { el, text, question, controller } of the reply being streamed
+let loading = null; // the AbortController of the load in progress
 
 const mb = (n) => (n / 1e6).toFixed(1);
 
@@ -32,10 +34,10 @@ function showError(message) {
   ui.error.hidden = false;
 }
 
-function setBusy(busy) {
-  ui.input.disabled = !ready;
-  ui.send.disabled = !ready || busy;
-  ui.stop.disabled = !busy;
+function setBusy() {
+  ui.input.disabled = !engine;
+  ui.send.disabled = !engine || Boolean(reply);
+  ui.stop.disabled = !reply;
 }
 
 function addMessage(role, text) {
@@ -47,124 +49,159 @@ function addMessage(role, text) {
   return el;
 }
 
-function params() {
-  const num = (id) => Number($(id).value);
-  return {
-    temperature: num('temperature'), top_k: num('top_k'), top_p: num('top_p'),
-    repeat_penalty: num('repeat_penalty'), max_tokens: num('max_tokens'), seed: num('seed'),
-  };
-}
-
 function systemMessages() {
   const system = $('system').value.trim();
   return system ? [{ role: 'system', content: system }] : [];
 }
 
-function messagesFor(question) {
-  return [...systemMessages(), ...conversation, { role: 'user', content: question }];
-}
-
 /** Lets the engine read the system prompt while the user types (a new conversation starts with it). */
 function warmUp() {
   const messages = systemMessages();
-  if (messages.length) worker.postMessage({ type: ToWorker.WARM, messages });
+  if (engine && messages.length) engine.warm(messages).catch(() => {}); // the next question meets any error
 }
 
-function send() {
+function request(question) {
+  const num = (id) => Number($(id).value);
+  return {
+    messages: [...systemMessages(), ...conversation, { role: 'user', content: question }],
+    stream: true,
+    stream_options: { include_usage: true },
+    temperature: num('temperature'), top_k: num('top_k'), top_p: num('top_p'),
+    repetition_penalty: num('repeat_penalty'), max_tokens: num('max_tokens'), seed: num('seed'),
+  };
+}
+
+function statusLine(usage, timings) {
+  const cached = usage.prompt_tokens_details.cached_tokens;
+  return `${modelLine} · ${usage.completion_tokens} tokens at ${timings.predicted_per_second.toFixed(1)} tok/s · ` +
+    `prompt ${usage.prompt_tokens} tokens (${usage.prompt_tokens - cached} new, ${timings.prompt_per_second.toFixed(1)} tok/s) · ` +
+    `first token ${(timings.first_token_ms / 1000).toFixed(2)} s`;
+}
+
+async function send() {
   const question = ui.input.value.trim();
-  if (!ready || reply || !question) return;
+  if (!engine || reply || !question) return;
   ui.error.hidden = true;
   ui.input.value = '';
   addMessage('user', question);
   const el = addMessage('assistant', '');
   el.classList.add('pending');
-  reply = { id: nextId++, el, text: '', question, started: performance.now() };
-  worker.postMessage({ type: ToWorker.GENERATE, id: reply.id, messages: messagesFor(question), params: params() });
+  const current = { el, text: '', question, controller: new AbortController() };
+  reply = current;
   ui.status.textContent = 'Reading the prompt…';
-  setBusy(true);
+  setBusy();
+  let note = null;
+  try {
+    const body = request(question);
+    const stream = await engine.chat.completions.create({ ...body, signal: current.controller.signal });
+    let finished = null;
+    let usage = null;
+    for await (const chunk of stream) {
+      const choice = chunk.choices[0];
+      if (choice?.delta.content) {
+        if (!current.text) ui.status.textContent = 'Writing…';
+        current.text += choice.delta.content;
+        el.textContent = current.text;
+        el.scrollIntoView({ block: 'end' });
+      }
+      if (choice?.finish_reason) finished = choice.finish_reason;
+      if (chunk.usage) {
+        usage = chunk.usage;
+        ui.status.textContent = statusLine(chunk.usage, chunk.timings);
+      }
+    }
+    if (finished === 'length') note = usage && usage.completion_tokens < body.max_tokens ? '(context window full)' : '(max tokens reached)';
+  } catch (e) {
+    const error = WickError.from(e);
+    if (error.code !== 'aborted') {
+      showError(error.message);
+      el.remove();
+      if (error.code === 'engine_crashed' || error.code === 'out_of_memory') dropEngine();
+      finish(null);
+      return;
+    }
+    note = '(stopped)';
+  }
+  finish(note);
 }
 
-function finishReply(reason, stats) {
+/** Ends the reply in progress: it joins the conversation, with a note on why it ended. */
+function finish(note) {
   const r = reply;
   reply = null;
-  r.el.classList.remove('pending');
-  conversation.push({ role: 'user', content: r.question }, { role: 'assistant', content: r.text });
-  if (reason === 'cancelled' || reason === 'max_tokens' || reason === 'context_full') {
-    const note = document.createElement('span');
-    note.className = 'note';
-    note.textContent = { cancelled: '(stopped)', max_tokens: '(max tokens reached)', context_full: '(context window full)' }[reason];
-    r.el.append(note);
+  if (r && note !== undefined) {
+    r.el.classList.remove('pending');
+    if (r.el.isConnected) {
+      conversation.push({ role: 'user', content: r.question }, { role: 'assistant', content: r.text });
+      if (note) {
+        const span = document.createElement('span');
+        span.className = 'note';
+        span.textContent = note;
+        r.el.append(span);
+      }
+    }
   }
-  const decode = stats.generated_tokens / Math.max(stats.decode_seconds, 1e-9);
-  const prefill = stats.prefilled_tokens / Math.max(stats.prefill_seconds, 1e-9);
-  ui.status.textContent = `${modelLine} · ${stats.generated_tokens} tokens at ${decode.toFixed(1)} tok/s · ` +
-    `prompt ${stats.prompt_tokens} tokens (${stats.prefilled_tokens} new, ${prefill.toFixed(1)} tok/s) · ` +
-    `first token ${stats.first_token_seconds.toFixed(2)} s`;
-  setBusy(false);
+  setBusy();
   ui.input.focus();
 }
 
-worker.onmessage = ({ data }) => {
-  switch (data.type) {
-    case FromWorker.PROGRESS: {
-      ui.loader.classList.remove('done');
-      const verb = { download: 'Downloading', cache: 'Reading from the browser cache', init: 'Preparing' }[data.phase];
-      ui.progress.max = data.total || 1;
-      ui.progress.value = data.phase === 'init' ? ui.progress.max : data.loaded;
-      ui.progressLabel.textContent = data.phase === 'init'
-        ? `Preparing the model (${mb(data.total)} MB)…`
-        : `${verb} the model: ${mb(data.loaded)} / ${data.total ? mb(data.total) : '?'} MB`;
-      break;
-    }
-    case FromWorker.READY: {
-      if (ready) {
-        // A new model starts a new conversation.
-        conversation.length = 0;
-        ui.messages.replaceChildren();
-      }
-      ready = true;
-      ui.loader.classList.add('done');
-      const { info, build } = data;
-      modelLine = `${data.name} (${info.format}, ${info.architecture}, ${info.n_layers} layers) · wasm ${build.simd}, ${build.threads} thread${build.threads === 1 ? '' : 's'}`;
-      ui.status.textContent = `Ready: ${modelLine} · loaded from ${data.source} in ${data.loadSeconds.toFixed(1)} s`;
-      setBusy(false);
-      ui.input.focus();
-      warmUp();
-      break;
-    }
-    case FromWorker.PREFILL:
-      if (reply?.id === data.id) ui.status.textContent = `Reading the prompt… ${data.done} / ${data.total} tokens`;
-      break;
-    case FromWorker.TOKEN:
-      if (reply?.id !== data.id) break;
-      reply.text += data.text;
-      reply.el.textContent = reply.text;
-      if (reply.text.length === data.text.length) ui.status.textContent = 'Writing…';
-      reply.el.scrollIntoView({ block: 'end' });
-      break;
-    case FromWorker.DONE:
-      if (reply?.id !== data.id) break;
-      reply.text += data.text;
-      reply.el.textContent = reply.text;
-      finishReply(data.reason, data.stats);
-      break;
-    case FromWorker.ERROR:
-      showError(data.message);
-      if (reply && (data.id === undefined || data.id === reply.id)) {
-        reply.el.remove();
-        reply = null;
-      }
-      if (data.fatal) {
-        ready = false;
-        ui.loader.classList.add('done');
-        ui.status.textContent = 'No model loaded — pick a model or model files in Settings, or reload the page.';
-      }
-      setBusy(false);
-      break;
-  }
-};
+function dropEngine() {
+  engine?.unload();
+  engine = null;
+  ui.status.textContent = 'No model loaded — pick a model or model files in Settings, or reload the page.';
+}
 
-worker.onerror = (e) => showError(`The engine worker failed: ${e.message}`);
+const PHASES = { download: 'Downloading', cache: 'Reading from the browser cache' };
+
+/** Loads a model; only one that loads replaces the current engine, so a bad file costs nothing. */
+async function loadModel(model, name) {
+  ui.error.hidden = true;
+  loading?.abort();
+  const controller = new AbortController();
+  loading = controller;
+  ui.loader.classList.remove('done');
+  try {
+    const next = await Wick.load(model, {
+      threads: THREADS, simd: SIMD, quantize: ui.quantize.value || null, signal: controller.signal,
+      onProgress: ({ loaded, total, phase }) => {
+        ui.loader.classList.remove('done');
+        ui.progress.max = total || 1;
+        ui.progress.value = phase === 'init' ? ui.progress.max : loaded;
+        ui.progressLabel.textContent = phase === 'init'
+          ? `Preparing the model (${mb(total)} MB)…`
+          : `${PHASES[phase]} the model: ${mb(loaded)} / ${total ? mb(total) : '?'} MB`;
+      },
+      onCacheError: (e) => console.warn(e.message),
+    });
+    if (engine) {
+      // A new model starts a new conversation.
+      reply?.controller.abort();
+      await engine.unload();
+      conversation.length = 0;
+      ui.messages.replaceChildren();
+    }
+    engine = next;
+    const { info } = next;
+    modelName = name;
+    const { build } = info;
+    modelLine = `${name} (${info.format}, ${info.architecture}, ${info.n_layers} layers) · wasm ${build.simd}, ${build.threads} thread${build.threads === 1 ? '' : 's'}`;
+    ui.status.textContent = `Ready: ${modelLine} · loaded from ${info.source} in ${info.loadSeconds.toFixed(1)} s`;
+    warmUp();
+  } catch (e) {
+    const error = WickError.from(e);
+    if (error.code === 'aborted' && loading !== controller) return; // a newer load took over
+    const keeping = engine ? ` Still using ${modelName}.` : '';
+    showError(`Could not load ${name}: ${error.message}${keeping}`);
+    if (!engine) ui.status.textContent = 'No model loaded — pick a model or model files in Settings, or reload the page.';
+  } finally {
+    if (loading === controller) {
+      loading = null;
+      ui.loader.classList.add('done');
+    }
+    setBusy();
+    if (engine) ui.input.focus();
+  }
+}
 
 ui.form.addEventListener('submit', (e) => {
   e.preventDefault();
@@ -176,32 +213,31 @@ ui.input.addEventListener('keydown', (e) => {
     send();
   }
 });
-ui.stop.addEventListener('click', () => reply && worker.postMessage({ type: ToWorker.CANCEL, id: reply.id }));
+ui.stop.addEventListener('click', () => reply?.controller.abort());
 ui.newChat.addEventListener('click', () => {
-  if (reply) worker.postMessage({ type: ToWorker.CANCEL, id: reply.id });
-  reply = null;
-  setBusy(false);
+  reply?.controller.abort();
   conversation.length = 0;
   ui.messages.replaceChildren();
-  worker.postMessage({ type: ToWorker.RESET });
   warmUp();
 });
 ui.file.addEventListener('change', () => {
   const files = [...ui.file.files];
   if (!files.length) return;
-  ui.error.hidden = true;
+  const gguf = files.length === 1 && !files[0].name.endsWith('.safetensors');
+  const name = gguf ? files[0].name : `${files.length} files`;
   ui.status.textContent = `Loading ${files.map((f) => f.name).join(', ')}…`;
-  worker.postMessage({ type: ToWorker.LOAD_FILES, files, threads: THREADS, simd: SIMD, quantize: ui.quantize.value || null });
+  loadModel(files, name);
 });
 
-function loadUrl(path) {
-  ui.error.hidden = true;
+/** A model path from the page (the model menu, ?model=) as a URL on this site. */
+function loadPath(path) {
   const url = new URL(path, location.href).href;
-  worker.postMessage({ type: ToWorker.LOAD_URL, url, threads: THREADS, simd: SIMD, quantize: ui.quantize.value || null });
+  const name = path.endsWith('/') ? path.split('/').at(-2) : path.split('/').pop();
+  loadModel(url, name);
 }
-ui.modelChoice.addEventListener('change', () => loadUrl(ui.modelChoice.value));
+ui.modelChoice.addEventListener('change', () => loadPath(ui.modelChoice.value));
 
 const startModel = query.get('model') ?? DEFAULT_MODEL;
 if ([...ui.modelChoice.options].some((o) => o.value === startModel)) ui.modelChoice.value = startModel;
-loadUrl(startModel);
-setBusy(false);
+loadPath(startModel);
+setBusy();

@@ -1,55 +1,65 @@
-// The messages between the page (app.js) and the engine worker (worker.js).
-// Every message is a plain object `{ type, ...payload }`; this file is the one place they are named.
+// The messages between wick.js (the page side of an engine) and its worker (worker.js). Every
+// message is a plain object `{ type, ...payload }`; this file is the one place they are named and
+// typed. Requests that answer carry an `id` the answer repeats.
+
+/**
+ * @typedef {import('./model-files.js').ModelSource} ModelSource
+ * @typedef {{ threads: number, simd: 'relaxed'|'simd128', contextLength?: number, quantize?: 'q4'|'q8'|null }} LoadOptions
+ * @typedef {{ role: string, content: string }} Message
+ * @typedef {Record<string, unknown>} EngineParams Rust's `SamplingParams` as JSON
+ *   (temperature, top_k, top_p, min_p, repeat_penalty, frequency_penalty, presence_penalty,
+ *   logit_bias, logprobs, seed, max_tokens, ignore_eog, stop)
+ * @typedef {{ token: string, bytes: number[] | null, logprob: number }} TokenLogprob
+ * @typedef {TokenLogprob & { top_logprobs: TokenLogprob[] }} TokenLogprobs
+ * @typedef {{ prompt_tokens: number, prefilled_tokens: number, prefill_seconds: number,
+ *   generated_tokens: number, decode_seconds: number, first_token_seconds: number }} Stats
+ * @typedef {{ id: string, name: string, architecture: string, format: string, vocab_size: number,
+ *   hidden_size: number, n_layers: number, n_heads: number, n_kv_heads: number,
+ *   context_length: number, model_context_length: number, source: 'network'|'cache'|'file',
+ *   bytes: number, loadSeconds: number, build: { simd: 'relaxed-simd'|'simd128', threads: number },
+ *   memoryBytes: number }} EngineInfo
+ */
 
 /** Page → worker. */
 export const ToWorker = Object.freeze({
+  /** `{ source: ModelSource, options: LoadOptions }`: fetch the model and build the engine (once per worker). */
+  LOAD: 'load',
   /**
-   * `{ url, threads, simd, quantize }`: fetch a model (Cache API first) and build the engine: a
-   * GGUF file, or a Hugging Face folder when `url` ends with `/` (config.json, tokenizer files,
-   * safetensors). `threads` (> 1 picks the threaded build when the page is cross-origin
-   * isolated) and `simd` ('relaxed': relaxed SIMD where the browser has it; 'simd128': never)
-   * count only the first time; `quantize` ('q4', 'q8' or null) quantizes float weights at load.
-   */
-  LOAD_URL: 'load-url',
-  /**
-   * `{ files, threads, simd, quantize }`: build the engine from user-picked Files: one GGUF file, or
-   * the files of a Hugging Face folder.
-   */
-  LOAD_FILES: 'load-files',
-  /**
-   * `{ id, messages: [{role, content}], params }`: start a reply and stream it; `{ id, raw, params }`
-   * continues a raw prompt instead (benchmarks). `params` follows Rust's `SamplingParams`.
+   * `{ id, messages: Message[], params: EngineParams }`: start a chat reply and stream it; or
+   * `{ id, prompt: string, params }` to continue a raw prompt. One at a time (wick.js queues).
    */
   GENERATE: 'generate',
-  /** `{ id }`: stop the reply in progress. */
+  /** `{ id }`: stop that reply now (it answers DONE with reason 'cancelled'). */
   CANCEL: 'cancel',
-  /** `{}`: forget the conversation's KV cache. */
-  RESET: 'reset',
-  /**
-   * `{ messages }`: run the start of a conversation (the system prompt) into the KV cache while
-   * the user types, so the first reply prefills only the question. Skipped while a reply runs.
-   */
+  /** `{ id, messages: Message[] }`: run the start of a conversation into the KV cache; answers RESULT `{ cached }`. */
   WARM: 'warm',
+  /** `{ id, text }`: answers RESULT with the token ids. */
+  TOKENIZE: 'tokenize',
+  /** `{ id, ids: number[] }`: answers RESULT with the text. */
+  DETOKENIZE: 'detokenize',
 });
 
 /** Worker → page. */
 export const FromWorker = Object.freeze({
-  /** `{ phase: 'download'|'cache'|'init', loaded, total }`: model loading progress in bytes. */
+  /** `{ phase: 'download'|'cache'|'init', loaded, total, file }`: loading progress in bytes. */
   PROGRESS: 'progress',
-  /**
-   * `{ info, source: 'network'|'cache'|'file', name, bytes, loadSeconds, build, memoryBytes }`:
-   * engine ready (`memoryBytes`: size of the wasm memory).
-   */
+  /** `{ error: { code, message } }`: the model could not be kept in the browser's storage (it still runs). */
+  CACHE_ERROR: 'cache-error',
+  /** `{ info: EngineInfo }`: the engine is ready. */
   READY: 'ready',
+  /** `{ id }`: the engine took the prompt of GENERATE (it fits; the reply is under way). */
+  STARTED: 'started',
   /** `{ id, done, total }`: prompt tokens run so far. */
   PREFILL: 'prefill',
-  /** `{ id, text }`: a piece of the reply, to append as text. */
+  /** `{ id, text, logprobs?: TokenLogprobs }`: one generated token and the text it completes. */
   TOKEN: 'token',
-  /** `{ id, reason, text, stats, memoryBytes }`: the reply ended (text: a last piece, possibly empty). */
+  /** `{ id, reason, text, stats: Stats, memoryBytes }`: the reply ended (text: a last piece, possibly empty). */
   DONE: 'done',
-  /** `{ id?, message, fatal }`: something failed; `fatal` means the model must be loaded again. */
+  /** `{ id, value }`: the answer to WARM, TOKENIZE or DETOKENIZE. */
+  RESULT: 'result',
+  /**
+   * `{ id?, error: { code, message, param }, fatal }`: a request (or, without id, the load)
+   * failed; `fatal`: the engine is gone and the model must be loaded again.
+   */
   ERROR: 'error',
 });
-
-/** Name of the Cache API store that keeps downloaded weights across reloads. */
-export const MODEL_CACHE = 'wick-models-v1';

@@ -1,0 +1,217 @@
+// Loading models in headless Chromium through Wick's API: from another origin (a mock of the
+// Hugging Face hub that redirects to its CDN), the browser's cache of model files (Wick.cache),
+// an aborted download, a full storage quota, a model too big to load, and load errors.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { statSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { openBrowser } from './browser.mjs';
+import { startMockHub } from './mock-hub.mjs';
+
+const MLX = resolve('models/SmolLM2-135M-Instruct-MLX-4bit');
+const MODELS = resolve('models');
+const GGUF = 'SmolLM2-135M-Instruct.Q4_1.gguf';
+const REPO = 'HuggingFaceTB/SmolLM2-135M-Instruct';
+const FRANCE = [{ role: 'system', content: 'You are a helpful AI assistant.' }, { role: 'user', content: 'What is the capital of France?' }];
+
+let browser;
+let page;
+let hub;
+let slowHub;
+
+const inPage = (fn, arg) => page.evaluate(fn, arg);
+/** GETs the hub answered for paths matching `re`. */
+const gets = (h, re) => h.requests.filter((r) => r.method === 'GET' && re.test(r.url));
+
+before(async () => {
+  browser = await openBrowser({ alsoServe: ['tests/e2e/pages'] });
+  hub = await startMockHub({
+    repos: { [REPO]: MLX, 'second-state/SmolLM2-GGUF': MODELS, 'huge/model': MODELS },
+    revisions: ['main', 'v1.0'],
+    declared: { 'huge/model/huge.gguf': 5e12 },
+  });
+  // 20 MB/s: the 100 MB weights take seconds, so an abort lands mid-file.
+  slowHub = await startMockHub({ repos: { 'slow/SmolLM2': MLX }, throttle: 20e6 });
+  page = await browser.context.newPage();
+  await page.goto(`${browser.base}tests/e2e/pages/api.html`);
+  await inPage(async () => {
+    window.W = await import('/www/wick.js');
+    window.ask = async (engine, messages) => (await engine.chat.completions.create({ messages, temperature: 0, max_tokens: 24 })).choices[0].message.content;
+  });
+});
+
+after(async () => {
+  await browser?.close();
+  await hub?.close();
+  await slowHub?.close();
+});
+
+test('a hub repo loads from another origin through its CDN redirect; Wick.cache lists it and deletes it', async () => {
+  const r = await inPage(async ({ repo, hubUrl, messages }) => {
+    const { Wick } = window.W;
+    const engine = await Wick.load(repo, { hubUrl, threads: 1 });
+    const answer = await window.ask(engine, messages);
+    const info = engine.info;
+    await engine.unload();
+    return { answer, info, list: await Wick.cache.list() };
+  }, { repo: REPO, hubUrl: hub.url, messages: FRANCE });
+  assert.match(r.answer, /Paris/);
+  assert.equal(r.info.id, REPO);
+  assert.equal(r.info.source, 'network');
+  // Each file: a HEAD and a GET, both redirected from /resolve/main/ to /cdn/.
+  for (const file of ['config.json', 'tokenizer.json', 'tokenizer_config.json', 'model.safetensors']) {
+    assert.ok(hub.requests.some((q) => q.method === 'HEAD' && q.url === `/${REPO}/resolve/main/${file}` && q.status === 302), file);
+    assert.equal(gets(hub, new RegExp(`^/cdn/${REPO}/${file.replace('.', '\\.')}$`)).length, 1, file);
+  }
+  assert.ok(hub.requests.some((q) => q.url === `/cdn/${REPO}/chat_template.jinja` && q.status === 404), 'the optional template is looked for');
+  const cdn = `${hub.url}/cdn/${REPO}/`;
+  const kept = r.list.filter((f) => f.url.startsWith(cdn)).sort((a, b) => a.url.localeCompare(b.url));
+  assert.deepEqual(kept.map((f) => f.url.slice(cdn.length)), ['config.json', 'model.safetensors', 'tokenizer.json', 'tokenizer_config.json']);
+  for (const f of kept) {
+    assert.equal(f.bytes, statSync(`${MLX}/${f.url.slice(cdn.length)}`).size, f.url);
+    assert.ok(Math.abs(f.cachedAt - Date.now()) < 300_000, String(f.cachedAt));
+  }
+  assert.ok(!r.list.some((f) => f.url.includes('/resolve/')), 'the cache key is the resolved file');
+
+  // The same files under another revision's URLs are not downloaded again.
+  const before = gets(hub, /^\/cdn\//).length;
+  const again = await inPage(async ({ repo, hubUrl, messages }) => {
+    const engine = await window.W.Wick.load(repo, { hubUrl, revision: 'v1.0', threads: 1 });
+    const answer = await window.ask(engine, messages);
+    const { source } = engine.info;
+    await engine.unload();
+    return { answer, source };
+  }, { repo: REPO, hubUrl: hub.url, messages: FRANCE });
+  assert.deepEqual(again, { answer: r.answer, source: 'cache' });
+  assert.equal(gets(hub, /^\/cdn\//).length, before);
+
+  const weights = `${hub.url}/${REPO}/resolve/main/model.safetensors`;
+  const d = await inPage(async ({ weights, other, cdn }) => {
+    const { cache } = window.W.Wick;
+    const had = [await cache.has(weights), await cache.has(other), await cache.has(cdn)];
+    const deleted = await cache.delete(weights);
+    return {
+      had, deleted,
+      has: [await cache.has(weights), await cache.has(other), await cache.has(cdn)],
+      again: await cache.delete(cdn),
+      list: (await cache.list()).map((f) => f.url),
+      estimate: await cache.estimate(),
+    };
+  }, { weights, other: weights.replace('/main/', '/v1.0/'), cdn: `${cdn}model.safetensors` });
+  assert.deepEqual(d.had, [true, true, true]);
+  assert.equal(d.deleted, true);
+  assert.deepEqual(d.has, [false, false, false], 'the file and every URL that led to it are forgotten');
+  assert.equal(d.again, false);
+  assert.ok(!d.list.includes(`${cdn}model.safetensors`));
+  assert.ok(d.list.includes(`${cdn}config.json`));
+  assert.ok(d.estimate.quota > 0 && d.estimate.usage > 0, JSON.stringify(d.estimate));
+  assert.ok(d.estimate.models > 0 && d.estimate.models < d.estimate.usage * 2, JSON.stringify(d.estimate));
+});
+
+test('aborting a download mid-file rejects with WickError(aborted) and keeps nothing half-downloaded', async () => {
+  const r = await inPage(async ({ hubUrl }) => {
+    const { Wick } = window.W;
+    const controller = new AbortController();
+    const seen = [];
+    let error = null;
+    try {
+      await Wick.load('slow/SmolLM2', {
+        hubUrl, signal: controller.signal,
+        onProgress: (p) => {
+          seen.push(p.loaded);
+          if (p.file.endsWith('model.safetensors') && p.loaded > 10e6) controller.abort();
+        },
+      });
+    } catch (e) {
+      error = { name: e.name, code: e.code, message: e.message };
+    }
+    return { error, list: await Wick.cache.list(), seen: seen.at(-1) };
+  }, { hubUrl: slowHub.url });
+  assert.deepEqual({ name: r.error.name, code: r.error.code }, { name: 'WickError', code: 'aborted' });
+  assert.ok(r.seen < 60e6, `aborted after ${r.seen} bytes`);
+  const mine = r.list.filter((f) => f.url.startsWith(slowHub.url));
+  assert.ok(!mine.some((f) => f.url.endsWith('model.safetensors')), JSON.stringify(mine));
+  // Whole small files may stay: each one whole.
+  for (const f of mine) assert.equal(f.bytes, statSync(`${MLX}/${f.url.split('/').pop()}`).size, f.url);
+  assert.equal(gets(slowHub, /model\.safetensors$/).length, 1, 'the download had started');
+});
+
+test('a full storage quota is WickError(quota), and the model still runs from memory', async () => {
+  const cdp = await browser.context.newCDPSession(page);
+  const origin = new URL(browser.base).origin;
+  await cdp.send('Storage.overrideQuotaForOrigin', { origin, quotaSize: 1_000_000 });
+  try {
+    const r = await inPage(async ({ hubUrl, messages, file }) => {
+      const { Wick } = window.W;
+      const errors = [];
+      const engine = await Wick.load(`second-state/SmolLM2-GGUF/${file}`, { hubUrl, threads: 1, onCacheError: (e) => errors.push({ name: e.name, code: e.code, message: e.message }) });
+      const answer = await window.ask(engine, messages);
+      const { info } = engine;
+      await engine.unload();
+      return { errors, answer, info, has: await Wick.cache.has(`${hubUrl}/second-state/SmolLM2-GGUF/resolve/main/${file}`) };
+    }, { hubUrl: hub.url, messages: FRANCE, file: GGUF });
+    assert.equal(r.errors.length, 1, JSON.stringify(r.errors));
+    assert.deepEqual({ name: r.errors[0].name, code: r.errors[0].code }, { name: 'WickError', code: 'quota' });
+    assert.match(r.errors[0].message, /storage, which is full.*runs from memory/);
+    assert.match(r.answer, /Paris/);
+    assert.equal(r.info.format, 'GGUF');
+    assert.equal(r.info.id, `second-state/SmolLM2-GGUF/${GGUF}`);
+    assert.equal(r.has, false);
+  } finally {
+    await cdp.send('Storage.overrideQuotaForOrigin', { origin });
+    await cdp.detach();
+  }
+});
+
+test('a model too big for wasm memory is refused before it is downloaded', async () => {
+  const e = await inPage(async (hubUrl) => {
+    try {
+      await window.W.Wick.load('huge/model/huge.gguf', { hubUrl });
+      return null;
+    } catch (e) {
+      return { code: e.code, message: e.message };
+    }
+  }, hub.url);
+  assert.equal(e.code, 'out_of_memory');
+  assert.match(e.message, /4656\.6 GiB; a model in the browser must fit in 4 GiB/);
+  assert.equal(gets(hub, /huge\.gguf$/).length, 0);
+});
+
+test('load errors say what is wrong', async () => {
+  const r = await inPage(async ({ hubUrl, base }) => {
+    const { Wick } = window.W;
+    const attempt = async (model, options) => {
+      try {
+        const engine = await Wick.load(model, options);
+        await engine.unload();
+        return null;
+      } catch (e) {
+        return { name: e.name, code: e.code, message: e.message };
+      }
+    };
+    return {
+      missingRepo: await attempt('nobody/nothing', { hubUrl }),
+      missingFile: await attempt('/models/nothing.gguf'),
+      notGguf: await attempt('/www/wick.d.ts'),
+      noServer: await attempt('http://127.0.0.1:9/model.gguf'),
+      notAModel: await attempt('models/x.gguf', { hubUrl }),
+      badOption: await attempt('/models/x.gguf', { thread: 2 }),
+      badFile: await attempt([new File(['hello'], 'notes.gguf')]),
+      base,
+    };
+  }, { hubUrl: hub.url, base: browser.base });
+  const expect = {
+    missingRepo: ['model_not_found', /nobody\/nothing\/resolve\/main\/config\.json does not exist \(HTTP 404\)/],
+    missingFile: ['model_not_found', /models\/nothing\.gguf does not exist/],
+    notGguf: ['model_format', /not a GGUF file/],
+    noServer: ['network', /Could not download http:\/\/127\.0\.0\.1:9\/model\.gguf/],
+    notAModel: ['model_not_found', /models\/x\.gguf\/resolve\/main\/config\.json does not exist.*read as a hub repo id; for a file on this site write "\.\/models\/x\.gguf"/],
+    badOption: ['invalid_request', /Unknown load option thread/],
+    badFile: ['model_format', /not a GGUF file/],
+  };
+  for (const [name, [code, message]] of Object.entries(expect)) {
+    assert.equal(r[name]?.name, 'WickError', name);
+    assert.equal(r[name].code, code, `${name}: ${r[name].message}`);
+    assert.match(r[name].message, message, name);
+  }
+});

@@ -1,0 +1,91 @@
+// A stand-in for the Hugging Face hub on another port (another origin than the dev server), for
+// the browser tests: `/{org}/{name}/resolve/{revision}/{file}` answers 302 to a CDN-like path
+// `/cdn/{org}/{name}/{file}` on the same server, as the hub redirects to its CDN, and every
+// answer carries CORS headers (a cross-origin-isolated page may read a cross-origin response
+// only with CORS or CORP). No dependencies.
+import { createServer } from 'node:http';
+import { createReadStream } from 'node:fs';
+import { stat } from 'node:fs/promises';
+import { join, normalize, sep } from 'node:path';
+
+const CORS = {
+  'Access-Control-Allow-Origin': '*',
+  'Access-Control-Expose-Headers': 'Content-Length, ETag, Location',
+  'Cross-Origin-Resource-Policy': 'cross-origin',
+  'Cache-Control': 'no-cache',
+};
+
+/**
+ * Starts the mock hub. `repos` maps `org/name` to a folder whose files it serves; `revisions`
+ * are the revisions that resolve (all to the same files); `throttle` (bytes per second) slows
+ * the CDN down so a test can abort mid-file; `declared` maps `org/name/file` to a size the hub
+ * announces for a file it never sends (a model too big to load). `requests` records
+ * `{ method, url, status }`. Resolves to `{ url, requests, close }`.
+ * @param {{ repos: Record<string, string>, revisions?: string[], throttle?: number, declared?: Record<string, number> }} options
+ */
+export async function startMockHub({ repos, revisions = ['main'], throttle = 0, declared = {} }) {
+  const requests = [];
+  const server = createServer(async (req, res) => {
+    const send = (status, headers = {}, body = undefined) => {
+      res.writeHead(status, { ...CORS, ...headers });
+      res.end(body);
+      requests.push({ method: req.method, url: req.url, status });
+    };
+    if (req.method === 'OPTIONS') return send(204, { 'Access-Control-Allow-Methods': 'GET, HEAD', 'Access-Control-Allow-Headers': '*' });
+    if (req.method !== 'GET' && req.method !== 'HEAD') return send(405);
+    const path = decodeURIComponent(new URL(req.url, 'http://x').pathname);
+    const resolveMatch = path.match(/^\/([^/]+)\/([^/]+)\/resolve\/([^/]+)\/(.+)$/);
+    if (resolveMatch) {
+      const [, org, name, revision, file] = resolveMatch;
+      if (!repos[`${org}/${name}`] || !revisions.includes(revision)) return send(404, {}, 'Repository or revision not found');
+      return send(302, { Location: `/cdn/${org}/${name}/${file}` });
+    }
+    const cdnMatch = path.match(/^\/cdn\/([^/]+)\/([^/]+)\/(.+)$/);
+    if (!cdnMatch) return send(404);
+    const [, org, name, file] = cdnMatch;
+    const size = declared[`${org}/${name}/${file}`];
+    if (size !== undefined) {
+      // Announces a size and sends nothing: only a HEAD can be answered honestly.
+      if (req.method === 'HEAD') return send(200, { 'Content-Length': size, 'Content-Type': 'application/octet-stream' });
+      return send(500, {}, 'not sent');
+    }
+    const root = repos[`${org}/${name}`];
+    const full = root && join(root, normalize(file));
+    let info;
+    try {
+      if (!full || !full.startsWith(root + sep)) throw new Error('outside');
+      info = await stat(full);
+      if (!info.isFile()) throw new Error('not a file');
+    } catch {
+      return send(404, {}, 'Entry not found');
+    }
+    const headers = { ...CORS, 'Content-Type': 'application/octet-stream', 'Content-Length': info.size, ETag: `"${info.size}-${info.mtimeMs}"` };
+    res.writeHead(200, headers);
+    requests.push({ method: req.method, url: req.url, status: 200 });
+    if (req.method === 'HEAD') return res.end();
+    const stream = createReadStream(full, { highWaterMark: 256 * 1024 });
+    stream.on('error', () => res.destroy());
+    res.on('close', () => stream.destroy());
+    if (!throttle) return stream.pipe(res);
+    // Slowed down: one 256 KiB piece at a time at `throttle` bytes per second.
+    stream.on('data', (chunk) => {
+      stream.pause();
+      res.write(chunk);
+      setTimeout(() => stream.resume(), (chunk.length / throttle) * 1000);
+    });
+    stream.on('end', () => res.end());
+  });
+  await new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', resolve);
+  });
+  const url = `http://127.0.0.1:${server.address().port}`;
+  return {
+    url,
+    requests,
+    close: () => new Promise((r) => {
+      server.closeAllConnections?.();
+      server.close(r);
+    }),
+  };
+}

@@ -1,0 +1,157 @@
+// Where a model's files are: what `Wick.load` was given (a GGUF URL, a Hugging Face-style folder
+// URL, a hub repo id, or File objects) becomes a description the worker can fetch, and a folder
+// becomes its files in the order the engine needs them.
+import { WickError } from './error.js';
+import { fetchFile, MAX_MODEL_BYTES } from './cache.js';
+
+/** Where a hub repo id is looked up unless `hubUrl` says otherwise. */
+export const DEFAULT_HUB = 'https://huggingface.co';
+
+/** `org/name`, optionally followed by a path inside the repo (`org/name/model.Q4_1.gguf`). */
+const HUB_ID = /^([A-Za-z0-9][\w.-]*)\/([\w.-]+)(?:\/(.+))?$/;
+
+/**
+ * @typedef {{ kind: 'url', url: string, folder: boolean, id: string, hub?: string }
+ *   | { kind: 'files', files: File[], id: string }} ModelSource
+ *   `hub`: the text that was read as a hub repo id
+ */
+
+/**
+ * What `model` names, with URLs made absolute against `base` (the page). A string is a URL when
+ * it has a scheme or starts with `/`, `./` or `../`; otherwise `org/name[/path]` is a hub repo,
+ * read from `{hubUrl}/org/name/resolve/{revision}/…`. A URL (or hub path) ending in `/` is a
+ * Hugging Face-style folder, anything else one GGUF file; a bare `org/name` is a folder.
+ * @param {string | URL | File | File[] | FileList} model
+ * @param {{ hubUrl?: string, revision?: string }} options
+ * @param {string} base
+ * @returns {ModelSource}
+ */
+export function describeModel(model, { hubUrl = DEFAULT_HUB, revision = 'main' } = {}, base) {
+  if (typeof File !== 'undefined' && (model instanceof File || Array.isArray(model) || (typeof FileList !== 'undefined' && model instanceof FileList))) {
+    const files = model instanceof File ? [model] : [...model];
+    if (!files.length || !files.every((f) => f instanceof File)) {
+      throw new WickError('invalid_request', 'Wick.load needs at least one File (a GGUF, or a model folder\'s files).');
+    }
+    const gguf = files.find((f) => f.name.endsWith('.gguf'));
+    const folder = files[0].webkitRelativePath?.split('/')[0];
+    return { kind: 'files', files, id: gguf?.name ?? (folder || 'local-model') };
+  }
+  const text = model instanceof URL ? model.href : model;
+  if (typeof text !== 'string' || !text.trim()) {
+    throw new WickError('invalid_request', 'Wick.load needs a model: a GGUF URL, a model folder URL ending in "/", a hub repo id "org/name", or File objects.');
+  }
+  const isUrl = /^[a-z][a-z0-9+.-]*:/i.test(text) || /^\.{0,2}\//.test(text);
+  const hub = !isUrl && text.match(HUB_ID);
+  if (!isUrl && !hub) {
+    throw new WickError('invalid_request', `"${text}" is neither a URL nor a hub repo id "org/name"; for a file on this site write "./${text}" or "/${text}".`);
+  }
+  let url;
+  let id;
+  if (hub) {
+    const [, org, name, path = ''] = hub;
+    url = `${hubUrl.replace(/\/+$/, '')}/${org}/${name}/resolve/${encodeURIComponent(revision)}/${path}`;
+    id = path && !path.endsWith('/') ? `${org}/${name}/${path}` : `${org}/${name}`;
+  } else {
+    url = new URL(text, base).href;
+    id = decodeURIComponent(new URL(url).pathname.split('/').filter(Boolean).at(-1) ?? url);
+  }
+  return { kind: 'url', url, folder: url.endsWith('/'), id, ...(hub ? { hub: text } : {}) };
+}
+
+/**
+ * @typedef {{ name: string, bytes: Uint8Array }} NamedBytes
+ * @typedef {{ gguf: Uint8Array, source: string } | { files: NamedBytes[], source: string }} ModelBytes
+ * @typedef {{
+ *   signal?: AbortSignal,
+ *   onProgress?: (p: { loaded: number, total: number, file: string, phase: 'download'|'cache' }) => void,
+ *   onCacheError?: (e: WickError) => void,
+ *   onTokenizerFiles?: (files: NamedBytes[]) => void,
+ * }} FetchOptions
+ */
+
+/**
+ * The bytes of the model `source` names. `onProgress` counts the bytes of all its files
+ * together (`total` grows as each file's size becomes known); `onTokenizerFiles` gets a folder's
+ * config and tokenizer files as soon as they are read, before the weights.
+ * @param {ModelSource} source
+ * @param {FetchOptions} options
+ * @returns {Promise<ModelBytes>}
+ */
+export async function fetchModel(source, options) {
+  if (source.kind === 'files') return readFiles(source.files);
+  return source.folder ? fetchFolder(source.url, options) : fetchGguf(source.url, options);
+}
+
+/** User-picked files: one GGUF, or a model folder's files. */
+async function readFiles(files) {
+  const read = async (f) => new Uint8Array(await f.arrayBuffer());
+  const total = files.reduce((n, f) => n + f.size, 0);
+  if (total > MAX_MODEL_BYTES) {
+    throw new WickError('out_of_memory', `These files are ${(total / 2 ** 30).toFixed(1)} GiB; a model in the browser must fit in 4 GiB of WebAssembly memory.`);
+  }
+  if (files.length === 1 && !files[0].name.endsWith('.safetensors') && !files[0].name.endsWith('.json')) {
+    return { gguf: await read(files[0]), source: 'file' };
+  }
+  return { files: await Promise.all(files.map(async (f) => ({ name: f.name, bytes: await read(f) }))), source: 'file' };
+}
+
+/** Progress over several files: bytes of finished files plus the current one's. */
+function progress(onProgress = () => {}) {
+  let done = 0;
+  return {
+    file: (name) => ({
+      onBytes: (loaded, total, phase) => onProgress({ loaded: done + loaded, total: done + (total || loaded), file: name, phase }),
+      finish: (bytes) => { done += bytes.length; },
+    }),
+  };
+}
+
+async function fetchGguf(url, { signal, onProgress, onCacheError }) {
+  const file = progress(onProgress).file(url);
+  const got = await fetchFile(url, { signal, onBytes: file.onBytes, onCacheError });
+  return { gguf: got.bytes, source: got.source };
+}
+
+/**
+ * A Hugging Face folder (`url` ends with `/`): config.json, the tokenizer files and the optional
+ * chat_template.jinja, then model.safetensors, or the shards model.safetensors.index.json lists.
+ */
+async function fetchFolder(url, { signal, onProgress, onCacheError, onTokenizerFiles = () => {} }) {
+  const files = [];
+  const sources = new Set();
+  const counter = progress(onProgress);
+  const add = async (name, optional = false) => {
+    const file = counter.file(url + name);
+    const got = await fetchFile(url + name, { optional, signal, onBytes: file.onBytes, onCacheError });
+    if (!got) return null;
+    file.finish(got.bytes);
+    files.push({ name, bytes: got.bytes });
+    sources.add(got.source);
+    return got.bytes;
+  };
+  await add('config.json');
+  await add('tokenizer.json');
+  await add('tokenizer_config.json', true);
+  await add('chat_template.jinja', true);
+  onTokenizerFiles(files.slice());
+  if (!(await add('model.safetensors', true))) {
+    const index = await add('model.safetensors.index.json', true);
+    if (!index) {
+      throw new WickError('model_not_found', `${url} has neither model.safetensors nor model.safetensors.index.json.`);
+    }
+    let map;
+    try {
+      map = JSON.parse(new TextDecoder().decode(index)).weight_map;
+    } catch (e) {
+      throw new WickError('model_format', `model.safetensors.index.json is not valid JSON: ${e.message}`);
+    }
+    const shards = [...new Set(Object.values(map ?? {}))].sort();
+    for (const shard of shards) {
+      if (typeof shard !== 'string' || !/^[\w.-]+\.safetensors$/.test(shard)) {
+        throw new WickError('model_format', `model.safetensors.index.json names a shard "${shard}" that is not a plain .safetensors file name.`);
+      }
+      await add(shard);
+    }
+  }
+  return { files, source: sources.has('network') ? 'network' : 'cache' };
+}

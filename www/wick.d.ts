@@ -1,0 +1,317 @@
+// Types of Wick's public API (www/wick.js). Hand-written; the response types follow OpenAI's
+// published schemas (ChatCompletion, ChatCompletionChunk, Completion, the error body), with
+// Wick's additions marked as such.
+
+/** What kind of failure a WickError is. */
+export type WickErrorCode =
+  | 'model_format'
+  | 'unsupported'
+  | 'invalid_request'
+  | 'context_length_exceeded'
+  | 'model_not_found'
+  | 'aborted'
+  | 'out_of_memory'
+  | 'network'
+  | 'quota'
+  | 'engine_crashed'
+  | 'internal';
+
+/** An error from Wick, with a stable code and a message a person can act on. */
+export declare class WickError extends Error {
+  constructor(code: WickErrorCode, message: string, options?: { param?: string | null; cause?: unknown });
+  readonly name: 'WickError';
+  readonly code: WickErrorCode;
+  /** The request field at fault, if one is. */
+  readonly param: string | null;
+  /** The HTTP status `engine.fetch` answers this error with. */
+  readonly status: number;
+  toJSON(): { code: WickErrorCode; message: string; param: string | null };
+  static from(e: unknown): WickError;
+}
+
+/** Loading progress: bytes of all the model's files together (`total` grows as sizes become known). */
+export interface LoadProgress {
+  loaded: number;
+  total: number;
+  /** The file being read (its URL, or the model's id while the engine is built). */
+  file: string;
+  /** Downloading, reading from the browser's cache, or building the engine. */
+  phase: 'download' | 'cache' | 'init';
+}
+
+export interface LoadOptions {
+  /** Threads for the engine (Web Workers). More than 1 needs a cross-origin-isolated page (COOP/COEP); default: one per core. */
+  threads?: number;
+  /** 'relaxed' (default) uses relaxed SIMD where the browser validates it; 'simd128' never does. */
+  simd?: 'relaxed' | 'simd128';
+  /** Most tokens a conversation may hold (prompt and reply); default and maximum: the model's. Bounds the KV cache's memory. */
+  contextLength?: number;
+  /** Called as files download or are read from the cache, then while the engine is built. */
+  onProgress?: (progress: LoadProgress) => void;
+  /** Called when the model could not be kept in the browser's storage (code 'quota' when it is full); the model still runs. */
+  onCacheError?: (error: WickError) => void;
+  /** Aborting cancels the download (nothing half-downloaded is kept) and rejects with WickError('aborted'). */
+  signal?: AbortSignal;
+  /** Where hub repo ids are looked up; default 'https://huggingface.co'. */
+  hubUrl?: string;
+  /** The hub revision (branch, tag or commit); default 'main'. */
+  revision?: string;
+  /** Quantize a float model's weights at load: 'q4' or 'q8' (default null: keep them). */
+  quantize?: 'q4' | 'q8' | null;
+}
+
+/** What an engine runs and how. */
+export interface EngineInfo {
+  /** The model's id: the hub repo id, or the last part of its URL, or the GGUF file's name. `model` in requests must be this (or left out). */
+  id: string;
+  name: string;
+  architecture: string;
+  /** 'GGUF', 'safetensors, MLX 4-bit', 'safetensors, float'… */
+  format: string;
+  vocab_size: number;
+  hidden_size: number;
+  n_layers: number;
+  n_heads: number;
+  n_kv_heads: number;
+  /** Tokens a conversation may hold (the contextLength asked for, or the model's). */
+  context_length: number;
+  /** Tokens the model was made for. */
+  model_context_length: number;
+  /** Where the weights came from. */
+  source: 'network' | 'cache' | 'file';
+  /** Size of the model's files. */
+  bytes: number;
+  loadSeconds: number;
+  /** The wasm build running: SIMD flavour and thread count. */
+  build: { simd: 'relaxed-simd' | 'simd128'; threads: number };
+  /** Size of the engine's wasm memory after the last request. */
+  memoryBytes: number;
+}
+
+export interface ChatMessage {
+  role: 'system' | 'developer' | 'user' | 'assistant';
+  content: string | Array<{ type: 'text'; text: string }> | null;
+  /** An assistant message read back from a ChatCompletion may carry these, empty. */
+  refusal?: null;
+  annotations?: [];
+}
+
+/** Fields both endpoints take. Absent sampling fields take Wick's defaults (shown). */
+interface SamplingFields {
+  /** Must be the engine's `info.id`, or absent. */
+  model?: string;
+  stream?: boolean | null;
+  stream_options?: { include_usage?: boolean; include_obfuscation?: false } | null;
+  max_tokens?: number | null;
+  /** 0.7; 0 is greedy. */
+  temperature?: number | null;
+  /** 0.9. */
+  top_p?: number | null;
+  /** Random when absent. Choice i of `n` uses seed + i. */
+  seed?: number | null;
+  /** Up to 4 strings; the reply ends before the first one met, which is not shown. */
+  stop?: string | string[] | null;
+  /** −2…2, over the tokens of the reply so far. */
+  frequency_penalty?: number | null;
+  presence_penalty?: number | null;
+  /** Token id → −100…100, added to its logit. */
+  logit_bias?: Record<string, number> | null;
+  /** Choices, run one after another (the prompt is prefilled once). */
+  n?: number | null;
+  /** Has no effect (OpenAI uses it to monitor abuse). */
+  user?: string;
+  /** Aborting ends the request with WickError('aborted'). (Wick; not over HTTP.) */
+  signal?: AbortSignal;
+  /** Wick: keep the k most likely tokens (40; 0 = all). */
+  top_k?: number;
+  /** Wick: drop tokens less likely than min_p × the most likely one's (0 = off), before temperature. */
+  min_p?: number;
+  /** Wick: divide recent tokens' logits by this (1 = off). */
+  repetition_penalty?: number;
+  /** Wick: generate through end-of-turn tokens (benchmarks). */
+  ignore_eos?: boolean;
+}
+
+export interface ChatCompletionCreateParams extends SamplingFields {
+  messages: ChatMessage[];
+  /** Default: until the context is full or the model ends its turn. */
+  max_completion_tokens?: number | null;
+  logprobs?: boolean | null;
+  /** 0…20 alternatives per token (needs logprobs). */
+  top_logprobs?: number | null;
+  response_format?: { type: 'text' };
+  modalities?: ['text'] | null;
+  store?: false | null;
+  service_tier?: 'auto' | 'default' | null;
+}
+
+export interface CompletionCreateParams extends SamplingFields {
+  prompt: string | string[];
+  /** Default 16, as in OpenAI's API. */
+  max_tokens?: number | null;
+  /** 0…5 alternatives per token. */
+  logprobs?: number | null;
+  /** Put the prompt before the completion in `text`. */
+  echo?: boolean | null;
+}
+
+export interface TopLogprob {
+  token: string;
+  bytes: number[] | null;
+  logprob: number;
+}
+
+export interface ChatCompletionTokenLogprob extends TopLogprob {
+  top_logprobs: TopLogprob[];
+}
+
+export interface CompletionUsage {
+  prompt_tokens: number;
+  completion_tokens: number;
+  total_tokens: number;
+  /** `cached_tokens`: prompt tokens the KV cache held already (not run again). */
+  prompt_tokens_details: { cached_tokens: number; audio_tokens: number };
+  completion_tokens_details: {
+    reasoning_tokens: number;
+    audio_tokens: number;
+    accepted_prediction_tokens: number;
+    rejected_prediction_tokens: number;
+  };
+}
+
+/** Wick: llama.cpp-style figures of a request (prompt tokens run and tokens generated, with their times). */
+export interface Timings {
+  prompt_n: number;
+  prompt_ms: number;
+  prompt_per_second: number;
+  predicted_n: number;
+  predicted_ms: number;
+  predicted_per_second: number;
+  first_token_ms: number;
+}
+
+export type FinishReason = 'stop' | 'length';
+
+export interface ChatCompletion {
+  id: string;
+  object: 'chat.completion';
+  created: number;
+  model: string;
+  system_fingerprint: string;
+  choices: Array<{
+    index: number;
+    message: { role: 'assistant'; content: string; refusal: null; annotations: [] };
+    logprobs: { content: ChatCompletionTokenLogprob[]; refusal: null } | null;
+    finish_reason: FinishReason;
+  }>;
+  usage: CompletionUsage;
+  timings: Timings;
+}
+
+export interface ChatCompletionChunk {
+  id: string;
+  object: 'chat.completion.chunk';
+  created: number;
+  model: string;
+  system_fingerprint: string;
+  /** Empty in the last chunk of a stream that asked for usage. */
+  choices: Array<{
+    index: number;
+    /** `role` comes first (with content ''), then `content` pieces, then an empty delta with the finish_reason. */
+    delta: { role?: 'assistant'; content?: string };
+    logprobs: { content: ChatCompletionTokenLogprob[]; refusal: null } | null;
+    finish_reason: FinishReason | null;
+  }>;
+  /** With stream_options.include_usage: null in every chunk but the last, which carries it. */
+  usage?: CompletionUsage | null;
+  /** Wick: in the usage chunk. */
+  timings?: Timings;
+}
+
+export interface CompletionLogprobs {
+  tokens: string[];
+  token_logprobs: number[];
+  top_logprobs: Array<Record<string, number>>;
+  text_offset: number[];
+}
+
+export interface Completion {
+  id: string;
+  object: 'text_completion';
+  created: number;
+  model: string;
+  system_fingerprint: string;
+  choices: Array<{ text: string; index: number; logprobs: CompletionLogprobs | null; finish_reason: FinishReason | null }>;
+  usage?: CompletionUsage | null;
+  timings?: Timings;
+}
+
+/** OpenAI's error body, as `engine.fetch` answers it. */
+export interface ErrorBody {
+  error: { message: string; type: 'invalid_request_error' | 'server_error'; param: string | null; code: WickErrorCode | 'unknown_url' };
+}
+
+export interface RequestOptions {
+  signal?: AbortSignal;
+}
+
+/** A loaded model in its own Web Worker. Requests run one after another. */
+export interface WickEngine {
+  readonly info: Readonly<EngineInfo>;
+  readonly chat: {
+    readonly completions: {
+      create(body: ChatCompletionCreateParams & { stream?: false | null }, options?: RequestOptions): Promise<ChatCompletion>;
+      create(body: ChatCompletionCreateParams & { stream: true }, options?: RequestOptions): Promise<AsyncIterable<ChatCompletionChunk>>;
+    };
+  };
+  readonly completions: {
+    create(body: CompletionCreateParams & { stream?: false | null }, options?: RequestOptions): Promise<Completion>;
+    create(body: CompletionCreateParams & { stream: true }, options?: RequestOptions): Promise<AsyncIterable<Completion>>;
+  };
+  /**
+   * A `fetch` serving OpenAI's HTTP API: POST …/chat/completions and …/completions (JSON, or
+   * server-sent events ending in `data: [DONE]`), GET …/models and …/models/{id}; errors are
+   * OpenAI's error body with status 400/404/500.
+   */
+  readonly fetch: (input: RequestInfo | URL, init?: RequestInit) => Promise<Response>;
+  /** Token ids of text read as a raw prompt. */
+  tokenize(text: string): Promise<number[]>;
+  /** Text of token ids, control tokens written out. */
+  detokenize(ids: number[]): Promise<string>;
+  /** Runs the start of a conversation into the KV cache ahead of the next request. */
+  warm(messages: ChatMessage[]): Promise<{ cached_tokens: number }>;
+  /** Stops every running and waiting request (each fails with WickError('aborted')). */
+  interrupt(): void;
+  /** Frees the engine's worker and memory. */
+  unload(): Promise<void>;
+}
+
+export interface CachedFile {
+  /** The file's URL after redirects (the key it is kept under). */
+  url: string;
+  bytes: number;
+  /** When it was kept, ms since 1970 (null if unknown). */
+  cachedAt: number | null;
+}
+
+export interface ModelCache {
+  list(): Promise<CachedFile[]>;
+  /** Whether the file a URL leads to (after redirects) is kept. */
+  has(url: string): Promise<boolean>;
+  /** Forgets that file and every URL that led to it; resolves to whether it was kept. */
+  delete(url: string): Promise<boolean>;
+  clear(): Promise<boolean>;
+  /** navigator.storage.estimate(), plus what the kept model files take. */
+  estimate(): Promise<{ usage: number; quota: number; models: number }>;
+}
+
+/**
+ * Loads a model into a new engine. `model`: a GGUF URL; a Hugging Face-style folder URL ending in
+ * '/'; a hub repo id 'org/name' (a folder) or 'org/name/file.gguf', read from
+ * `{hubUrl}/org/name/resolve/{revision}/…`; or File objects. A string is a URL when it has a
+ * scheme or starts with '/', './' or '../'.
+ */
+export declare function load(model: string | URL | File | File[] | FileList, options?: LoadOptions): Promise<WickEngine>;
+export declare const cache: ModelCache;
+export declare const Wick: { load: typeof load; cache: ModelCache; WickError: typeof WickError };
+export default Wick;

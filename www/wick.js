@@ -1,0 +1,493 @@
+// Wick's public API: `Wick.load(model)` gives an engine that runs in its own Web Worker, and the
+// engine is talked to as OpenAI's API is: `engine.chat.completions.create(body)`,
+// `engine.completions.create(body)`, or over HTTP with `engine.fetch`. `Wick.cache` shows and
+// frees the model files the browser keeps. Types: wick.d.ts.
+import { WickError } from './error.js';
+import { modelCache } from './cache.js';
+import { describeModel } from './model-files.js';
+import { ToWorker, FromWorker } from './protocol.js';
+import {
+  chatRequest, completionRequest, Responses, usage, timings, finishReason, completionLogprobs, fetchHandler,
+} from './openai.js';
+
+export { WickError };
+
+/** The model files the browser keeps: `list()`, `has(url)`, `delete(url)`, `clear()`, `estimate()`. */
+export const cache = modelCache;
+
+const LOAD_OPTIONS = new Set(['threads', 'simd', 'contextLength', 'onProgress', 'onCacheError', 'signal', 'hubUrl', 'revision', 'quantize']);
+
+/** An error for an aborted request or load. */
+const aborted = (what) => new WickError('aborted', `${what} was aborted.`);
+
+/** A random seed for a request that gives none (OpenAI's replies differ from call to call). */
+const randomSeed = () => crypto.getRandomValues(new Uint32Array(1))[0];
+
+/** Rejects with `aborted` when `signal` aborts before `promise` settles. */
+function abortable(promise, signal, what) {
+  if (!signal) return promise;
+  if (signal.aborted) return Promise.reject(aborted(what));
+  return new Promise((resolve, reject) => {
+    const onAbort = () => reject(aborted(what));
+    signal.addEventListener('abort', onAbort, { once: true });
+    promise.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
+  });
+}
+
+/** Messages of one request, read in order as they arrive. */
+class Inbox {
+  #items = [];
+  #waiting = null;
+
+  push(item) {
+    if (this.#waiting) {
+      this.#waiting(item);
+      this.#waiting = null;
+    } else {
+      this.#items.push(item);
+    }
+  }
+
+  /** @returns {Promise<any>} */
+  next() {
+    return this.#items.length ? Promise.resolve(this.#items.shift()) : new Promise((r) => (this.#waiting = r));
+  }
+}
+
+/**
+ * Loads a model into a new engine, which runs in its own Web Worker (several can run at once).
+ * @param {string | URL | File | File[] | FileList} model a GGUF URL, a Hugging Face-style folder
+ *   URL ending in `/`, a hub repo id `org/name` (or `org/name/file.gguf`), or File objects
+ * @param {import('./wick.d.ts').LoadOptions} [options]
+ * @returns {Promise<Engine>}
+ */
+export async function load(model, options = {}) {
+  for (const key of Object.keys(options)) {
+    if (!LOAD_OPTIONS.has(key)) throw new WickError('invalid_request', `Unknown load option ${key} (known: ${[...LOAD_OPTIONS].join(', ')}).`, { param: key });
+  }
+  const { threads, simd = 'relaxed', contextLength, onProgress, onCacheError, signal, hubUrl, revision, quantize = null } = options;
+  const cores = globalThis.navigator?.hardwareConcurrency || 1;
+  if (threads !== undefined && !(Number.isSafeInteger(threads) && threads >= 1)) throw new WickError('invalid_request', 'threads must be a whole number ≥ 1.', { param: 'threads' });
+  if (contextLength !== undefined && !(Number.isSafeInteger(contextLength) && contextLength >= 2)) throw new WickError('invalid_request', 'contextLength must be a whole number ≥ 2.', { param: 'contextLength' });
+  if (simd !== 'relaxed' && simd !== 'simd128') throw new WickError('invalid_request', 'simd must be "relaxed" or "simd128".', { param: 'simd' });
+  if (quantize !== null && quantize !== 'q4' && quantize !== 'q8') throw new WickError('invalid_request', 'quantize must be "q4", "q8" or null.', { param: 'quantize' });
+  if (signal?.aborted) throw aborted('Loading the model');
+  const base = globalThis.document?.baseURI ?? globalThis.location?.href;
+  const source = describeModel(model, { hubUrl, revision }, base);
+  const worker = new Worker(new URL('./worker.js', import.meta.url), { type: 'module' });
+  const loadOptions = { threads: Math.min(threads ?? cores, cores), simd, contextLength, quantize };
+  return new Promise((resolve, reject) => {
+    const fail = (error) => {
+      signal?.removeEventListener('abort', onAbort);
+      worker.terminate();
+      reject(error);
+    };
+    const onAbort = () => fail(aborted('Loading the model'));
+    signal?.addEventListener('abort', onAbort, { once: true });
+    worker.onerror = (e) => {
+      e.preventDefault?.();
+      fail(new WickError('engine_crashed', `The engine's worker failed while loading${e.message ? ` (${e.message})` : ''}: is www/worker.js served beside wick.js?`));
+    };
+    worker.onmessage = ({ data }) => {
+      if (data.type === FromWorker.PROGRESS) onProgress?.({ loaded: data.loaded, total: data.total, file: data.file, phase: data.phase });
+      else if (data.type === FromWorker.CACHE_ERROR) onCacheError?.(WickError.from(data.error));
+      else if (data.type === FromWorker.ERROR) fail(WickError.from(data.error));
+      else if (data.type === FromWorker.READY) {
+        signal?.removeEventListener('abort', onAbort);
+        resolve(new Engine(worker, data.info, onCacheError));
+      }
+    };
+    worker.postMessage({ type: ToWorker.LOAD, source, options: loadOptions });
+  });
+}
+
+/** A loaded model in its own worker, answering OpenAI-shaped requests one at a time. */
+class Engine {
+  #worker;
+  #info;
+  /** @type {Map<number, Inbox>} */
+  #inboxes = new Map();
+  #nextId = 1;
+  /** Resolves when the request before the newest one lets go of the engine. */
+  #tail = Promise.resolve();
+  /** @type {Set<AbortController>} one per request running or waiting */
+  #requests = new Set();
+  /** @type {WickError | null} why the engine no longer answers */
+  #dead = null;
+  #memoryBytes;
+
+  constructor(worker, info, onCacheError) {
+    this.#worker = worker;
+    this.#info = info;
+    this.#memoryBytes = info.memoryBytes;
+    worker.onmessage = ({ data }) => {
+      if (data.type === FromWorker.CACHE_ERROR) onCacheError?.(WickError.from(data.error));
+      else if (data.type === FromWorker.ERROR && data.fatal) this.#die(WickError.from(data.error), data.id);
+      else this.#inboxes.get(data.id)?.push(data);
+    };
+    worker.onerror = (e) => {
+      e.preventDefault?.();
+      this.#die(new WickError('engine_crashed', `The engine's worker crashed${e.message ? ` (${e.message})` : ''}; load the model again.`));
+    };
+    /** OpenAI's chat API: `create(body)` gives a ChatCompletion, or with `stream: true` an async iterable of ChatCompletionChunk. */
+    this.chat = Object.freeze({ completions: Object.freeze({ create: (body, options) => this.#chat(body, options) }) });
+    /** OpenAI's completions API for raw prompts: `create(body)` gives a Completion (or chunks of one). */
+    this.completions = Object.freeze({ create: (body, options) => this.#complete(body, options) });
+    /** A `fetch` that serves this engine as OpenAI's HTTP API (pass it to the `openai` client). */
+    this.fetch = fetchHandler(this);
+    Object.freeze(this);
+  }
+
+  /** What is loaded and how: model id, architecture, format, context length, wasm build, load time… */
+  get info() {
+    return Object.freeze({ ...this.#info, memoryBytes: this.#memoryBytes });
+  }
+
+  /** Stops the engine for good: every request fails with `error`, and the worker is dropped. */
+  #die(error, id) {
+    if (id !== undefined) this.#inboxes.get(id)?.push({ type: FromWorker.ERROR, error: error.toJSON(), fatal: true });
+    this.#dead ??= error;
+    for (const [key, inbox] of this.#inboxes) if (key !== id) inbox.push({ type: FromWorker.ERROR, error: this.#dead.toJSON(), fatal: true });
+    for (const c of this.#requests) c.abort();
+    this.#worker.terminate();
+  }
+
+  #alive() {
+    if (this.#dead) throw new WickError(this.#dead.code, this.#dead.message);
+  }
+
+  /** Sends a message that answers RESULT, and resolves to its value. */
+  async #call(type, payload) {
+    this.#alive();
+    const id = this.#nextId++;
+    const inbox = new Inbox();
+    this.#inboxes.set(id, inbox);
+    this.#worker.postMessage({ type, id, ...payload });
+    try {
+      const msg = await inbox.next();
+      if (msg.type === FromWorker.ERROR) throw WickError.from(msg.error);
+      if (msg.type !== FromWorker.RESULT) throw aborted('The request');
+      return msg.value;
+    } finally {
+      this.#inboxes.delete(id);
+    }
+  }
+
+  /**
+   * A controller for one request: aborted by the caller's signals, by `interrupt()` or
+   * `unload()`; `done()` forgets it.
+   */
+  #controller(...signals) {
+    const controller = new AbortController();
+    const cleanup = new AbortController();
+    for (const s of signals) {
+      if (!s) continue;
+      if (s.aborted) controller.abort();
+      else s.addEventListener('abort', () => controller.abort(), { once: true, signal: cleanup.signal });
+    }
+    this.#requests.add(controller);
+    return {
+      signal: controller.signal,
+      done: () => {
+        cleanup.abort();
+        this.#requests.delete(controller);
+      },
+    };
+  }
+
+  /** Waits for the engine to be free (requests run one after another); resolves to the release. */
+  async #acquire(signal) {
+    const previous = this.#tail;
+    let release;
+    const mine = new Promise((r) => (release = r));
+    this.#tail = previous.then(() => mine);
+    try {
+      await abortable(previous, signal, 'The request');
+    } catch (e) {
+      previous.then(release);
+      throw e;
+    }
+    return release;
+  }
+
+  /**
+   * Starts one reply and resolves once the engine took the prompt (so a prompt too long for the
+   * context fails here); returns an async iterator of its TOKEN events, ending with DONE.
+   */
+  async #start(payload, signal) {
+    this.#alive();
+    if (signal.aborted) throw aborted('The request');
+    const id = this.#nextId++;
+    const inbox = new Inbox();
+    this.#inboxes.set(id, inbox);
+    const onAbort = () => this.#worker.postMessage({ type: ToWorker.CANCEL, id });
+    signal.addEventListener('abort', onAbort, { once: true });
+    this.#worker.postMessage({ type: ToWorker.GENERATE, id, ...payload });
+    let finished = false;
+    const finish = () => {
+      finished = true;
+      signal.removeEventListener('abort', onAbort);
+      this.#inboxes.delete(id);
+    };
+    const read = async () => {
+      for (;;) {
+        const msg = await inbox.next();
+        if (msg.type === FromWorker.PREFILL || msg.type === FromWorker.STARTED) continue;
+        if (msg.type === FromWorker.ERROR) {
+          finish();
+          throw WickError.from(msg.error);
+        }
+        if (msg.type === FromWorker.DONE) {
+          finish();
+          this.#memoryBytes = msg.memoryBytes;
+          if (msg.reason === 'cancelled') throw aborted('The request');
+        }
+        return msg;
+      }
+    };
+    const first = await inbox.next();
+    if (first.type === FromWorker.ERROR) {
+      finish();
+      throw WickError.from(first.error);
+    }
+    const engine = this;
+    return {
+      async *[Symbol.asyncIterator]() {
+        try {
+          for (;;) {
+            const msg = await read();
+            if (signal.aborted) {
+              // The caller gave up: the tokens the engine made meanwhile are not shown.
+              while (!finished) await read().catch(() => {});
+              throw aborted('The request');
+            }
+            yield msg;
+            if (msg.type === FromWorker.DONE) return;
+          }
+        } finally {
+          if (!finished) {
+            // Left early (a `break`): stop the reply and wait until the engine is free again.
+            engine.#worker.postMessage({ type: ToWorker.CANCEL, id });
+            while (!finished) await read().catch(() => {});
+          }
+        }
+      },
+    };
+  }
+
+  /** One request: checked, queued, then run by `run(signal)` while it holds the engine. */
+  async #request(signal, userSignal, run) {
+    this.#alive();
+    const control = this.#controller(signal, userSignal);
+    let release;
+    try {
+      release = await this.#acquire(control.signal);
+      return await run(control.signal, () => {
+        release();
+        control.done();
+      });
+    } catch (e) {
+      release?.();
+      control.done();
+      throw WickError.from(e);
+    }
+  }
+
+  /** `chat.completions.create`. */
+  async #chat(body, { signal } = {}) {
+    const req = chatRequest(body, this.#info);
+    const responses = new Responses('chat.completion', this.#info.id);
+    const seed = req.params.seed ?? randomSeed();
+    const start = (i, s) => this.#start({ messages: req.messages, params: { ...req.params, seed: seed + i } }, s);
+    return this.#request(req.signal, signal, async (s, release) => {
+      if (req.stream) return chatChunks(req, responses, await start(0, s), (i) => start(i, s), release);
+      try {
+        const choices = [];
+        const stats = [];
+        for (let i = 0; i < req.n; i++) {
+          let content = '';
+          const tokens = [];
+          for await (const ev of await start(i, s)) {
+            content += ev.text;
+            if (ev.logprobs) tokens.push(ev.logprobs);
+            if (ev.type === FromWorker.DONE) {
+              stats.push(ev.stats);
+              choices.push({
+                index: i,
+                message: { role: 'assistant', content, refusal: null, annotations: [] },
+                logprobs: req.logprobs ? { content: tokens, refusal: null } : null,
+                finish_reason: finishReason(ev.reason),
+              });
+            }
+          }
+        }
+        return responses.chat(choices, usage([{ prompt: stats[0], replies: stats }]), timings(stats));
+      } finally {
+        release();
+      }
+    });
+  }
+
+  /** `completions.create`. */
+  async #complete(body, { signal } = {}) {
+    const req = completionRequest(body, this.#info);
+    const responses = new Responses('text_completion', this.#info.id);
+    const seed = req.params.seed ?? randomSeed();
+    const start = (p, i, s) => this.#start({ prompt: req.prompts[p], params: { ...req.params, seed: seed + i } }, s);
+    return this.#request(req.signal, signal, async (s, release) => {
+      if (req.stream) return completionChunks(req, responses, await start(0, 0, s), (p, i) => start(p, i, s), release);
+      try {
+        const choices = [];
+        const runs = [];
+        for (let p = 0; p < req.prompts.length; p++) {
+          const replies = [];
+          for (let i = 0; i < req.n; i++) {
+            let text = req.echo ? req.prompts[p] : '';
+            const tokens = [];
+            for await (const ev of await start(p, i, s)) {
+              text += ev.text;
+              if (ev.logprobs) tokens.push(ev.logprobs);
+              if (ev.type === FromWorker.DONE) {
+                replies.push(ev.stats);
+                choices.push({
+                  text,
+                  index: p * req.n + i,
+                  logprobs: req.logprobs === null ? null : completionLogprobs(tokens, 0),
+                  finish_reason: finishReason(ev.reason),
+                });
+              }
+            }
+          }
+          runs.push({ prompt: replies[0], replies });
+        }
+        return responses.completion(choices, usage(runs), timings(runs.flatMap((r) => r.replies)));
+      } finally {
+        release();
+      }
+    });
+  }
+
+  /**
+   * The token ids of `text`, read as a raw prompt is (special tokens written in it count, and
+   * the model's start token comes first if it adds one).
+   * @param {string} text
+   * @returns {Promise<number[]>}
+   */
+  async tokenize(text) {
+    if (typeof text !== 'string') throw new WickError('invalid_request', 'tokenize takes a string.');
+    return this.#call(ToWorker.TOKENIZE, { text });
+  }
+
+  /**
+   * The text of token ids, control tokens written out (`tokenize`'s inverse).
+   * @param {number[]} ids
+   * @returns {Promise<string>}
+   */
+  async detokenize(ids) {
+    if (!Array.isArray(ids) || ids.some((i) => !Number.isSafeInteger(i) || i < 0 || i > 0xffffffff)) {
+      throw new WickError('invalid_request', 'detokenize takes a list of token ids (whole numbers ≥ 0).');
+    }
+    return this.#call(ToWorker.DETOKENIZE, { ids });
+  }
+
+  /**
+   * Runs the start of a conversation (a system prompt, say) into the engine's KV cache ahead of
+   * the next request, so that request prefills only what follows; skipped while a request runs.
+   * Resolves to the tokens cached.
+   * @param {{ role: string, content: string }[]} messages
+   * @returns {Promise<{ cached_tokens: number }>}
+   */
+  async warm(messages) {
+    const { messages: checked } = chatRequest({ messages }, this.#info);
+    const { cached } = await this.#call(ToWorker.WARM, { messages: checked });
+    return { cached_tokens: cached };
+  }
+
+  /** Stops every running and waiting request of this engine: each fails with WickError('aborted'). */
+  interrupt() {
+    for (const c of this.#requests) c.abort();
+  }
+
+  /** Stops the engine and frees its worker and memory; requests in flight fail with 'aborted'. */
+  async unload() {
+    if (this.#dead) return;
+    this.interrupt();
+    this.#dead = new WickError('invalid_request', 'This engine was unloaded; load the model again with Wick.load.');
+    for (const inbox of this.#inboxes.values()) inbox.push({ type: FromWorker.DONE, reason: 'cancelled', text: '', stats: null, memoryBytes: this.#memoryBytes });
+    this.#worker.terminate();
+  }
+}
+
+/** The chunks of a streamed chat completion: role first, then content pieces, then the finish. */
+async function* chatChunks(req, responses, first, start, release) {
+  try {
+    const stats = [];
+    const withUsage = req.includeUsage;
+    for (let i = 0; i < req.n; i++) {
+      const reply = i === 0 ? first : await start(i);
+      yield responses.chatChunk(i, { role: 'assistant', content: '' }, { withUsage });
+      let tokens = [];
+      for await (const ev of reply) {
+        if (ev.logprobs) tokens.push(ev.logprobs);
+        const logprobs = req.logprobs ? { content: tokens, refusal: null } : null;
+        if (ev.text) {
+          yield responses.chatChunk(i, { content: ev.text }, { logprobs, withUsage });
+          tokens = [];
+        }
+        if (ev.type === FromWorker.DONE) {
+          stats.push(ev.stats);
+          yield responses.chatChunk(i, {}, { finish: finishReason(ev.reason), logprobs: tokens.length ? logprobs : null, withUsage });
+        }
+      }
+    }
+    if (withUsage) yield responses.usageChunk('chat.completion.chunk', usage([{ prompt: stats[0], replies: stats }]), timings(stats));
+  } catch (e) {
+    throw WickError.from(e);
+  } finally {
+    release();
+  }
+}
+
+/** The chunks of a streamed completion: text pieces of each choice, then its finish. */
+async function* completionChunks(req, responses, first, start, release) {
+  try {
+    const runs = [];
+    const withUsage = req.includeUsage;
+    for (let p = 0; p < req.prompts.length; p++) {
+      const replies = [];
+      for (let i = 0; i < req.n; i++) {
+        const reply = p === 0 && i === 0 ? first : await start(p, i);
+        const index = p * req.n + i;
+        let offset = 0;
+        if (req.echo) {
+          yield responses.completionChunk(index, req.prompts[p], { withUsage });
+          offset = req.prompts[p].length;
+        }
+        let tokens = [];
+        for await (const ev of reply) {
+          if (ev.logprobs) tokens.push(ev.logprobs);
+          const logprobs = () => (req.logprobs === null ? null : completionLogprobs(tokens, offset));
+          if (ev.text) {
+            yield responses.completionChunk(index, ev.text, { logprobs: logprobs(), withUsage });
+            offset += ev.text.length;
+            tokens = [];
+          }
+          if (ev.type === FromWorker.DONE) {
+            replies.push(ev.stats);
+            yield responses.completionChunk(index, '', { finish: finishReason(ev.reason), logprobs: tokens.length ? logprobs() : null, withUsage });
+          }
+        }
+      }
+      runs.push({ prompt: replies[0], replies });
+    }
+    if (withUsage) yield responses.usageChunk('text_completion', usage(runs), timings(runs.flatMap((r) => r.replies)));
+  } catch (e) {
+    throw WickError.from(e);
+  } finally {
+    release();
+  }
+}
+
+/** Wick's API in one object: `load`, `cache` and `WickError`. */
+export const Wick = Object.freeze({ load, cache, WickError });
+export default Wick;
