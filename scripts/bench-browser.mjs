@@ -1,4 +1,4 @@
-// Browser benchmark: Wick's engine worker and wllama (llama.cpp in wasm, npm @wllama/wllama) in
+// Browser benchmark: Wick (through its public API, www/wick.js) and wllama (llama.cpp in wasm, npm @wllama/wllama) in
 // the same headless Debian Chromium, against the dev server, at 1 and 2 threads: Wick on the
 // app's default model (the MLX 4-bit safetensors folder) and on the GGUF it was made from,
 // wllama on the GGUF. Prints one table of medians with Wick/wllama ratios.
@@ -31,28 +31,23 @@ function rendererRss() {
   return Math.max(0, ...rss);
 }
 
-/** Raw-prompt runs in a fresh engine worker (the app's own worker.js) with `threads` threads. */
+/** Raw-prompt runs in a fresh engine (Wick's public API) with `threads` threads. */
 async function engineRuns(page, threads, model) {
   return page.evaluate(async ({ model, prompt, decode, runs, threads, simd }) => {
-    const worker = new Worker('/www/worker.js', { type: 'module' });
-    const next = (type) => new Promise((resolve, reject) => {
-      worker.onmessage = ({ data }) => {
-        if (data.type === 'error') reject(new Error(data.message));
-        else if (data.type === type) resolve(data);
-      };
-    });
-    const ready = next('ready');
-    worker.postMessage({ type: 'load-url', url: new URL(model, location.href).href, threads, simd });
-    const { loadSeconds, source, build } = await ready;
+    const { Wick } = await import('/www/wick.js');
+    const engine = await Wick.load(new URL(model, location.href).href, { threads, simd });
+    const { loadSeconds, source, build } = engine.info;
     const out = [];
     for (let i = 0; i < runs; i++) {
-      worker.postMessage({ type: 'reset' });
-      const done = next('done');
-      worker.postMessage({ type: 'generate', id: i, raw: prompt, params: { temperature: 0, max_tokens: decode, ignore_eog: true } });
-      const { stats, memoryBytes } = await done;
-      out.push({ ...stats, loadSeconds, source, memoryBytes, threads: build.threads, simd: build.simd });
+      // cache_prompt: false runs the whole prompt each time.
+      const { timings } = await engine.completions.create({ prompt, temperature: 0, max_tokens: decode, ignore_eos: true, cache_prompt: false });
+      out.push({
+        prefilled_tokens: timings.prompt_n, prefill_seconds: timings.prompt_ms / 1000,
+        generated_tokens: timings.predicted_n, decode_seconds: timings.predicted_ms / 1000,
+        loadSeconds, source, memoryBytes: engine.info.memoryBytes, threads: build.threads, simd: build.simd,
+      });
     }
-    worker.terminate();
+    await engine.unload();
     return out;
   }, { model, prompt: BENCH_PROMPT, decode: DECODE, runs: RUNS, threads, simd: SIMD });
 }

@@ -113,8 +113,9 @@ async function fetchGguf(url, { signal, onProgress, onCacheError }) {
 }
 
 /**
- * A Hugging Face folder (`url` ends with `/`): config.json, the tokenizer files and the optional
- * chat_template.jinja, then model.safetensors, or the shards model.safetensors.index.json lists.
+ * A Hugging Face folder (`url` ends with `/`): config.json, the tokenizer files and
+ * chat_template.jinja (when tokenizer_config.json has no template), then model.safetensors, or
+ * the shards model.safetensors.index.json lists.
  */
 async function fetchFolder(url, { signal, onProgress, onCacheError, onTokenizerFiles = () => {} }) {
   const files = [];
@@ -131,8 +132,11 @@ async function fetchFolder(url, { signal, onProgress, onCacheError, onTokenizerF
   };
   await add('config.json');
   await add('tokenizer.json');
-  await add('tokenizer_config.json', true);
-  await add('chat_template.jinja', true);
+  const tokenizerConfig = await add('tokenizer_config.json', true);
+  // Newer folders keep the chat template in its own file instead of tokenizer_config.json.
+  if (!tokenizerConfig || !new TextDecoder().decode(tokenizerConfig).includes('"chat_template"')) {
+    await add('chat_template.jinja', true);
+  }
   onTokenizerFiles(files.slice());
   if (!(await add('model.safetensors', true))) {
     const index = await add('model.safetensors.index.json', true);

@@ -74,7 +74,7 @@ function common(body, info, known, defaultMaxTokens) {
       throw unsupported(key, `${key} is not supported: ${UNSUPPORTED[key]}.`);
     }
     if (key in UNSUPPORTED) continue; // given as null, an empty list or 'none': asks for nothing
-    throw unsupported(key, `Unknown field ${key}: Wick takes OpenAI's fields and top_k, min_p, repetition_penalty and ignore_eos.`);
+    throw unsupported(key, `Unknown field ${key}: Wick takes OpenAI's fields and top_k, min_p, repetition_penalty, ignore_eos and cache_prompt.`);
   }
   if (given(body.model) && body.model !== info.id) {
     throw new WickError('model_not_found', `The model ${JSON.stringify(body.model)} is not loaded; this engine runs ${JSON.stringify(info.id)} (leave model out, or use that id).`, { param: 'model' });
@@ -130,13 +130,15 @@ function common(body, info, known, defaultMaxTokens) {
     ignore_eog: boolean(body, 'ignore_eos'),
     stop,
   };
-  return { params, n: number(body, 'n', { min: 1, max: MAX_N, integer: true }, 1), stream, includeUsage, signal };
+  const n = number(body, 'n', { min: 1, max: MAX_N, integer: true }, 1);
+  return { params, n, stream, includeUsage, signal, cachePrompt: boolean(body, 'cache_prompt', true) };
 }
 
 const CHAT_FIELDS = new Set([
   'messages', 'model', 'stream', 'stream_options', 'max_tokens', 'max_completion_tokens', 'temperature', 'top_p',
   'seed', 'stop', 'frequency_penalty', 'presence_penalty', 'logprobs', 'top_logprobs', 'n', 'logit_bias', 'user',
   'response_format', 'modalities', 'store', 'service_tier', 'signal', 'top_k', 'min_p', 'repetition_penalty', 'ignore_eos',
+  'cache_prompt',
 ]);
 
 /** Fields an assistant message read back from a ChatCompletion may carry, when empty. */
@@ -203,6 +205,7 @@ export function chatRequest(body, info) {
 const COMPLETION_FIELDS = new Set([
   'prompt', 'model', 'stream', 'stream_options', 'max_tokens', 'temperature', 'top_p', 'seed', 'stop', 'frequency_penalty',
   'presence_penalty', 'logprobs', 'n', 'logit_bias', 'user', 'echo', 'signal', 'top_k', 'min_p', 'repetition_penalty', 'ignore_eos',
+  'cache_prompt',
 ]);
 
 /**

@@ -25,8 +25,9 @@ export const ToWorker = Object.freeze({
   /** `{ source: ModelSource, options: LoadOptions }`: fetch the model and build the engine (once per worker). */
   LOAD: 'load',
   /**
-   * `{ id, messages: Message[], params: EngineParams }`: start a chat reply and stream it; or
-   * `{ id, prompt: string, params }` to continue a raw prompt. One at a time (wick.js queues).
+   * `{ id, messages: Message[], params: EngineParams, fresh }`: start a chat reply and stream it;
+   * or `{ id, prompt: string, params, fresh }` to continue a raw prompt. `fresh`: forget the KV
+   * cache first (the whole prompt is run). One at a time (wick.js queues).
    */
   GENERATE: 'generate',
   /** `{ id }`: stop that reply now (it answers DONE with reason 'cancelled'). */

@@ -130,6 +130,8 @@ interface SamplingFields {
   repetition_penalty?: number;
   /** Wick: generate through end-of-turn tokens (benchmarks). */
   ignore_eos?: boolean;
+  /** Wick: false forgets the KV cache first, so the whole prompt runs again (benchmarks); default true. */
+  cache_prompt?: boolean;
 }
 
 export interface ChatCompletionCreateParams extends SamplingFields {

@@ -298,7 +298,7 @@ class Engine {
     const req = chatRequest(body, this.#info);
     const responses = new Responses('chat.completion', this.#info.id);
     const seed = req.params.seed ?? randomSeed();
-    const start = (i, s) => this.#start({ messages: req.messages, params: { ...req.params, seed: seed + i } }, s);
+    const start = (i, s) => this.#start({ messages: req.messages, params: { ...req.params, seed: seed + i }, fresh: !req.cachePrompt && i === 0 }, s);
     return this.#request(req.signal, signal, async (s, release) => {
       if (req.stream) return chatChunks(req, responses, await start(0, s), (i) => start(i, s), release);
       try {
@@ -333,7 +333,7 @@ class Engine {
     const req = completionRequest(body, this.#info);
     const responses = new Responses('text_completion', this.#info.id);
     const seed = req.params.seed ?? randomSeed();
-    const start = (p, i, s) => this.#start({ prompt: req.prompts[p], params: { ...req.params, seed: seed + i } }, s);
+    const start = (p, i, s) => this.#start({ prompt: req.prompts[p], params: { ...req.params, seed: seed + i }, fresh: !req.cachePrompt && i === 0 }, s);
     return this.#request(req.signal, signal, async (s, release) => {
       if (req.stream) return completionChunks(req, responses, await start(0, 0, s), (p, i) => start(p, i, s), release);
       try {

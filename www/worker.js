@@ -78,13 +78,14 @@ const nextTurn = () => new Promise((resolve) => {
 });
 
 /** Runs one reply to its end, posting each token. */
-async function generate({ id, messages, prompt, params }) {
+async function generate({ id, messages, prompt, params, fresh }) {
   if (!engine) return fail(id, new WickError('engine_crashed', 'No model is loaded in this engine; load the model again.'));
   if (current) return fail(id, new WickError('internal', 'A reply is already running in this engine.'));
   const reply = { id, cancelled: false };
   current = reply;
   try {
     const json = JSON.stringify(params);
+    if (fresh) engine.reset();
     if (typeof prompt === 'string') engine.startRaw(prompt, json);
     else engine.startChat(JSON.stringify(messages), json);
     post(FromWorker.STARTED, { id });

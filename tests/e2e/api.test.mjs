@@ -124,6 +124,12 @@ test('a streamed reply: the role first, content pieces, the finish, then usage w
   assert.equal(u.prompt_tokens_details.cached_tokens, u.prompt_tokens - 1);
   assert.equal(u.completion_tokens, whole.usage.completion_tokens);
   check(last.timings, Timings);
+  assert.equal(last.timings.prompt_n, 1);
+  // cache_prompt: false runs the whole prompt again.
+  const fresh = await inPage((messages) => window.engine.chat.completions.create({ messages, temperature: 0, max_tokens: 24, cache_prompt: false }), FRANCE);
+  assert.equal(fresh.usage.prompt_tokens_details.cached_tokens, 0);
+  assert.equal(fresh.timings.prompt_n, fresh.usage.prompt_tokens);
+  assert.equal(fresh.choices[0].message.content, whole.choices[0].message.content);
 });
 
 test('without include_usage a stream carries no usage field', async () => {

@@ -12,10 +12,13 @@ export const CHROMIUM_FLAGS = [
   '--disable-background-networking', '--disable-component-update', '--disable-sync',
 ];
 
-/** Starts the dev server on a free port and Chromium with a fresh profile. */
-export async function openBrowser({ alsoServe = [] } = {}) {
+/**
+ * Starts the dev server on a free port (serving `root`, the checkout by default) and Chromium
+ * with a fresh profile.
+ */
+export async function openBrowser({ alsoServe = [], root = undefined } = {}) {
   const requests = [];
-  const server = await startServer({ port: 0, alsoServe, onRequest: (method, url, status) => requests.push({ method, url, status }) });
+  const server = await startServer({ port: 0, root, alsoServe, onRequest: (method, url, status) => requests.push({ method, url, status }) });
   const base = `http://127.0.0.1:${server.address().port}/`;
   const profile = mkdtempSync(join(tmpdir(), 'wick-chromium-'));
   const context = await chromium.launchPersistentContext(profile, {

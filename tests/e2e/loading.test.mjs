@@ -3,8 +3,9 @@
 // an aborted download, a full storage quota, a model too big to load, and load errors.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { statSync } from 'node:fs';
-import { resolve } from 'node:path';
+import { mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
 import { openBrowser } from './browser.mjs';
 import { startMockHub } from './mock-hub.mjs';
 
@@ -18,6 +19,9 @@ let browser;
 let page;
 let hub;
 let slowHub;
+let jinjaFolder;
+/** A plain ChatML template, unlike SmolLM2's own (which adds a default system prompt). */
+const CHATML = "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}";
 
 const inPage = (fn, arg) => page.evaluate(fn, arg);
 /** GETs the hub answered for paths matching `re`. */
@@ -25,8 +29,15 @@ const gets = (h, re) => h.requests.filter((r) => r.method === 'GET' && re.test(r
 
 before(async () => {
   browser = await openBrowser({ alsoServe: ['tests/e2e/pages'] });
+  // The default model with its chat template moved out of tokenizer_config.json into chat_template.jinja.
+  jinjaFolder = mkdtempSync(join(tmpdir(), 'wick-jinja-'));
+  for (const f of ['config.json', 'tokenizer.json', 'model.safetensors']) symlinkSync(join(MLX, f), join(jinjaFolder, f));
+  const config = JSON.parse(readFileSync(join(MLX, 'tokenizer_config.json'), 'utf8'));
+  delete config.chat_template;
+  writeFileSync(join(jinjaFolder, 'tokenizer_config.json'), JSON.stringify(config));
+  writeFileSync(join(jinjaFolder, 'chat_template.jinja'), CHATML);
   hub = await startMockHub({
-    repos: { [REPO]: MLX, 'second-state/SmolLM2-GGUF': MODELS, 'huge/model': MODELS },
+    repos: { [REPO]: MLX, 'second-state/SmolLM2-GGUF': MODELS, 'huge/model': MODELS, 'templates/SmolLM2-jinja': jinjaFolder },
     revisions: ['main', 'v1.0'],
     declared: { 'huge/model/huge.gguf': 5e12 },
   });
@@ -44,6 +55,7 @@ after(async () => {
   await browser?.close();
   await hub?.close();
   await slowHub?.close();
+  if (jinjaFolder) rmSync(jinjaFolder, { recursive: true, force: true });
 });
 
 test('a hub repo loads from another origin through its CDN redirect; Wick.cache lists it and deletes it', async () => {
@@ -63,9 +75,9 @@ test('a hub repo loads from another origin through its CDN redirect; Wick.cache 
     assert.ok(hub.requests.some((q) => q.method === 'HEAD' && q.url === `/${REPO}/resolve/main/${file}` && q.status === 302), file);
     assert.equal(gets(hub, new RegExp(`^/cdn/${REPO}/${file.replace('.', '\\.')}$`)).length, 1, file);
   }
-  assert.ok(hub.requests.some((q) => q.url === `/cdn/${REPO}/chat_template.jinja` && q.status === 404), 'the optional template is looked for');
+  assert.ok(!hub.requests.some((q) => q.url.endsWith('/chat_template.jinja')), 'tokenizer_config.json has the template');
   const cdn = `${hub.url}/cdn/${REPO}/`;
-  const kept = r.list.filter((f) => f.url.startsWith(cdn)).sort((a, b) => a.url.localeCompare(b.url));
+  const kept = r.list.filter((f) => f.url.startsWith(cdn)).sort((a, b) => (a.url < b.url ? -1 : 1));
   assert.deepEqual(kept.map((f) => f.url.slice(cdn.length)), ['config.json', 'model.safetensors', 'tokenizer.json', 'tokenizer_config.json']);
   for (const f of kept) {
     assert.equal(f.bytes, statSync(`${MLX}/${f.url.slice(cdn.length)}`).size, f.url);
@@ -106,6 +118,23 @@ test('a hub repo loads from another origin through its CDN redirect; Wick.cache 
   assert.ok(d.list.includes(`${cdn}config.json`));
   assert.ok(d.estimate.quota > 0 && d.estimate.usage > 0, JSON.stringify(d.estimate));
   assert.ok(d.estimate.models > 0 && d.estimate.models < d.estimate.usage * 2, JSON.stringify(d.estimate));
+});
+
+test('a folder whose chat template is in chat_template.jinja renders with it', async () => {
+  const r = await inPage(async ({ hubUrl, repo }) => {
+    const { Wick } = window.W;
+    const load = async (name) => {
+      const engine = await Wick.load(name, { hubUrl, threads: 1 });
+      const reply = await engine.chat.completions.create({ messages: [{ role: 'user', content: 'Hi' }], temperature: 0, max_tokens: 2 });
+      const chatml = await engine.tokenize('<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n');
+      await engine.unload();
+      return { prompt: reply.usage.prompt_tokens, chatml: chatml.length };
+    };
+    return { jinja: await load('templates/SmolLM2-jinja'), own: await load(repo) };
+  }, { hubUrl: hub.url, repo: REPO });
+  assert.equal(r.jinja.prompt, r.jinja.chatml, 'the prompt is exactly chat_template.jinja\'s rendering');
+  assert.ok(r.own.prompt > r.own.chatml + 5, 'SmolLM2\'s own template adds its default system prompt');
+  assert.ok(hub.requests.some((q) => q.method === 'GET' && q.url === '/cdn/templates/SmolLM2-jinja/chat_template.jinja' && q.status === 200));
 });
 
 test('aborting a download mid-file rejects with WickError(aborted) and keeps nothing half-downloaded', async () => {
