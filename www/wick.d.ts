@@ -243,8 +243,23 @@ export interface Completion {
   created: number;
   model: string;
   system_fingerprint: string;
+  choices: Array<{ text: string; index: number; logprobs: CompletionLogprobs | null; finish_reason: FinishReason }>;
+  usage: CompletionUsage;
+  timings: Timings;
+}
+
+/** A streamed piece of a Completion: finish_reason is null until a choice ends. */
+export interface CompletionChunk {
+  id: string;
+  object: 'text_completion';
+  created: number;
+  model: string;
+  system_fingerprint: string;
+  /** Empty in the last chunk of a stream that asked for usage. */
   choices: Array<{ text: string; index: number; logprobs: CompletionLogprobs | null; finish_reason: FinishReason | null }>;
+  /** With stream_options.include_usage: null in every chunk but the last, which carries it. */
   usage?: CompletionUsage | null;
+  /** Wick: in the usage chunk. */
   timings?: Timings;
 }
 
@@ -268,7 +283,7 @@ export interface WickEngine {
   };
   readonly completions: {
     create(body: CompletionCreateParams & { stream?: false | null }, options?: RequestOptions): Promise<Completion>;
-    create(body: CompletionCreateParams & { stream: true }, options?: RequestOptions): Promise<AsyncIterable<Completion>>;
+    create(body: CompletionCreateParams & { stream: true }, options?: RequestOptions): Promise<AsyncIterable<CompletionChunk>>;
   };
   /**
    * A `fetch` serving OpenAI's HTTP API: POST …/chat/completions and …/completions (JSON, or
