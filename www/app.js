@@ -117,28 +117,29 @@ async function send() {
       showError(error.message);
       el.remove();
       if (error.code === 'engine_crashed' || error.code === 'out_of_memory') dropEngine();
-      finish(null);
+      finish(current, null);
       return;
     }
     note = '(stopped)';
+    ui.status.textContent = `${modelLine} · stopped`;
   }
-  finish(note);
+  finish(current, note);
 }
 
-/** Ends the reply in progress: it joins the conversation, with a note on why it ended. */
-function finish(note) {
-  const r = reply;
-  reply = null;
-  if (r && note !== undefined) {
-    r.el.classList.remove('pending');
-    if (r.el.isConnected) {
-      conversation.push({ role: 'user', content: r.question }, { role: 'assistant', content: r.text });
-      if (note) {
-        const span = document.createElement('span');
-        span.className = 'note';
-        span.textContent = note;
-        r.el.append(span);
-      }
+/**
+ * Ends a reply: it joins the conversation, with a note on why it ended, unless its message was
+ * removed meanwhile (a failure, New chat, another model).
+ */
+function finish(r, note) {
+  if (reply === r) reply = null;
+  r.el.classList.remove('pending');
+  if (r.el.isConnected) {
+    conversation.push({ role: 'user', content: r.question }, { role: 'assistant', content: r.text });
+    if (note) {
+      const span = document.createElement('span');
+      span.className = 'note';
+      span.textContent = note;
+      r.el.append(span);
     }
   }
   setBusy();
@@ -176,6 +177,7 @@ async function loadModel(model, name) {
     if (engine) {
       // A new model starts a new conversation.
       reply?.controller.abort();
+      reply = null;
       await engine.unload();
       conversation.length = 0;
       ui.messages.replaceChildren();
@@ -216,6 +218,8 @@ ui.input.addEventListener('keydown', (e) => {
 ui.stop.addEventListener('click', () => reply?.controller.abort());
 ui.newChat.addEventListener('click', () => {
   reply?.controller.abort();
+  reply = null;
+  setBusy();
   conversation.length = 0;
   ui.messages.replaceChildren();
   warmUp();

@@ -154,7 +154,8 @@ function httpError(url, response) {
  * One model file's bytes: from the store when it keeps the file `url` leads to, else from the
  * network (following redirects), and then kept. A HEAD request first learns where `url` leads
  * and how big the file is, so a file kept under its final URL is not downloaded again and one
- * too big for wasm memory is refused before downloading.
+ * too big for wasm memory is refused before downloading (a server that refuses HEAD is just
+ * asked with GET).
  * @param {string} url absolute URL
  * @param {{ optional?: boolean, signal?: AbortSignal, onBytes?: (loaded: number, total: number, phase: 'download'|'cache') => void, onCacheError?: (e: WickError) => void }} [options]
  *   `optional`: a missing file gives null instead of an error; `onCacheError`: the file could
@@ -172,8 +173,14 @@ export async function fetchFile(url, { optional = false, signal, onBytes = () =>
   if (kept) return kept;
 
   let target = url;
-  const head = await request(url, { method: 'HEAD', signal, cache: 'no-store' });
-  if (head.ok) {
+  let head = null;
+  try {
+    head = await request(url, { method: 'HEAD', signal, cache: 'no-store' });
+  } catch (e) {
+    if (e.code === 'aborted') throw e;
+    // Some servers refuse HEAD (a URL signed for GET only): the GET says what is wrong, if anything.
+  }
+  if (head?.ok) {
     target = head.url || url;
     const size = Number(head.headers.get('content-length')) || 0;
     if (size > MAX_MODEL_BYTES) {
@@ -184,9 +191,8 @@ export async function fetchFile(url, { optional = false, signal, onBytes = () =>
       await keep(cache, url, new Response('', { headers: { [ALIAS]: target } }), onCacheError);
       return other;
     }
-  } else if ((head.status === 404 || head.status === 410) && optional) {
-    return null;
-  } else if (head.status !== 405 && head.status !== 501) {
+  } else if (head?.status === 404 || head?.status === 410) {
+    if (optional) return null;
     throw httpError(url, head);
   }
 

@@ -402,6 +402,26 @@ test('requests to one engine queue; two engines answer at the same time', async 
   assert.equal(r.after, 'invalid_request');
 });
 
+test('contextLength bounds a conversation', async () => {
+  const r = await inPage(async ({ model, messages }) => {
+    const engine = await window.W.Wick.load(model, { threads: 1, contextLength: 48 });
+    const { info } = engine;
+    const full = await engine.chat.completions.create({ messages, temperature: 0, max_tokens: 100, ignore_eos: true });
+    let error = null;
+    await engine.chat.completions.create({ messages: [{ role: 'user', content: 'lorem ipsum dolor sit amet '.repeat(10) }] }).catch((e) => { error = { code: e.code, message: e.message }; });
+    await engine.unload();
+    return { info, usage: full.usage, finish: full.choices[0].finish_reason, error };
+  }, { model: MODEL, messages: FRANCE });
+  assert.equal(r.info.context_length, 48);
+  assert.equal(r.info.model_context_length, 8192);
+  assert.equal(r.finish, 'length');
+  assert.equal(r.usage.total_tokens, 48, 'prompt and reply fill the context');
+  assert.equal(r.error.code, 'context_length_exceeded');
+  assert.match(r.error.message, /the context holds 48/);
+  const bad = await errorOf((model) => window.W.Wick.load(model, { contextLength: 1 }), MODEL);
+  assert.deepEqual({ code: bad.code, param: bad.param }, { code: 'invalid_request', param: 'contextLength' });
+});
+
 test('warm() runs a system prompt into the cache ahead of the question', async () => {
   const r = await inPage(async (messages) => {
     const e = window.engine;

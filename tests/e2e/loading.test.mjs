@@ -207,7 +207,11 @@ test('a model too big for wasm memory is refused before it is downloaded', async
 });
 
 test('load errors say what is wrong', async () => {
-  const r = await inPage(async ({ hubUrl, base }) => {
+  // A tiny GGUF whose architecture is renamed to one Wick does not run.
+  const gguf = readFileSync('tests/fixtures/hf/llama2/model.gguf');
+  const at = gguf.indexOf('llama', gguf.indexOf('general.architecture'));
+  gguf.write('bloom', at);
+  const r = await inPage(async ({ hubUrl, base, bloom }) => {
     const { Wick } = window.W;
     const attempt = async (model, options) => {
       try {
@@ -226,9 +230,10 @@ test('load errors say what is wrong', async () => {
       notAModel: await attempt('models/x.gguf', { hubUrl }),
       badOption: await attempt('/models/x.gguf', { thread: 2 }),
       badFile: await attempt([new File(['hello'], 'notes.gguf')]),
+      unsupported: await attempt(new File([new Uint8Array(bloom)], 'bloom.gguf')),
       base,
     };
-  }, { hubUrl: hub.url, base: browser.base });
+  }, { hubUrl: hub.url, base: browser.base, bloom: [...gguf] });
   const expect = {
     missingRepo: ['model_not_found', /nobody\/nothing\/resolve\/main\/config\.json does not exist \(HTTP 404\)/],
     missingFile: ['model_not_found', /models\/nothing\.gguf does not exist/],
@@ -237,6 +242,7 @@ test('load errors say what is wrong', async () => {
     notAModel: ['model_not_found', /models\/x\.gguf\/resolve\/main\/config\.json does not exist.*read as a hub repo id; for a file on this site write "\.\/models\/x\.gguf"/],
     badOption: ['invalid_request', /Unknown load option thread/],
     badFile: ['model_format', /not a GGUF file/],
+    unsupported: ['unsupported', /unsupported architecture `bloom`/],
   };
   for (const [name, [code, message]] of Object.entries(expect)) {
     assert.equal(r[name]?.name, 'WickError', name);
