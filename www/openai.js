@@ -26,7 +26,6 @@ const UNSUPPORTED = {
   prompt_cache_retention: 'Wick keeps one conversation\'s KV cache per engine, reused automatically',
   safety_identifier: 'Wick runs in this tab; there is no service to identify users to',
   suffix: 'Wick does not do fill-in-the-middle',
-  best_of: 'Wick does not rank several completions',
 };
 
 /** A WickError for a bad field value. */
@@ -205,7 +204,7 @@ export function chatRequest(body, info) {
 const COMPLETION_FIELDS = new Set([
   'prompt', 'model', 'stream', 'stream_options', 'max_tokens', 'temperature', 'top_p', 'seed', 'stop', 'frequency_penalty',
   'presence_penalty', 'logprobs', 'n', 'logit_bias', 'user', 'echo', 'signal', 'top_k', 'min_p', 'repetition_penalty', 'ignore_eos',
-  'cache_prompt',
+  'cache_prompt', 'best_of',
 ]);
 
 /**
@@ -227,6 +226,9 @@ export function completionRequest(body, info) {
   const echo = boolean(body, 'echo');
   if (echo && logprobs !== null) throw unsupported('echo', 'echo with logprobs is not supported: Wick does not score prompt tokens.');
   if (given(body.user) && typeof body.user !== 'string') throw invalid('user', 'user must be a string.');
+  if (given(body.best_of) && body.best_of !== request.n) {
+    throw unsupported('best_of', 'best_of other than n is not supported: Wick does not rank several completions.');
+  }
   return { ...request, prompts, logprobs, echo };
 }
 

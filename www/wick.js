@@ -114,6 +114,8 @@ class Engine {
   #requests = new Set();
   /** @type {WickError | null} why the engine no longer answers */
   #dead = null;
+  /** @type {WickError | null} the crash that stopped the engine, if one did */
+  #crashed = null;
   #memoryBytes;
 
   constructor(worker, info, onCacheError) {
@@ -147,6 +149,7 @@ class Engine {
   #die(error, id) {
     if (id !== undefined) this.#inboxes.get(id)?.push({ type: FromWorker.ERROR, error: error.toJSON(), fatal: true });
     this.#dead ??= error;
+    this.#crashed ??= error;
     for (const [key, inbox] of this.#inboxes) if (key !== id) inbox.push({ type: FromWorker.ERROR, error: this.#dead.toJSON(), fatal: true });
     for (const c of this.#requests) c.abort();
     this.#worker.terminate();
@@ -250,32 +253,36 @@ class Engine {
       finish();
       throw WickError.from(first.error);
     }
-    const engine = this;
+    /** Stops the reply if it still runs, and waits until the engine is free again. */
+    const close = async () => {
+      if (!finished) this.#worker.postMessage({ type: ToWorker.CANCEL, id });
+      while (!finished) await read().catch(() => {});
+    };
     return {
+      close,
       async *[Symbol.asyncIterator]() {
         try {
           for (;;) {
             const msg = await read();
             if (signal.aborted) {
               // The caller gave up: the tokens the engine made meanwhile are not shown.
-              while (!finished) await read().catch(() => {});
+              await close();
               throw aborted('The request');
             }
             yield msg;
             if (msg.type === FromWorker.DONE) return;
           }
         } finally {
-          if (!finished) {
-            // Left early (a `break`): stop the reply and wait until the engine is free again.
-            engine.#worker.postMessage({ type: ToWorker.CANCEL, id });
-            while (!finished) await read().catch(() => {});
-          }
+          await close(); // left early (a `break`)
         }
       },
     };
   }
 
-  /** One request: checked, queued, then run by `run(signal)` while it holds the engine. */
+  /**
+   * One request: queued, then run by `run(signal, release)` while it holds the engine (a stream
+   * calls `release` when it ends).
+   */
   async #request(signal, userSignal, run) {
     this.#alive();
     const control = this.#controller(signal, userSignal);
@@ -289,7 +296,8 @@ class Engine {
     } catch (e) {
       release?.();
       control.done();
-      throw WickError.from(e);
+      // A request cut short by a crash says so, not just that it was aborted.
+      throw this.#crashed ? new WickError(this.#crashed.code, this.#crashed.message) : WickError.from(e);
     }
   }
 
@@ -420,11 +428,12 @@ class Engine {
 
 /** The chunks of a streamed chat completion: role first, then content pieces, then the finish. */
 async function* chatChunks(req, responses, first, start, release) {
+  let reply = first;
   try {
     const stats = [];
     const withUsage = req.includeUsage;
     for (let i = 0; i < req.n; i++) {
-      const reply = i === 0 ? first : await start(i);
+      if (i > 0) reply = await start(i);
       yield responses.chatChunk(i, { role: 'assistant', content: '' }, { withUsage });
       let tokens = [];
       for await (const ev of reply) {
@@ -444,19 +453,21 @@ async function* chatChunks(req, responses, first, start, release) {
   } catch (e) {
     throw WickError.from(e);
   } finally {
+    await reply.close(); // a consumer that left early leaves no reply running
     release();
   }
 }
 
 /** The chunks of a streamed completion: text pieces of each choice, then its finish. */
 async function* completionChunks(req, responses, first, start, release) {
+  let reply = first;
   try {
     const runs = [];
     const withUsage = req.includeUsage;
     for (let p = 0; p < req.prompts.length; p++) {
       const replies = [];
       for (let i = 0; i < req.n; i++) {
-        const reply = p === 0 && i === 0 ? first : await start(p, i);
+        if (p > 0 || i > 0) reply = await start(p, i);
         const index = p * req.n + i;
         let offset = 0;
         if (req.echo) {
@@ -484,6 +495,7 @@ async function* completionChunks(req, responses, first, start, release) {
   } catch (e) {
     throw WickError.from(e);
   } finally {
+    await reply.close(); // a consumer that left early leaves no reply running
     release();
   }
 }

@@ -29,7 +29,10 @@ function fail(id, e) {
 /** Fetches the model (the tokenizer is parsed while the weights are still read) and builds the engine. */
 async function load({ source, options }) {
   const t0 = performance.now();
-  const wasm = loadWasm(options.threads, options.simd);
+  const wasm = loadWasm(options.threads, options.simd).catch((e) => {
+    throw new WickError('network', `Could not start Wick's WebAssembly engine (${e.message}): the www/pkg*/ folders must be served beside wick.js.`);
+  });
+  wasm.catch(() => {}); // awaited below, after the download; a failure is reported there
   let tokenizer = null;
   try {
     const model = await fetchModel(source, {
@@ -48,6 +51,7 @@ async function load({ source, options }) {
     } else {
       // A tokenizer that failed to parse ahead is parsed again by the loader, which says why.
       const parsed = await tokenizer;
+      tokenizer = null; // fromFiles takes it over, loaded or not
       engine = mod.WickEngine.fromFiles(model.files.map((f) => f.name), model.files.map((f) => f.bytes), options.quantize ?? null, parsed ?? null);
     }
     if (options.contextLength) engine.setContextLength(options.contextLength);

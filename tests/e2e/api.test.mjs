@@ -299,6 +299,8 @@ test('unsupported fields and bad values are clear errors, and the engine goes on
   }
   const legacy = await errorOf((b) => window.engine.completions.create(b), { prompt: [1, 2, 3] });
   assert.equal(legacy.code, 'unsupported');
+  const bestOf = await errorOf((b) => window.engine.completions.create(b), { prompt: 'x', best_of: 3 });
+  assert.deepEqual([bestOf.code, bestOf.param], ['unsupported', 'best_of']);
   const r = await inPage((messages) => window.engine.chat.completions.create({ messages, temperature: 0, max_tokens: 24 }), FRANCE);
   assert.match(r.choices[0].message.content, /Paris/);
 });
@@ -335,8 +337,10 @@ test('an AbortSignal ends a stream with WickError(aborted), and the next request
     } catch (e) {
       error = { name: e.name, code: e.code, message: e.message };
     }
-    // Leaving a stream early (break) stops the reply too.
+    // Leaving a stream early (break) stops the reply too, even before its first token.
     for await (const c of await window.engine.chat.completions.create({ messages, max_tokens: 300, stream: true })) if (c.choices[0]?.delta.content) break;
+    for await (const c of await window.engine.chat.completions.create({ messages, max_tokens: 300, stream: true, n: 2 })) if (c) break;
+    for await (const c of await window.engine.completions.create({ prompt: 'Once upon a time', max_tokens: 300, stream: true })) if (c) break;
     const next = await window.engine.chat.completions.create({ messages, temperature: 0, max_tokens: 24 });
     // A signal aborted before the request is an error at once.
     const before = new AbortController();
