@@ -62,6 +62,7 @@ export function describeModel(model, { hubUrl = DEFAULT_HUB, revision = 'main' }
  * @typedef {{ name: string, bytes: Uint8Array }} NamedBytes
  * @typedef {{ gguf: Uint8Array, source: string } | { files: NamedBytes[], source: string }} ModelBytes
  * @typedef {{
+ *   wasm: Promise<{ mod: any }>,
  *   signal?: AbortSignal,
  *   onProgress?: (p: { loaded: number, total: number, file: string, phase: 'download'|'cache' }) => void,
  *   onCacheError?: (e: WickError) => void,
@@ -72,7 +73,8 @@ export function describeModel(model, { hubUrl = DEFAULT_HUB, revision = 'main' }
 /**
  * The bytes of the model `source` names. `onProgress` counts the bytes of all its files
  * together (`total` grows as each file's size becomes known); `onTokenizerFiles` gets a folder's
- * config and tokenizer files as soon as they are read, before the weights.
+ * config and tokenizer files as soon as they are read, before the weights; `wasm` is the engine's
+ * build, which knows what a folder holds.
  * @param {ModelSource} source
  * @param {FetchOptions} options
  * @returns {Promise<ModelBytes>}
@@ -113,11 +115,11 @@ async function fetchGguf(url, { signal, onProgress, onCacheError }) {
 }
 
 /**
- * A Hugging Face folder (`url` ends with `/`): config.json, the tokenizer files and
- * chat_template.jinja (when tokenizer_config.json has no template), then model.safetensors, or
- * the shards model.safetensors.index.json lists.
+ * A Hugging Face folder (`url` ends with `/`): the files the engine's folder reader asks for
+ * (`folderFiles()`: config.json, the tokenizer files, chat_template.jinja), then the weights, or
+ * the index and the shards it lists (`indexShards()`).
  */
-async function fetchFolder(url, { signal, onProgress, onCacheError, onTokenizerFiles = () => {} }) {
+async function fetchFolder(url, { signal, onProgress, onCacheError, onTokenizerFiles = () => {}, wasm }) {
   const files = [];
   const sources = new Set();
   const counter = progress(onProgress);
@@ -130,29 +132,29 @@ async function fetchFolder(url, { signal, onProgress, onCacheError, onTokenizerF
     sources.add(got.source);
     return got.bytes;
   };
-  await add('config.json');
-  await add('tokenizer.json');
-  const tokenizerConfig = await add('tokenizer_config.json', true);
-  // Newer folders keep the chat template in its own file instead of tokenizer_config.json.
-  if (!tokenizerConfig || !new TextDecoder().decode(tokenizerConfig).includes('"chat_template"')) {
-    await add('chat_template.jinja', true);
+  const { mod } = await wasm;
+  const layout = JSON.parse(mod.folderFiles());
+  for (const { name, required } of layout.files) {
+    // A template in tokenizer_config.json makes chat_template.jinja moot: not asking spares a 404.
+    const config = files.find((f) => f.name === 'tokenizer_config.json');
+    if (name === 'chat_template.jinja' && config && new TextDecoder().decode(config.bytes).includes('"chat_template"')) continue;
+    await add(name, !required);
   }
   onTokenizerFiles(files.slice());
-  if (!(await add('model.safetensors', true))) {
-    const index = await add('model.safetensors.index.json', true);
+  if (!(await add(layout.weights, true))) {
+    const index = await add(layout.index, true);
     if (!index) {
-      throw new WickError('model_not_found', `${url} has neither model.safetensors nor model.safetensors.index.json.`);
+      throw new WickError('model_not_found', `${url} has neither ${layout.weights} nor ${layout.index}.`);
     }
-    let map;
+    let shards;
     try {
-      map = JSON.parse(new TextDecoder().decode(index)).weight_map;
+      shards = mod.indexShards(index);
     } catch (e) {
-      throw new WickError('model_format', `model.safetensors.index.json is not valid JSON: ${e.message}`);
+      throw WickError.from(e);
     }
-    const shards = [...new Set(Object.values(map ?? {}))].sort();
     for (const shard of shards) {
-      if (typeof shard !== 'string' || !/^[\w.-]+\.safetensors$/.test(shard)) {
-        throw new WickError('model_format', `model.safetensors.index.json names a shard "${shard}" that is not a plain .safetensors file name.`);
+      if (!/^[\w.-]+\.safetensors$/.test(shard)) {
+        throw new WickError('model_format', `${layout.index} names a shard "${shard}" that is not a plain .safetensors file name.`);
       }
       await add(shard);
     }

@@ -36,6 +36,7 @@ async function load({ source, options }) {
   let tokenizer = null;
   try {
     const model = await fetchModel(source, {
+      wasm,
       onProgress: (p) => post(FromWorker.PROGRESS, p),
       onCacheError: (e) => post(FromWorker.CACHE_ERROR, { error: e.toJSON() }),
       onTokenizerFiles: (files) => {
