@@ -74,8 +74,21 @@ export async function load(model, options = {}) {
   if (signal?.aborted) throw aborted('Loading the model');
   const base = globalThis.document?.baseURI ?? globalThis.location?.href;
   const source = describeModel(model, { hubUrl, revision }, base);
-  const worker = new Worker(new URL('./worker.js', import.meta.url), { type: 'module' });
   const loadOptions = { threads: Math.min(threads ?? cores, cores), simd, contextLength, quantize };
+  const { worker, info } = await startWorker(source, loadOptions, { onProgress, onCacheError, signal });
+  return new Engine(worker, info, onCacheError);
+}
+
+/**
+ * Starts an engine's worker and has it load `source`; resolves once the engine is ready. (A
+ * worker that crashed is replaced by starting another the same way.)
+ * @param {import('./model-files.js').ModelSource} source
+ * @param {import('./protocol.js').LoadOptions} options
+ * @param {{ onProgress?: Function, onCacheError?: Function, signal?: AbortSignal }} callbacks
+ * @returns {Promise<{ worker: Worker, info: import('./protocol.js').EngineInfo }>}
+ */
+function startWorker(source, options, { onProgress, onCacheError, signal }) {
+  const worker = new Worker(new URL('./worker.js', import.meta.url), { type: 'module' });
   return new Promise((resolve, reject) => {
     const fail = (error) => {
       signal?.removeEventListener('abort', onAbort);
@@ -94,10 +107,10 @@ export async function load(model, options = {}) {
       else if (data.type === FromWorker.ERROR) fail(WickError.from(data.error));
       else if (data.type === FromWorker.READY) {
         signal?.removeEventListener('abort', onAbort);
-        resolve(new Engine(worker, data.info, onCacheError));
+        resolve({ worker, info: data.info });
       }
     };
-    worker.postMessage({ type: ToWorker.LOAD, source, options: loadOptions });
+    worker.postMessage({ type: ToWorker.LOAD, source, options });
   });
 }
 
