@@ -30,6 +30,7 @@ pub struct ChatTemplate {
     env: Environment<'static>,
     bos: String,
     eos: String,
+    own: bool,
 }
 
 /// ChatML, for models whose file carries no template.
@@ -54,7 +55,14 @@ impl ChatTemplate {
             env,
             bos: bos.unwrap_or_default(),
             eos: eos.unwrap_or_default(),
+            own: source.is_some(),
         })
+    }
+
+    /// Whether the template is the model's own rather than the ChatML stand-in: a model without
+    /// one (a base model) is meant for text completion, not chat.
+    pub fn is_models_own(&self) -> bool {
+        self.own
     }
 
     /// Renders the conversation, ending with the cue for the assistant's next reply.
@@ -107,6 +115,10 @@ mod tests {
     #[test]
     fn default_is_chatml_and_bad_templates_are_errors() {
         let t = ChatTemplate::new(None, None, None).unwrap();
+        assert!(!t.is_models_own());
+        assert!(ChatTemplate::new(Some(SMOLLM2), None, None)
+            .unwrap()
+            .is_models_own());
         let out = t.render(&[Message::new("user", "Hi")]).unwrap();
         assert_eq!(
             out,

@@ -279,6 +279,12 @@ impl Engine {
         &mut self.model
     }
 
+    /// Whether the model has a chat template of its own. Without one (a base model) it is meant
+    /// for text completion ([`Engine::start`]); chat falls back to ChatML.
+    pub fn has_chat_template(&self) -> bool {
+        self.template.is_models_own()
+    }
+
     /// Renders a conversation with the model's chat template.
     pub fn render_chat(&self, messages: &[Message]) -> Result<String> {
         self.template.render(messages)

@@ -95,6 +95,7 @@ fn config_comes_from_metadata() {
         .filter_map(|&i| t.token_text(i))
         .collect();
     assert_eq!(eog, ["<|endoftext|>", "<|im_end|>"]);
+    assert!(e.has_chat_template(), "the file's own ChatML");
 }
 
 #[test]

@@ -1,24 +1,21 @@
-//! Text ↔ token ids: a Hugging Face `tokenizers` tokenizer built from GGUF metadata
-//! (`tokenizer.ggml.*`) or loaded from a `tokenizer.json`, plus streaming detokenization.
+//! Text ↔ token ids, plus streaming detokenization.
+//!
+//! A GGUF file's vocabulary (`tokenizer.ggml.*`) is tokenized exactly as llama.cpp does it:
+//! special tokens written in the text are cut out first ([`vocab`]), then each piece of text goes
+//! through the file's model, SentencePiece ([`spm`], `tokenizer.ggml.model = llama`) or
+//! byte-level BPE ([`bpe`], `gpt2`, on Hugging Face `tokenizers`). A Hugging Face
+//! `tokenizer.json` is run whole by `tokenizers`.
 
-use candle_core::quantized::gguf_file::Value;
-use tokenizers::decoders::byte_level::ByteLevel as ByteLevelDecoder;
-use tokenizers::models::bpe::{Vocab, BPE};
-use tokenizers::pre_tokenizers::byte_level::ByteLevel;
-use tokenizers::pre_tokenizers::digits::Digits;
-use tokenizers::pre_tokenizers::sequence::Sequence;
-use tokenizers::pre_tokenizers::PreTokenizerWrapper;
-use tokenizers::AddedToken;
+mod bpe;
+mod spm;
+mod vocab;
 
 use crate::error::{Error, Result};
 use crate::weights::{Gguf, ModelFolder};
+use bpe::Bpe;
+use vocab::{Defaults, Fragment, Vocab};
 
-/// GGUF token type of control tokens (`<|im_start|>` …), matched whole in text and hidden on decode.
-const TOKEN_TYPE_CONTROL: i32 = 3;
-/// GGUF token type of user-defined tokens, matched whole in text but shown on decode.
-const TOKEN_TYPE_USER_DEFINED: i32 = 4;
-
-/// Texts of control tokens that end a generation, besides the declared EOS (llama.cpp's list).
+/// Texts of tokens that end a generation in a `tokenizer.json` (llama.cpp's list).
 const END_OF_GENERATION: &[&str] = &[
     "<|endoftext|>",
     "<|im_end|>",
@@ -35,12 +32,24 @@ const END_OF_GENERATION: &[&str] = &[
     "<|file_sep|>",
 ];
 
+/// How text becomes tokens.
+#[derive(Clone)]
+enum Model {
+    /// A GGUF `llama` vocabulary: SentencePiece.
+    Spm(Vocab),
+    /// A GGUF `gpt2` vocabulary: byte-level BPE.
+    Bpe(Vocab, Box<Bpe>),
+    /// A Hugging Face `tokenizer.json`.
+    Hf(Box<tokenizers::Tokenizer>),
+}
+
 /// A tokenizer plus the special ids generation needs.
 #[derive(Clone)]
 pub struct Tokenizer {
-    inner: tokenizers::Tokenizer,
+    model: Model,
     bos: Option<u32>,
     add_bos: bool,
+    add_eos: bool,
     eos: Option<u32>,
     eog: Vec<u32>,
 }
@@ -52,111 +61,47 @@ fn tok_err(e: impl std::fmt::Display) -> Error {
 impl Tokenizer {
     /// Builds the tokenizer described by a GGUF file's `tokenizer.ggml.*` metadata.
     pub fn from_gguf(g: &Gguf) -> Result<Self> {
-        let model = g.get_str("tokenizer.ggml.model")?;
-        if model != "gpt2" {
-            return Err(Error::Tokenizer(format!(
-                "tokenizer model `{model}` is not supported yet (supported: gpt2 byte-level BPE)"
-            )));
-        }
-        let tokens: Vec<&str> = g
-            .get_array("tokenizer.ggml.tokens")?
-            .iter()
-            .map(|v| match v {
-                Value::String(s) => Ok(s.as_str()),
-                _ => Err(Error::Metadata(
-                    "tokenizer.ggml.tokens holds a non-string".into(),
-                )),
-            })
-            .collect::<Result<_>>()?;
-        let merges: Vec<(String, String)> = g
-            .get_array("tokenizer.ggml.merges")?
-            .iter()
-            .map(|v| match v {
-                Value::String(s) => s
-                    .split_once(' ')
-                    .map(|(a, b)| (a.to_string(), b.to_string()))
-                    .ok_or_else(|| Error::Metadata(format!("merge `{s}` has no space"))),
-                _ => Err(Error::Metadata(
-                    "tokenizer.ggml.merges holds a non-string".into(),
-                )),
-            })
-            .collect::<Result<_>>()?;
-        let types: Vec<i32> = match g.get_array("tokenizer.ggml.token_type") {
-            Ok(a) => a
-                .iter()
-                .map(|v| match v {
-                    Value::I32(t) => *t,
-                    _ => 1,
-                })
-                .collect(),
-            Err(_) => vec![1; tokens.len()],
-        };
-
-        let vocab: Vocab = tokens
-            .iter()
-            .enumerate()
-            .map(|(i, t)| (t.to_string(), i as u32))
-            .collect();
-        if vocab.len() != tokens.len() {
-            return Err(Error::Metadata(
-                "tokenizer.ggml.tokens has duplicates".into(),
-            ));
-        }
-        let bpe = BPE::builder()
-            .vocab_and_merges(vocab, merges)
-            .build()
-            .map_err(tok_err)?;
-
-        let pre = match g.get_str("tokenizer.ggml.pre").unwrap_or("default") {
-            // SmolLM's tokenizer splits digits one by one before the GPT-2 regex.
-            "smollm" => PreTokenizerWrapper::Sequence(Sequence::new(vec![
-                Digits::new(true).into(),
-                ByteLevel::new(false, true, true).into(),
-            ])),
-            "gpt2" | "default" => ByteLevel::new(false, true, true).into(),
+        let (vocab, bpe) = match g.get_str("tokenizer.ggml.model")? {
+            "llama" => {
+                let defaults = Defaults {
+                    bos: Some(1),
+                    eos: Some(2),
+                    add_bos: true,
+                    add_space_prefix: true,
+                };
+                (Vocab::from_gguf(g, defaults)?, None)
+            }
+            "gpt2" => {
+                let pre = g.get_str("tokenizer.ggml.pre").unwrap_or("default");
+                // llama.cpp's defaults for a BPE vocabulary that names no BOS/EOS.
+                let defaults = Defaults {
+                    bos: Some(11),
+                    eos: Some(11),
+                    add_bos: bpe::adds_bos_by_default(pre),
+                    add_space_prefix: false,
+                };
+                let vocab = Vocab::from_gguf(g, defaults)?;
+                let merges = vocab::strings(g, "tokenizer.ggml.merges")?;
+                let bpe = Bpe::new(&vocab, &merges, pre)?;
+                (vocab, Some(bpe))
+            }
             other => {
                 return Err(Error::Tokenizer(format!(
-                    "pre-tokenizer `{other}` is not supported yet (supported: smollm, gpt2)"
+                    "tokenizer model `{other}` is not supported yet (supported: llama \
+                     (SentencePiece), gpt2 (byte-level BPE))"
                 )))
             }
         };
-        let mut inner = tokenizers::Tokenizer::new(bpe);
-        inner.with_pre_tokenizer(Some(pre));
-        inner.with_decoder(Some(ByteLevelDecoder::default()));
-
-        let mut special = Vec::new();
-        let mut user = Vec::new();
-        for (i, t) in tokens.iter().enumerate() {
-            match types.get(i) {
-                Some(&TOKEN_TYPE_CONTROL) => special.push(AddedToken::from(*t, true)),
-                Some(&TOKEN_TYPE_USER_DEFINED) => {
-                    user.push(AddedToken::from(*t, false).normalized(false))
-                }
-                _ => {}
-            }
-        }
-        inner.add_special_tokens(&special);
-        inner.add_tokens(&user);
-
-        let id = |key: &str| -> Option<u32> {
-            g.get_usize(key)
-                .ok()
-                .and_then(|i| u32::try_from(i).ok())
-                .filter(|&i| (i as usize) < tokens.len())
-        };
-        let eos = id("tokenizer.ggml.eos_token_id");
-        let eog_texts = tokens.iter().enumerate().filter(|(i, t)| {
-            types.get(*i) == Some(&TOKEN_TYPE_CONTROL) && END_OF_GENERATION.contains(t)
-        });
-        let mut eog: Vec<u32> = eog_texts.map(|(i, _)| i as u32).chain(eos).collect();
-        eog.sort_unstable();
-        eog.dedup();
         Ok(Self {
-            inner,
-            bos: id("tokenizer.ggml.bos_token_id"),
-            add_bos: g.get_bool("tokenizer.ggml.add_bos_token").unwrap_or(false),
-            eos,
-            eog,
+            bos: vocab.bos,
+            add_bos: vocab.add_bos,
+            add_eos: vocab.add_eos,
+            eos: vocab.eos,
+            eog: vocab.eog.clone(),
+            model: match bpe {
+                Some(bpe) => Model::Bpe(vocab, Box::new(bpe)),
+                None => Model::Spm(vocab),
+            },
         })
     }
 
@@ -186,7 +131,8 @@ impl Tokenizer {
         let bos = bos_token.and_then(|t| inner.token_to_id(t));
         Ok(Self {
             add_bos: add_bos && bos.is_some(),
-            inner,
+            add_eos: false,
+            model: Model::Hf(Box::new(inner)),
             bos,
             eos,
             eog,
@@ -203,23 +149,97 @@ impl Tokenizer {
 
     /// The tokenizer serialized as a Hugging Face `tokenizer.json`.
     pub fn to_json(&self) -> Result<String> {
-        self.inner.to_string(false).map_err(tok_err)
+        match &self.model {
+            Model::Hf(hf) => hf.to_string(false).map_err(tok_err),
+            Model::Bpe(vocab, bpe) => bpe.to_hf(vocab).to_string(false).map_err(tok_err),
+            Model::Spm(_) => Err(Error::Tokenizer(
+                "a SentencePiece vocabulary cannot be written as a tokenizer.json yet".into(),
+            )),
+        }
     }
 
-    /// Token ids of `text`; special tokens written in the text (`<|im_start|>`) become their ids.
+    /// Token ids of `text`, with the model's BOS first (and EOS last) if it asks for them;
+    /// special tokens written in the text (`<|im_start|>`) become their ids.
     pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
-        let enc = self.inner.encode(text, false).map_err(tok_err)?;
-        let mut ids = Vec::with_capacity(enc.len() + 1);
-        if self.add_bos {
+        self.encode_with(text, true, true)
+    }
+
+    /// [`Tokenizer::encode`] with llama.cpp's two switches: `add_special` adds the model's
+    /// BOS/EOS, `parse_special` turns control tokens written in the text into their ids (else
+    /// they are tokenized as plain text; user-defined tokens always count).
+    pub fn encode_with(
+        &self,
+        text: &str,
+        add_special: bool,
+        parse_special: bool,
+    ) -> Result<Vec<u32>> {
+        let mut ids = Vec::with_capacity(text.len() / 3 + 2);
+        if add_special && self.add_bos {
             ids.extend(self.bos);
         }
-        ids.extend_from_slice(enc.get_ids());
+        match &self.model {
+            Model::Hf(hf) => {
+                let enc = match parse_special {
+                    true => hf.encode(text, false),
+                    // Rare (tests): a copy that reads special tokens as text.
+                    false => {
+                        let mut plain = hf.clone();
+                        plain.set_encode_special_tokens(true);
+                        plain.encode(text, false)
+                    }
+                };
+                ids.extend_from_slice(enc.map_err(tok_err)?.get_ids());
+            }
+            Model::Bpe(vocab, bpe) => {
+                for f in vocab.split_specials(text, parse_special) {
+                    match f {
+                        Fragment::Text(t) => bpe.encode(t, &mut ids)?,
+                        Fragment::Token(id) => ids.push(id),
+                    }
+                }
+            }
+            Model::Spm(vocab) => {
+                // The space prefix goes on text at the start and after each special token.
+                let mut after_special = true;
+                for f in vocab.split_specials(text, parse_special) {
+                    match f {
+                        Fragment::Text(t) => {
+                            let t = spm::escape(t, vocab.add_space_prefix && after_special);
+                            spm::encode(vocab, &t, &mut ids)?;
+                            after_special = false;
+                        }
+                        Fragment::Token(id) => {
+                            ids.push(id);
+                            after_special = true;
+                        }
+                    }
+                }
+            }
+        }
+        if add_special && self.add_eos {
+            ids.extend(self.eos);
+        }
         Ok(ids)
     }
 
-    /// Text of `ids`, with control tokens left out.
+    /// Text of `ids`, with control tokens left out. Each token gives its own piece (as
+    /// llama.cpp's `token_to_piece`), and bytes that do not form UTF-8 become U+FFFD.
     pub fn decode(&self, ids: &[u32]) -> Result<String> {
-        self.inner.decode(ids, true).map_err(tok_err)
+        let mut bytes = Vec::with_capacity(ids.len() * 4);
+        match &self.model {
+            Model::Hf(hf) => return hf.decode(ids, true).map_err(tok_err),
+            Model::Bpe(vocab, _) => {
+                for &id in ids {
+                    vocab.piece(id, &mut bytes, bpe::unmap_bytes);
+                }
+            }
+            Model::Spm(vocab) => {
+                for &id in ids {
+                    vocab.piece(id, &mut bytes, spm::unescape);
+                }
+            }
+        }
+        Ok(String::from_utf8_lossy(&bytes).into_owned())
     }
 
     /// Text of `ids` with control tokens written out (`<|im_start|>`), so that
@@ -250,7 +270,10 @@ impl Tokenizer {
 
     /// The text of one token as the vocabulary stores it (for diagnostics).
     pub fn token_text(&self, id: u32) -> Option<String> {
-        self.inner.id_to_token(id)
+        match &self.model {
+            Model::Hf(hf) => hf.id_to_token(id),
+            Model::Spm(v) | Model::Bpe(v, _) => v.text(id).map(str::to_string),
+        }
     }
 
     /// Ids that end a generation (end of sequence, end of turn …).
@@ -260,12 +283,15 @@ impl Tokenizer {
 
     /// The end-of-sequence token, if the model declares one.
     pub fn eos_token(&self) -> Option<String> {
-        self.eos.and_then(|i| self.inner.id_to_token(i))
+        self.eos.and_then(|i| self.token_text(i))
     }
 
     /// The id of a token given by its text (`<|im_end|>`), if the vocabulary has it.
     pub fn token_id(&self, text: &str) -> Option<u32> {
-        self.inner.token_to_id(text)
+        match &self.model {
+            Model::Hf(hf) => hf.token_to_id(text),
+            Model::Spm(v) | Model::Bpe(v, _) => v.id(text),
+        }
     }
 
     /// Whether [`Tokenizer::encode`] puts the beginning-of-sequence token first.
@@ -275,12 +301,15 @@ impl Tokenizer {
 
     /// The beginning-of-sequence token, if the model declares one.
     pub fn bos_token(&self) -> Option<String> {
-        self.bos.and_then(|i| self.inner.id_to_token(i))
+        self.bos.and_then(|i| self.token_text(i))
     }
 
     /// Number of tokens, added ones included.
     pub fn vocab_size(&self) -> usize {
-        self.inner.get_vocab_size(true)
+        match &self.model {
+            Model::Hf(hf) => hf.get_vocab_size(true),
+            Model::Spm(v) | Model::Bpe(v, _) => v.len(),
+        }
     }
 }
 
