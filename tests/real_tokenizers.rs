@@ -261,3 +261,20 @@ fn bpe_pre_tokenizers_split_as_llama_cpp() {
     }
     assert!(bad.is_empty(), "{}", bad.join("\n"));
 }
+
+#[test]
+fn qwen_tokenizer_json_tokenizes_the_corpus_alike() {
+    // What `wick quantize` writes into an MLX folder, run by Hugging Face `tokenizers`.
+    let bytes = QWEN.bytes();
+    let tok = Tokenizer::from_gguf(&Gguf::parse(&bytes).unwrap()).unwrap();
+    let json = tok.to_json().unwrap();
+    let back = Tokenizer::from_json(json.as_bytes(), tok.eos_token().as_deref(), None).unwrap();
+    let mut bad = Vec::new();
+    for e in QWEN.reference()["tokenizer"].as_array().unwrap() {
+        let text = e["text"].as_str().unwrap();
+        if back.encode(text).unwrap() != ids(&e["no_add_special"]) {
+            bad.push(e["id"].to_string());
+        }
+    }
+    assert!(bad.is_empty(), "{bad:?}");
+}

@@ -151,7 +151,7 @@ impl Tokenizer {
     pub fn to_json(&self) -> Result<String> {
         match &self.model {
             Model::Hf(hf) => hf.to_string(false).map_err(tok_err),
-            Model::Bpe(vocab, bpe) => bpe.to_hf(vocab).to_string(false).map_err(tok_err),
+            Model::Bpe(vocab, bpe) => bpe.to_hf(vocab)?.to_string(false).map_err(tok_err),
             Model::Spm(_) => Err(Error::Tokenizer(
                 "a SentencePiece vocabulary cannot be written as a tokenizer.json yet".into(),
             )),
@@ -193,7 +193,7 @@ impl Tokenizer {
             Model::Bpe(vocab, bpe) => {
                 for f in vocab.split_specials(text, parse_special) {
                     match f {
-                        Fragment::Text(t) => bpe.encode(t, &mut ids)?,
+                        Fragment::Text(t) => bpe.encode(vocab, t, &mut ids)?,
                         Fragment::Token(id) => ids.push(id),
                     }
                 }
@@ -382,6 +382,16 @@ impl TextStream {
     pub fn ids(&self) -> &[u32] {
         &self.ids
     }
+}
+
+/// A tokenizer from tokenizer metadata alone, written out as a GGUF file without tensors.
+#[cfg(test)]
+fn from_metadata(meta: &[(&str, candle_core::quantized::gguf_file::Value)]) -> Result<Tokenizer> {
+    let meta: Vec<_> = meta.iter().map(|(k, v)| (*k, v)).collect();
+    let mut out = std::io::Cursor::new(Vec::new());
+    candle_core::quantized::gguf_file::write(&mut out, &meta, &[])?;
+    let bytes = out.into_inner();
+    Tokenizer::from_gguf(&Gguf::parse(&bytes)?)
 }
 
 #[cfg(test)]

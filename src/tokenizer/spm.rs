@@ -149,11 +149,9 @@ pub fn unescape(text: &str, out: &mut Vec<u8>) {
 
 #[cfg(test)]
 mod tests {
-    use std::io::Cursor;
+    use candle_core::quantized::gguf_file::Value;
 
-    use candle_core::quantized::gguf_file::{self, Value};
-
-    use crate::weights::Gguf;
+    use super::super::from_metadata;
     use crate::Tokenizer;
 
     const NORMAL: i32 = 1;
@@ -192,11 +190,7 @@ mod tests {
             ("tokenizer.ggml.unknown_token_id", Value::U32(3)),
         ];
         meta.extend(extra.iter().cloned());
-        let meta: Vec<(&str, &Value)> = meta.iter().map(|(k, v)| (*k, v)).collect();
-        let mut out = Cursor::new(Vec::new());
-        gguf_file::write(&mut out, &meta, &[]).unwrap();
-        let bytes = out.into_inner();
-        Tokenizer::from_gguf(&Gguf::parse(&bytes).unwrap()).unwrap()
+        from_metadata(&meta).unwrap()
     }
 
     /// The vocabulary of most tests: no space prefix, so each case shows exactly what it adds.
@@ -336,12 +330,6 @@ mod tests {
 
     #[test]
     fn bad_metadata_is_an_error() {
-        let bytes = |meta: Vec<(&str, Value)>| {
-            let meta: Vec<(&str, &Value)> = meta.iter().map(|(k, v)| (*k, v)).collect();
-            let mut out = Cursor::new(Vec::new());
-            gguf_file::write(&mut out, &meta, &[]).unwrap();
-            out.into_inner()
-        };
         let model = ("tokenizer.ggml.model", Value::String("llama".into()));
         let tokens = |t: &[&str]| {
             (
@@ -368,10 +356,7 @@ mod tests {
             ),
         ];
         for (meta, want) in cases {
-            let b = bytes(meta);
-            let err = Tokenizer::from_gguf(&Gguf::parse(&b).unwrap())
-                .err()
-                .unwrap();
+            let err = from_metadata(&meta).err().unwrap();
             assert!(err.to_string().contains(want), "{err}");
         }
     }

@@ -2,10 +2,11 @@
 //! kinds, the special ids and the end-of-generation set, the split of a text around the special
 //! tokens written in it, and each token's piece of text for decoding.
 
-use std::collections::HashMap;
+use std::hash::BuildHasher;
 
 use aho_corasick::AhoCorasick;
 use candle_core::quantized::gguf_file::Value;
+use hashbrown::{DefaultHashBuilder, HashTable};
 
 use crate::error::{Error, Result};
 use crate::weights::Gguf;
@@ -170,13 +171,87 @@ pub struct Defaults {
     pub add_space_prefix: bool,
 }
 
+/// The token texts, stored end to end in one string, with a hash table from text to id: one
+/// allocation for a whole vocabulary rather than two per token, which is what keeps loading a
+/// 262k vocabulary fast.
+#[derive(Clone)]
+pub struct Texts {
+    arena: String,
+    /// Token `i` is `arena[ends[i - 1]..ends[i]]` (from 0 for the first).
+    ends: Vec<usize>,
+    table: HashTable<u32>,
+    hasher: DefaultHashBuilder,
+}
+
+impl Texts {
+    /// Stores `raw`, naming an empty token `[EMPTY_i]` (as llama.cpp does, so it never matches
+    /// text); a text given twice is an error.
+    fn new(raw: &[&str]) -> Result<Self> {
+        let mut t = Self {
+            arena: String::with_capacity(raw.iter().map(|s| s.len()).sum()),
+            ends: Vec::with_capacity(raw.len()),
+            table: HashTable::with_capacity(raw.len()),
+            hasher: DefaultHashBuilder::default(),
+        };
+        for (i, text) in raw.iter().enumerate() {
+            let start = t.arena.len();
+            match text.is_empty() {
+                true => t.arena.push_str(&format!("[EMPTY_{i}]")),
+                false => t.arena.push_str(text),
+            }
+            t.ends.push(t.arena.len());
+            let text = &t.arena[start..];
+            let hash = t.hasher.hash_one(text);
+            let (arena, ends) = (&t.arena, &t.ends);
+            let at = |id: u32| {
+                let id = id as usize;
+                &arena[id.checked_sub(1).map_or(0, |p| ends[p])..ends[id]]
+            };
+            if let Some(&first) = t.table.find(hash, |&id| at(id) == text) {
+                return Err(Error::Metadata(format!(
+                    "tokenizer.ggml.tokens has `{text}` twice (ids {first} and {i})"
+                )));
+            }
+            let hasher = &t.hasher;
+            t.table
+                .insert_unique(hash, i as u32, |&id| hasher.hash_one(at(id)));
+        }
+        Ok(t)
+    }
+
+    /// Number of tokens.
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    /// The text of token `id`.
+    pub fn get(&self, id: u32) -> Option<&str> {
+        let id = id as usize;
+        let end = *self.ends.get(id)?;
+        let start = id.checked_sub(1).map_or(0, |p| self.ends[p]);
+        Some(&self.arena[start..end])
+    }
+
+    /// The id of a token's exact text.
+    pub fn id(&self, text: &str) -> Option<u32> {
+        let hash = self.hasher.hash_one(text);
+        self.table
+            .find(hash, |&id| self.get(id) == Some(text))
+            .copied()
+    }
+
+    /// All texts, by id.
+    pub fn iter(&self) -> impl Iterator<Item = &str> {
+        (0..self.len() as u32).filter_map(|i| self.get(i))
+    }
+}
+
 /// A GGUF vocabulary and its special tokens.
 #[derive(Clone)]
 pub struct Vocab {
-    texts: Vec<String>,
+    texts: Texts,
     scores: Vec<f32>,
     kinds: Vec<Kind>,
-    ids: HashMap<String, u32>,
     /// Ids matched whole in text, longest text first (llama.cpp's order).
     specials: Vec<u32>,
     /// Finds which of `specials` occur in a text, so the split only tries those.
@@ -260,23 +335,7 @@ impl Vocab {
             Err(_) => vec![Kind::Normal; n],
         };
 
-        // llama.cpp names an empty token so that it can never match text.
-        let texts: Vec<String> = raw
-            .iter()
-            .enumerate()
-            .map(|(i, t)| match t.is_empty() {
-                true => format!("[EMPTY_{i}]"),
-                false => t.to_string(),
-            })
-            .collect();
-        let mut ids = HashMap::with_capacity(n);
-        for (i, t) in texts.iter().enumerate() {
-            if let Some(first) = ids.insert(t.clone(), i as u32) {
-                return Err(Error::Metadata(format!(
-                    "tokenizer.ggml.tokens has `{t}` twice (ids {first} and {i})"
-                )));
-            }
-        }
+        let texts = Texts::new(&raw)?;
 
         let in_range = |id: Option<u32>| id.filter(|&i| (i as usize) < n);
         let id_at = |key: &str| -> Option<u32> {
@@ -309,7 +368,7 @@ impl Vocab {
                 .find(|(new, _)| *new == key)
                 .and_then(|(_, old)| id_at(old));
             let found = id_at(key).or(old).or_else(|| {
-                let id = spellings.iter().find_map(|s| ids.get(*s).copied())?;
+                let id = spellings.iter().find_map(|s| texts.id(s))?;
                 kinds[id as usize] = Kind::Control;
                 Some(id)
             });
@@ -318,7 +377,7 @@ impl Vocab {
             }
         }
         for t in END_OF_GENERATION {
-            if let Some(&id) = ids.get(*t) {
+            if let Some(id) = texts.id(t) {
                 kinds[id as usize] = Kind::Control;
                 eog.push(id);
             }
@@ -337,11 +396,11 @@ impl Vocab {
                 )
             })
             .collect();
-        specials.sort_by_key(|&i| std::cmp::Reverse(texts[i as usize].len()));
+        specials.sort_by_key(|&i| std::cmp::Reverse(texts.get(i).map_or(0, str::len)));
         let finder = match specials.is_empty() {
             true => None,
             false => Some(
-                AhoCorasick::new(specials.iter().map(|&i| &texts[i as usize]))
+                AhoCorasick::new(specials.iter().filter_map(|&i| texts.get(i)))
                     .map_err(|e| Error::Tokenizer(format!("special tokens: {e}")))?,
             ),
         };
@@ -351,17 +410,13 @@ impl Vocab {
             let hex = format!("<0x{b:02X}>");
             // Else the byte as text, which only an ASCII byte can be.
             let ascii = (b < 0x80).then(|| (b as u8 as char).to_string());
-            *slot = ids
-                .get(&hex)
-                .or_else(|| ascii.and_then(|a| ids.get(&a)))
-                .copied();
+            *slot = texts.id(&hex).or_else(|| ascii.and_then(|a| texts.id(&a)));
         }
 
         Ok(Self {
             texts,
             scores,
             kinds,
-            ids,
             specials,
             finder,
             byte_ids,
@@ -381,16 +436,16 @@ impl Vocab {
 
     /// The id of a token's exact text.
     pub fn id(&self, text: &str) -> Option<u32> {
-        self.ids.get(text).copied()
+        self.texts.id(text)
     }
 
     /// A token's text as the vocabulary stores it.
     pub fn text(&self, id: u32) -> Option<&str> {
-        self.texts.get(id as usize).map(String::as_str)
+        self.texts.get(id)
     }
 
     /// All token texts, by id.
-    pub fn texts(&self) -> &[String] {
+    pub fn texts(&self) -> &Texts {
         &self.texts
     }
 
@@ -437,7 +492,9 @@ impl Vocab {
             if !present[k] || (!parse_special && self.kinds[id as usize] != Kind::UserDefined) {
                 continue;
             }
-            let token = self.texts[id as usize].as_str();
+            let Some(token) = self.texts.get(id) else {
+                continue;
+            };
             let mut next = Vec::with_capacity(frags.len() + 2);
             for f in frags {
                 let Fragment::Text(t) = f else {
