@@ -2,7 +2,9 @@
 //! string of `tests/fixtures/real/tokenizer_corpus.json` must get llama.cpp's ids (from
 //! `tests/fixtures/real/<model>.llamacpp.json`, written by `scripts/llamacpp-reference.py`),
 //! with and without BOS and with special tokens in the text read as text; decoding must give the
-//! text back; the end-of-generation ids and Qwen's chat template must be llama.cpp's.
+//! text back; the end-of-generation ids and Qwen's chat template must be llama.cpp's. Other BPE
+//! pre-tokenizers and more conversations are checked against
+//! `tests/fixtures/real/tokenizer_variants.llamacpp.json` (`scripts/tokenizer-reference.py`).
 //!
 //! The models come from `scripts/fetch-models.sh` (the test command fetches them).
 
@@ -42,6 +44,13 @@ impl Model {
         let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
         serde_json::from_str(&text).unwrap()
     }
+}
+
+/// scripts/tokenizer-reference.py's fixture: other pre-tokenizers, more chat templates.
+fn variants() -> Value {
+    let path = "tests/fixtures/real/tokenizer_variants.llamacpp.json";
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    serde_json::from_str(&text).unwrap()
 }
 
 fn ids(v: &Value) -> Vec<u32> {
@@ -198,9 +207,11 @@ fn qwen_chat_template_renders_as_llama_cpp() {
     )
     .unwrap();
     assert!(template.is_models_own());
+    // One-question chats with llama.cpp's prompt ids, and system prompts and several turns.
     let chats = QWEN.reference()["chat"].as_array().unwrap().clone();
-    assert!(!chats.is_empty(), "the reference has no chat");
-    for chat in chats {
+    let more = variants()["templates"].as_array().unwrap().clone();
+    assert!(chats.len() >= 3 && more.len() >= 3);
+    for chat in chats.iter().chain(&more) {
         let messages: Vec<Message> = serde_json::from_value(chat["messages"].clone()).unwrap();
         let rendered = template.render(&messages).unwrap();
         assert_eq!(
@@ -209,21 +220,16 @@ fn qwen_chat_template_renders_as_llama_cpp() {
             "{}",
             chat["id"]
         );
-        assert_eq!(
-            tok.encode(&rendered).unwrap(),
-            ids(&chat["prompt_ids"]),
-            "{}",
-            chat["id"]
-        );
+        if let Some(want) = chat.get("prompt_ids") {
+            assert_eq!(tok.encode(&rendered).unwrap(), ids(want), "{}", chat["id"]);
+        }
     }
 }
 
 #[test]
 fn bpe_pre_tokenizers_split_as_llama_cpp() {
-    // scripts/pretokenizer-reference.py: llama.cpp on Qwen's vocabulary under each pre-tokenizer.
-    let path = "tests/fixtures/real/pretokenizers.llamacpp.json";
-    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"));
-    let reference: Value = serde_json::from_str(&text).unwrap();
+    // scripts/tokenizer-reference.py: llama.cpp on Qwen's vocabulary under each pre-tokenizer.
+    let reference = variants();
     let corpus: Value = serde_json::from_str(
         &std::fs::read_to_string("tests/fixtures/real/tokenizer_corpus.json").unwrap(),
     )

@@ -3,8 +3,8 @@
 //! A GGUF file's vocabulary (`tokenizer.ggml.*`) is tokenized exactly as llama.cpp does it:
 //! special tokens written in the text are cut out first ([`vocab`]), then each piece of text goes
 //! through the file's model, SentencePiece ([`spm`], `tokenizer.ggml.model = llama`) or
-//! byte-level BPE ([`bpe`], `gpt2`, on Hugging Face `tokenizers`). A Hugging Face
-//! `tokenizer.json` is run whole by `tokenizers`.
+//! byte-level BPE ([`bpe`], `gpt2`: the pre-tokenizer runs on Hugging Face `tokenizers`). A
+//! Hugging Face `tokenizer.json` is run whole by `tokenizers`.
 
 mod bpe;
 mod spm;
@@ -398,6 +398,8 @@ fn from_metadata(meta: &[(&str, candle_core::quantized::gguf_file::Value)]) -> R
 mod tests {
     use super::*;
     use crate::weights::tiny::tiny_gguf;
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
 
     fn tiny_tokenizer() -> Tokenizer {
         let bytes = tiny_gguf(3).unwrap();

@@ -150,6 +150,8 @@ pub fn unescape(text: &str, out: &mut Vec<u8>) {
 #[cfg(test)]
 mod tests {
     use candle_core::quantized::gguf_file::Value;
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
 
     use super::super::from_metadata;
     use crate::Tokenizer;

@@ -1,14 +1,17 @@
-"""llama.cpp's tokenization of the tokenizer corpus under other BPE pre-tokenizer types, for
-tests/real_tokenizers.rs: writes tests/fixtures/real/pretokenizers.llamacpp.json.
+"""What tests/real_tokenizers.rs checks beyond scripts/llamacpp-reference.py's fixtures: llama.cpp's
+tokenization of the tokenizer corpus under other BPE pre-tokenizer types, and Qwen's chat template
+rendered by llama.cpp for conversations with system prompts and several turns. Writes
+tests/fixtures/real/tokenizer_variants.llamacpp.json.
 
-    python3 scripts/pretokenizer-reference.py [QWEN_GGUF]
+    python3 scripts/tokenizer-reference.py [QWEN_GGUF]
 
 Only Qwen2.5-Coder-0.5B's vocabulary is at hand, so each pre-tokenizer type is tried on it: for
 each type a tiny llama GGUF is written (one layer, hidden size 64, random weights; only its
 tokenizer matters) whose tokenizer metadata is Qwen's with `tokenizer.ggml.pre` replaced, llama.cpp
 (xllamacpp, the same package as scripts/llamacpp-reference.py) loads it, and its server's
 /tokenize gives the ids of every corpus string (no BOS, special tokens parsed). The test builds
-the same tokenizer from Qwen's file with the pre-tokenizer swapped and compares.
+the same tokenizer from Qwen's file with the pre-tokenizer swapped and compares. The chat
+templates come from the server's /apply-template on Qwen's own file.
 
 Needs: pip install xllamacpp==2026.10.11549 gguf==0.19.0 numpy
 """
@@ -77,20 +80,62 @@ def write_tiny(path, fields, pre):
     w.close()
 
 
-def tokenize_all(path, texts):
-    p = xllamacpp.CommonParams()
-    p.model.path = path
-    p.n_ctx = 256
-    p.cpuparams.n_threads = 1
-    p.warmup = False
-    server = xllamacpp.Server(p)
-    base = server.listening_address
-    out = []
-    for text in texts:
-        body = json.dumps({"content": text, "add_special": False, "parse_special": True}).encode()
-        req = urllib.request.Request(base + "/tokenize", data=body,
+# Conversations whose rendering exercises the template's branches: a system prompt of the user's,
+# several turns, and text with newlines, code and other scripts.
+CONVERSATIONS = {
+    "system": [
+        {"role": "system", "content": "You are a terse assistant. Answer in one word."},
+        {"role": "user", "content": "Capital of Italy?"},
+    ],
+    "turns": [
+        {"role": "user", "content": "Hi!"},
+        {"role": "assistant", "content": "Hello! How can I help?"},
+        {"role": "user", "content": "Say it again, in French."},
+    ],
+    "system-turns-code": [
+        {"role": "system", "content": "You write Python.\nKeep it short."},
+        {"role": "user", "content": "Reverse a list."},
+        {"role": "assistant", "content": "```python\ndef rev(xs):\n    return xs[::-1]\n```"},
+        {"role": "user", "content": "Now in place, please. 谢谢 🙂"},
+    ],
+}
+
+
+class Server:
+    """A llama.cpp server on a GGUF file, asked over its HTTP API."""
+
+    def __init__(self, path):
+        p = xllamacpp.CommonParams()
+        p.model.path = path
+        p.n_ctx = 512
+        p.cpuparams.n_threads = 1
+        p.warmup = False
+        self.server = xllamacpp.Server(p)
+        self.base = self.server.listening_address
+
+    def post(self, route, body):
+        req = urllib.request.Request(self.base + route, data=json.dumps(body).encode(),
                                      headers={"Content-Type": "application/json"})
-        out.append(json.loads(urllib.request.urlopen(req).read())["tokens"])
+        return json.loads(urllib.request.urlopen(req).read())
+
+    def tokenize(self, text):
+        return self.post("/tokenize", {"content": text, "add_special": False,
+                                       "parse_special": True})["tokens"]
+
+
+def tokenize_all(path, texts):
+    server = Server(path)
+    out = [server.tokenize(text) for text in texts]
+    del server
+    return out
+
+
+def templates(path):
+    server = Server(path)
+    out = []
+    for cid, messages in CONVERSATIONS.items():
+        prompt = server.post("/apply-template", {"messages": messages})["prompt"]
+        out.append({"id": cid, "messages": messages, "rendered_prompt": prompt})
     del server
     return out
 
@@ -103,13 +148,15 @@ def main():
     fields = tokenizer_fields(qwen)
     result = {
         "provenance": {
-            "generator": "scripts/pretokenizer-reference.py",
+            "generator": "scripts/tokenizer-reference.py",
             "llama_cpp": {"package": "xllamacpp", "version": xllamacpp.__version__
                           if hasattr(xllamacpp, "__version__") else "2026.10.11549"},
             "vocabulary": os.path.basename(qwen),
             "tokenize": "the server's /tokenize with add_special = false, parse_special = true",
+            "templates": "the server's /apply-template on the vocabulary's own file",
         },
         "pre_types": {},
+        "templates": templates(qwen),
     }
     with tempfile.TemporaryDirectory() as tmp:
         for pre in PRE_TYPES:
@@ -118,7 +165,7 @@ def main():
             ids = tokenize_all(path, [s["text"] for s in corpus])
             result["pre_types"][pre] = [{"id": s["id"], "ids": i} for s, i in zip(corpus, ids)]
             print(pre, "done", file=sys.stderr)
-    with open(os.path.join(FIXTURES, "pretokenizers.llamacpp.json"), "w", encoding="utf-8") as f:
+    with open(os.path.join(FIXTURES, "tokenizer_variants.llamacpp.json"), "w", encoding="utf-8") as f:
         json.dump(result, f, ensure_ascii=False, separators=(",", ":"))
         f.write("\n")
 
