@@ -419,21 +419,28 @@ const SHIFTED: [u8; 68] = {
     table
 };
 
+/// The byte a byte-level character stands for, if it is one.
+pub fn byte_of(c: char) -> Option<u8> {
+    let code = c as u32;
+    match printable(code) {
+        true => Some(code as u8),
+        false => code
+            .checked_sub(0x100)
+            .and_then(|i| SHIFTED.get(i as usize))
+            .copied(),
+    }
+}
+
 /// Appends the bytes a byte-level token's text stands for.
 pub fn unmap_bytes(text: &str, out: &mut Vec<u8>) {
     for c in text.chars() {
-        let code = c as u32;
-        if printable(code) {
-            out.push(code as u8);
-        } else if let Some(&b) = code
-            .checked_sub(0x100)
-            .and_then(|i| SHIFTED.get(i as usize))
-        {
-            out.push(b);
-        } else {
-            // Not a byte character: keep it as text rather than lose it.
-            let mut buf = [0u8; 4];
-            out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+        match byte_of(c) {
+            Some(b) => out.push(b),
+            None => {
+                // Not a byte character: keep it as text rather than lose it.
+                let mut buf = [0u8; 4];
+                out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+            }
         }
     }
 }

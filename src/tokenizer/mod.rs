@@ -222,24 +222,34 @@ impl Tokenizer {
         Ok(ids)
     }
 
-    /// Text of `ids`, with control tokens left out. Each token gives its own piece (as
-    /// llama.cpp's `token_to_piece`), and bytes that do not form UTF-8 become U+FFFD.
-    pub fn decode(&self, ids: &[u32]) -> Result<String> {
+    /// The bytes of `ids` from a GGUF vocabulary, one piece per token (llama.cpp's
+    /// `token_to_piece`), control tokens written out when `special`; `None` for a
+    /// `tokenizer.json`.
+    fn gguf_bytes(&self, ids: &[u32], special: bool) -> Option<Vec<u8>> {
         let mut bytes = Vec::with_capacity(ids.len() * 4);
         match &self.model {
-            Model::Hf(hf) => return hf.decode(ids, true).map_err(tok_err),
+            Model::Hf(_) => return None,
             Model::Bpe(vocab, _) => {
                 for &id in ids {
-                    vocab.piece(id, &mut bytes, bpe::unmap_bytes);
+                    vocab.piece(id, special, &mut bytes, bpe::unmap_bytes);
                 }
             }
             Model::Spm(vocab) => {
                 for &id in ids {
-                    vocab.piece(id, &mut bytes, spm::unescape);
+                    vocab.piece(id, special, &mut bytes, spm::unescape);
                 }
             }
         }
-        Ok(String::from_utf8_lossy(&bytes).into_owned())
+        Some(bytes)
+    }
+
+    /// Text of `ids`, with control tokens left out; bytes that do not form UTF-8 become U+FFFD.
+    pub fn decode(&self, ids: &[u32]) -> Result<String> {
+        match (&self.model, self.gguf_bytes(ids, false)) {
+            (_, Some(bytes)) => Ok(String::from_utf8_lossy(&bytes).into_owned()),
+            (Model::Hf(hf), None) => hf.decode(ids, true).map_err(tok_err),
+            (_, None) => Ok(String::new()),
+        }
     }
 
     /// Text of `ids` with control tokens written out (`<|im_start|>`), so that
@@ -251,20 +261,31 @@ impl Tokenizer {
                 self.vocab_size()
             )));
         }
-        self.inner.decode(ids, false).map_err(tok_err)
+        match (&self.model, self.gguf_bytes(ids, true)) {
+            (_, Some(bytes)) => Ok(String::from_utf8_lossy(&bytes).into_owned()),
+            (Model::Hf(hf), None) => hf.decode(ids, false).map_err(tok_err),
+            (_, None) => Ok(String::new()),
+        }
     }
 
     /// One token's text and its bytes (`None` if they cannot be known): the text of a token
-    /// that holds part of a UTF-8 character shows U+FFFD, and its bytes are read from the
-    /// vocabulary's byte-level (GPT-2) or byte-fallback (`<0xE4>`) spelling.
+    /// that holds part of a UTF-8 character shows U+FFFD. A GGUF vocabulary knows every
+    /// token's bytes; a `tokenizer.json`'s are read from its byte-level (GPT-2) or
+    /// byte-fallback (`<0xE4>`) spelling.
     pub fn token_bytes(&self, id: u32) -> (String, Option<Vec<u8>>) {
-        let text = self.inner.decode(&[id], false).unwrap_or_default();
+        let Model::Hf(hf) = &self.model else {
+            let bytes = self.gguf_bytes(&[id], true).unwrap_or_default();
+            return (String::from_utf8_lossy(&bytes).into_owned(), Some(bytes));
+        };
+        let text = hf.decode(&[id], false).unwrap_or_default();
         if !text.contains('\u{FFFD}') {
             let bytes = text.as_bytes().to_vec();
             return (text, Some(bytes));
         }
-        let stored = self.inner.id_to_token(id).unwrap_or_default();
-        let bytes = byte_fallback(&stored).or_else(|| byte_level(&stored));
+        let stored = hf.id_to_token(id).unwrap_or_default();
+        let bytes = vocab::byte_of(&stored)
+            .map(|b| vec![b])
+            .or_else(|| stored.chars().map(bpe::byte_of).collect());
         (text, bytes)
     }
 
@@ -311,27 +332,6 @@ impl Tokenizer {
             Model::Spm(v) | Model::Bpe(v, _) => v.len(),
         }
     }
-}
-
-/// The byte a byte-fallback token such as `<0xE4>` stands for.
-fn byte_fallback(token: &str) -> Option<Vec<u8>> {
-    let hex = token.strip_prefix("<0x")?.strip_suffix('>')?;
-    (hex.len() == 2).then(|| u8::from_str_radix(hex, 16).ok().map(|b| vec![b]))?
-}
-
-/// The bytes of a byte-level BPE token: GPT-2 spells the printable bytes (`!`…`~`, `¡`…`¬`,
-/// `®`…`ÿ`) as themselves and the other 68, in order, as U+0100 onwards.
-fn byte_level(token: &str) -> Option<Vec<u8>> {
-    let printable =
-        |b: u32| (33..=126).contains(&b) || (161..=172).contains(&b) || (174..=255).contains(&b);
-    let others: Vec<u8> = (0..=255u8).filter(|&b| !printable(b as u32)).collect();
-    token
-        .chars()
-        .map(|c| match c as u32 {
-            b if b < 256 && printable(b) => Some(b as u8),
-            b => others.get((b as usize).checked_sub(256)?).copied(),
-        })
-        .collect()
 }
 
 /// Turns a stream of token ids into a stream of text pieces that never split a UTF-8 character.
@@ -449,23 +449,28 @@ mod tests {
     #[test]
     fn token_bytes_of_partial_characters_come_from_the_vocabulary() {
         let tok = tiny_tokenizer();
-        let ids = tok.encode("é🙂 a").unwrap();
-        let pieces: Vec<(String, Option<Vec<u8>>)> =
-            ids.iter().map(|&id| tok.token_bytes(id)).collect();
-        let bytes: Vec<u8> = pieces
-            .iter()
-            .flat_map(|(_, b)| b.clone().unwrap())
-            .collect();
-        assert_eq!(bytes, "é🙂 a".as_bytes());
-        assert_eq!(pieces[0].0, "\u{FFFD}", "half of é shows as U+FFFD");
-        assert_eq!(
-            pieces.last().unwrap(),
-            &(" a".to_string(), Some(b" a".to_vec()))
-        );
-        assert_eq!(byte_fallback("<0xE4>"), Some(vec![0xE4]));
-        assert_eq!(byte_fallback("<0xE4"), None);
-        assert_eq!(byte_level("Ġa"), Some(b" a".to_vec()));
-        assert_eq!(byte_level("\u{2000}"), None);
+        // The GGUF vocabulary, and the same as a tokenizer.json.
+        let hf = Tokenizer::from_json(tok.to_json().unwrap().as_bytes(), None, None).unwrap();
+        for tok in [tok, hf] {
+            let ids = tok.encode("é🙂 a").unwrap();
+            let pieces: Vec<(String, Option<Vec<u8>>)> =
+                ids.iter().map(|&id| tok.token_bytes(id)).collect();
+            let bytes: Vec<u8> = pieces
+                .iter()
+                .flat_map(|(_, b)| b.clone().unwrap())
+                .collect();
+            assert_eq!(bytes, "é🙂 a".as_bytes());
+            assert_eq!(pieces[0].0, "\u{FFFD}", "half of é shows as U+FFFD");
+            assert_eq!(
+                pieces.last().unwrap(),
+                &(" a".to_string(), Some(b" a".to_vec()))
+            );
+        }
+        assert_eq!(vocab::byte_of("<0xE4>"), Some(0xE4));
+        assert_eq!(vocab::byte_of("<0xE4"), None);
+        assert_eq!(vocab::byte_of("<0xE>"), None);
+        assert_eq!(bpe::byte_of('Ġ'), Some(b' '));
+        assert_eq!(bpe::byte_of('\u{2000}'), None);
     }
 
     #[test]

@@ -518,24 +518,32 @@ impl Vocab {
         frags
     }
 
-    /// Appends the bytes token `id` decodes to, as llama.cpp's `token_to_piece` without special
-    /// tokens: control and unknown tokens and unused ids give nothing, user-defined tokens their
-    /// text, bytes their byte, and normal tokens what `normal` makes of their text.
-    pub fn piece(&self, id: u32, out: &mut Vec<u8>, normal: impl Fn(&str, &mut Vec<u8>)) {
+    /// Appends the bytes token `id` decodes to, as llama.cpp's `token_to_piece`: control and
+    /// unknown tokens give their text when `special` and nothing otherwise, user-defined tokens
+    /// their text, bytes their byte, unused ids nothing, and normal tokens what `normal` makes
+    /// of their text.
+    pub fn piece(
+        &self,
+        id: u32,
+        special: bool,
+        out: &mut Vec<u8>,
+        normal: impl Fn(&str, &mut Vec<u8>),
+    ) {
         let (Some(kind), Some(text)) = (self.kind(id), self.text(id)) else {
             return;
         };
         match kind {
             Kind::Normal => normal(text, out),
             Kind::UserDefined => out.extend_from_slice(text.as_bytes()),
+            Kind::Control | Kind::Unknown if special => out.extend_from_slice(text.as_bytes()),
             Kind::Byte => out.extend(byte_of(text)),
             Kind::Control | Kind::Unknown | Kind::Unused => {}
         }
     }
 }
 
-/// The byte a `<0xNN>` token stands for.
-fn byte_of(text: &str) -> Option<u8> {
+/// The byte a byte-fallback token such as `<0xE4>` stands for.
+pub fn byte_of(text: &str) -> Option<u8> {
     let hex = text.strip_prefix("<0x")?.strip_suffix('>')?;
-    u8::from_str_radix(hex, 16).ok()
+    (hex.len() == 2).then(|| u8::from_str_radix(hex, 16).ok())?
 }
