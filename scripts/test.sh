@@ -29,7 +29,7 @@ cargo test --release
 
 step "wasm tests (Node)"
 CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner \
-  $WASM test --release --target wasm32-unknown-unknown --lib --test wasm --test architectures --test formats
+  $WASM test --release --target wasm32-unknown-unknown --lib --test wasm --test architectures --test formats --test train
 
 step "browser end-to-end tests (headless Chromium)"
 node --test --test-concurrency=1 tests/e2e/

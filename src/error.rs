@@ -86,6 +86,9 @@ pub enum Error {
     /// Generation was asked to continue while no generation is running.
     #[error("no generation in progress")]
     NotGenerating,
+    /// Training options that cannot work, a corpus too short for them, or a diverged run.
+    #[error("training: {0}")]
+    Train(String),
     /// An error from Candle's tensor operations.
     #[error("tensor computation failed: {0}")]
     Candle(#[from] candle_core::Error),

@@ -4,6 +4,8 @@
 //! [`weights`] (bytes → tensors) → [`model`] (tensors → logits) → [`sample`] (logits → token) →
 //! [`session`] (prompt, chat template, KV cache → stream of text), with [`tokenizer`] and
 //! [`chat`] beside it. `web` is the wasm-bindgen boundary; `src/bin/wick.rs` the CLI.
+//! [`train`] stands beside the flow and feeds its start: it trains a small model from scratch
+//! and writes it as a folder that [`weights`] reads.
 
 pub mod chat;
 pub mod error;
@@ -14,6 +16,7 @@ pub mod sample;
 pub mod session;
 pub mod stop;
 pub mod tokenizer;
+pub mod train;
 pub mod weights;
 
 #[cfg(target_arch = "wasm32")]

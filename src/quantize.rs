@@ -182,7 +182,12 @@ pub fn to_mlx(
         ("model.safetensors".to_string(), w.to_bytes()),
         (
             "config.json".into(),
-            pretty(&config_json(cfg, src, tokenizer, opts, overrides)?),
+            pretty(&hf_config(
+                cfg,
+                !src.contains("output.weight"),
+                tokenizer,
+                Some(quantization(opts, overrides)),
+            )?),
         ),
         ("tokenizer.json".into(), tokenizer.to_json()?.into_bytes()),
         (
@@ -215,12 +220,22 @@ fn unpermute_rows<T: Copy>(v: &[T], heads: usize, head_dim: usize, row: usize) -
     out
 }
 
-fn config_json(
+/// MLX's `quantization` entry: the global bits and group size, and the modules that differ.
+fn quantization(opts: Options, overrides: Map<String, Value>) -> Value {
+    let mut quant = Map::new();
+    quant.insert("group_size".into(), json!(opts.group));
+    quant.insert("bits".into(), json!(opts.bits));
+    quant.extend(overrides);
+    Value::Object(quant)
+}
+
+/// The Hugging Face `config.json` of a Llama-style decoder (Llama, Mistral, Qwen2); `tied`: the
+/// output head is the embedding (no `lm_head`); `quantization`: MLX's entry, if quantized.
+pub fn hf_config(
     cfg: &Config,
-    src: &dyn TensorSource,
+    tied: bool,
     tokenizer: &Tokenizer,
-    opts: Options,
-    overrides: Map<String, Value>,
+    quantization: Option<Value>,
 ) -> Result<Value> {
     let model_type = match (cfg.architecture.as_str(), cfg.sliding_window) {
         ("qwen2", _) => "qwen2",
@@ -236,10 +251,6 @@ fn config_json(
         Activation::GeluTanh => "gelu_pytorch_tanh",
         Activation::Relu => "relu",
     };
-    let mut quant = Map::new();
-    quant.insert("group_size".into(), json!(opts.group));
-    quant.insert("bits".into(), json!(opts.bits));
-    quant.extend(overrides);
     let token_id = |t: Option<String>| t.and_then(|t| tokenizer.token_id(&t));
     let mut c = json!({
         "model_type": model_type,
@@ -259,12 +270,14 @@ fn config_json(
         "rms_norm_eps": cfg.norm_eps,
         "rope_theta": theta,
         "hidden_act": act,
-        "tie_word_embeddings": !src.contains("output.weight"),
+        "tie_word_embeddings": tied,
         "bos_token_id": token_id(tokenizer.bos_token()),
         "eos_token_id": token_id(tokenizer.eos_token()),
-        "quantization": Value::Object(quant.clone()),
-        "quantization_config": Value::Object(quant),
     });
+    if let Some(q) = quantization {
+        c["quantization"] = q.clone();
+        c["quantization_config"] = q;
+    }
     if let Some(s) = scaling {
         c["rope_scaling"] = json!({
             "rope_type": "llama3",
@@ -283,7 +296,8 @@ fn config_json(
     Ok(c)
 }
 
-fn tokenizer_config(tokenizer: &Tokenizer, chat_template: Option<&str>) -> Value {
+/// `tokenizer_config.json`: the special tokens and the chat template, if any.
+pub fn tokenizer_config(tokenizer: &Tokenizer, chat_template: Option<&str>) -> Value {
     let mut c = json!({
         "add_bos_token": tokenizer.adds_bos(),
         "bos_token": tokenizer.bos_token(),

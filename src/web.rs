@@ -13,6 +13,7 @@ use crate::sample::SamplingParams;
 use crate::session::Engine;
 use crate::tokenizer::Tokenizer;
 use crate::weights::folder::{self, ModelFolder};
+use crate::train::{TrainOptions, Trainer};
 use crate::weights::safetensors::Bytes;
 
 /// A file JavaScript fetched, left in JS memory: the loader copies one tensor at a time into
@@ -311,5 +312,73 @@ impl WickEngine {
     #[wasm_bindgen(js_name = cachedTokens)]
     pub fn cached_tokens(&self) -> usize {
         self.engine.cached_tokens()
+    }
+}
+
+/// A small model being trained from scratch on text the user gave, one optimizer step per call
+/// to [`WickTrainer::step`], so the worker yields between steps.
+#[wasm_bindgen]
+pub struct WickTrainer {
+    trainer: Trainer,
+}
+
+#[wasm_bindgen]
+impl WickTrainer {
+    /// Trains the tokenizer on `text` and builds the initial model; `options` is JSON with any
+    /// of `layers`, `dim`, `heads`, `kv_heads`, `context`, `steps`, `lr`, `batch`, `seed`,
+    /// `vocab` (the rest take the CLI's defaults).
+    #[wasm_bindgen(constructor)]
+    pub fn new(text: &str, options: &str) -> Result<WickTrainer, JsError> {
+        let opts: TrainOptions = serde_json::from_str(options)
+            .map_err(|e| js_error(format!("training options: {e}")))?;
+        let trainer = Trainer::new(text, opts).map_err(js_error)?;
+        Ok(Self { trainer })
+    }
+
+    /// What is being trained, as JSON: the options, the model's shape, its parameter count and
+    /// the corpus's length in tokens.
+    pub fn info(&self) -> Result<String, JsError> {
+        let t = &self.trainer;
+        let c = t.config();
+        to_json(&serde_json::json!({
+            "options": t.options(),
+            "parameters": t.parameters(),
+            "corpus_tokens": t.corpus_tokens(),
+            "vocab_size": c.vocab_size,
+            "n_layers": c.n_layers,
+            "hidden_size": c.hidden_size,
+            "intermediate_size": c.intermediate_size,
+            "n_heads": c.n_heads,
+            "n_kv_heads": c.n_kv_heads,
+            "context_length": c.context_length,
+        }))
+    }
+
+    /// One optimizer step; returns its report as JSON (`{step, steps, loss, lr, grad_norm,
+    /// tokens, seconds}`).
+    pub fn step(&mut self) -> Result<String, JsError> {
+        let report = self.trainer.step().map_err(js_error)?;
+        to_json(&report)
+    }
+
+    /// Whether every step is done.
+    pub fn done(&self) -> bool {
+        self.trainer.done()
+    }
+
+    /// The trained model as a Hugging Face folder, plus `loss.svg`: an array of
+    /// `{name, bytes}` (`bytes` a `Uint8Array`), which [`WickEngine::from_files`] loads.
+    pub fn files(&self) -> Result<js_sys::Array, JsError> {
+        let out = js_sys::Array::new();
+        for (name, bytes) in self.trainer.files().map_err(js_error)? {
+            let file = js_sys::Object::new();
+            js_sys::Reflect::set(&file, &"name".into(), &name.into())
+                .map_err(|_| js_error("cannot build the file list"))?;
+            let bytes = js_sys::Uint8Array::from(bytes.as_slice());
+            js_sys::Reflect::set(&file, &"bytes".into(), &bytes)
+                .map_err(|_| js_error("cannot build the file list"))?;
+            out.push(&file);
+        }
+        Ok(out)
     }
 }
