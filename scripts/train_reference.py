@@ -8,7 +8,7 @@ Not run by CI. The folder in tests/fixtures/trained/ was made, from the reposito
 
     cargo run --release -- train --corpus tests/fixtures/trained/corpus.txt \
         --out tests/fixtures/trained --layers 2 --dim 32 --heads 4 --kv-heads 2 \
-        --context 64 --steps 150 --batch 8 --lr 0.01 --vocab 384 --seed 3
+        --context 64 --steps 400 --batch 8 --lr 0.01 --vocab 384 --seed 3
 
 and this script run with the Python of scripts/make_fixtures.py (torch, transformers):
 
