@@ -36,10 +36,11 @@ fn temp_dir(name: &str) -> String {
     dir.to_string_lossy().into_owned()
 }
 
-/// Steps of the test run, and the loss the last of them must be under. The first loss is
-/// ln(512) ≈ 6.24 (uniform guessing); measured at the end: about 4.3 (see the README).
-const STEPS: usize = 120;
-const LOSS_BELOW: f32 = 4.8;
+/// Steps of the test run (seed 1), and the bound on the mean loss of its last 10 steps. The
+/// first loss is ln(512) ≈ 6.24 (uniform guessing); the last ten average 4.60 here (seed 2
+/// gives 4.72), so 4.9 leaves room for another machine's rounding.
+const STEPS: usize = 150;
+const LOSS_BELOW: f32 = 4.9;
 
 #[test]
 fn wick_train_reduces_the_loss_and_its_folder_generates_and_quantizes() {
@@ -74,11 +75,12 @@ fn wick_train_reduces_the_loss_and_its_folder_generates_and_quantizes() {
         .collect();
     assert_eq!(steps.len(), STEPS);
     assert!(steps.iter().all(|s| s.2 > 0.0));
-    let (first, last) = (steps[0].1, steps[STEPS - 1].1);
+    let first = steps[0].1;
+    let last = steps[STEPS - 10..].iter().map(|s| s.1).sum::<f32>() / 10.0;
     assert!((first - 512f32.ln()).abs() < 0.1, "first loss {first}");
     assert!(
         last < LOSS_BELOW,
-        "loss {first} → {last} after {STEPS} steps"
+        "loss {first} → {last} (mean of the last 10) after {STEPS} steps"
     );
     assert!(stdout.contains(&format!("wrote {out}")), "{stdout}");
 
