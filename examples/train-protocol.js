@@ -16,7 +16,10 @@ export const FromTrainer = Object.freeze({
   STARTED: 'started',
   /** `{ step, steps, loss, lr, grad_norm, tokens, seconds }` of one optimizer step. */
   STEP: 'step',
-  /** `{ files: [{ name, bytes }], info }`: the trained folder, loaded into the engine. */
+  /**
+   * `{ files: [{ name, bytes }], info, heldOutLoss }`: the trained folder, loaded into the
+   * engine, and the loss on the text's last 5% (never trained on; null for a short text).
+   */
   TRAINED: 'trained',
   /** `{ id, text }`: a piece of generated text. */
   TOKEN: 'token',

@@ -55,12 +55,15 @@ async function train({ text, options }) {
       await nextTurn();
       post(FromTrainer.STEP, JSON.parse(trainer.step()));
     }
+    const heldOutLoss = trainer.heldOutLoss() ?? null;
     const files = trainer.files();
     const model = files.filter((f) => f.name !== 'loss.svg');
     const next = mod.WickEngine.fromFiles(model.map((f) => f.name), model.map((f) => f.bytes), null, null);
     engine?.free();
     engine = next;
-    post(FromTrainer.TRAINED, { files: files.map(({ name, bytes }) => ({ name, bytes })), info: JSON.parse(engine.info()) });
+    post(FromTrainer.TRAINED, {
+      files: files.map(({ name, bytes }) => ({ name, bytes })), info: JSON.parse(engine.info()), heldOutLoss,
+    });
   } catch (e) {
     fail(e);
   } finally {

@@ -121,11 +121,12 @@ function onStep(r) {
   drawChart(r.steps);
 }
 
-function onTrained({ files, info }) {
+function onTrained({ files, info, heldOutLoss }) {
   setTraining(false);
   document.body.dataset.state = 'trained';
   const avg = stepTimes.tokens / Math.max(stepTimes.seconds, 1e-9);
-  $('status').textContent = `Trained ${losses.length} steps: loss ${losses[0].toFixed(3)} → ${losses.at(-1).toFixed(3)}, ` +
+  const heldOut = heldOutLoss === null ? '' : `, held-out ${heldOutLoss.toFixed(3)}`;
+  $('status').textContent = `Trained ${losses.length} steps: loss ${losses[0].toFixed(3)} → ${losses.at(-1).toFixed(3)}${heldOut}, ` +
     `${fmt(avg)} tok/s on average · ${info.n_layers} layers, vocabulary ${info.vocab_size}, ${info.format}`;
   for (const url of downloads.splice(0)) URL.revokeObjectURL(url);
   const list = $('downloads');

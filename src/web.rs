@@ -366,6 +366,13 @@ impl WickTrainer {
         self.trainer.done()
     }
 
+    /// Mean loss on the end of the text that training never saw, or `undefined` when the text
+    /// was too short to hold any out.
+    #[wasm_bindgen(js_name = heldOutLoss)]
+    pub fn held_out_loss(&self) -> Result<Option<f32>, JsError> {
+        self.trainer.held_out_loss().map_err(js_error)
+    }
+
     /// The trained model as a Hugging Face folder, plus `loss.svg`: an array of
     /// `{name, bytes}` (`bytes` a `Uint8Array`), which [`WickEngine::from_files`] loads.
     pub fn files(&self) -> Result<js_sys::Array, JsError> {

@@ -52,7 +52,15 @@ fn the_loss_falls_and_a_seed_repeats_it() {
         "first loss {first}, ln V {uniform}"
     );
     assert!(last < first - 1.0, "loss {first} → {last}");
-    println!("loss {first:.3} → {last:.3} (mean of the last 5) in 40 steps");
+    // The end of the corpus, never trained on, is predicted better than by chance too.
+    let held_out = a
+        .held_out_loss()
+        .unwrap()
+        .expect("the corpus is long enough to hold out");
+    assert!(held_out < uniform - 0.5, "held-out loss {held_out}");
+    println!(
+        "loss {first:.3} → {last:.3} (mean of the last 5) in 40 steps; held out {held_out:.3}"
+    );
 
     // The same seed: the same losses, to the bit. Another seed: others.
     let b = run(tiny());
@@ -161,6 +169,10 @@ fn bad_options_and_short_text_are_clear_errors() {
     assert!(m.contains("multiple of --kv-heads 3"), "{m}");
     let m = err(tiny(), "Too short.");
     assert!(m.contains("a training window needs 33"), "{m}");
+    // Long enough for windows, too short to spare a held-out part: trained on whole.
+    let short = &CORPUS[..400];
+    let t = Trainer::new(short, tiny()).unwrap();
+    assert_eq!(t.held_out_loss().unwrap(), None);
     let m = err(
         TrainOptions {
             lr: f64::NAN,

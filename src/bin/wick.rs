@@ -369,15 +369,18 @@ mod cli {
             std::fs::write(&path, bytes).map_err(|source| Error::Io { path, source })?;
         }
         let l = trainer.losses();
+        let held_out = match trainer.held_out_loss()? {
+            Some(h) => format!("; held-out loss {h:.4} (the corpus's last 5%, never trained on)"),
+            None => String::new(),
+        };
         println!(
-            "loss {:.4} → {:.4} in {} steps, {:.0} tok/s on average; wrote {} (loss curve: {}/loss.svg)",
+            "loss {:.4} → {:.4} in {} steps, {:.0} tok/s on average{held_out}",
             l.first().copied().unwrap_or(f32::NAN),
             l.last().copied().unwrap_or(f32::NAN),
             l.len(),
             tokens as f64 / seconds.max(1e-9),
-            a.out,
-            a.out
         );
+        println!("wrote {} (loss curve: {}/loss.svg)", a.out, a.out);
         Ok(())
     }
 

@@ -90,6 +90,10 @@ pub struct StepReport {
 
 /// Gradients whose global norm exceeds this are scaled down to it.
 const CLIP_NORM: f64 = 1.0;
+/// One token in this many, at the end of the corpus, is held out of training.
+const HELD_OUT: usize = 20;
+/// Most windows the held-out loss is measured on.
+const HELD_OUT_WINDOWS: usize = 32;
 /// AdamW's decay of the matrices (norm weights are not decayed).
 const WEIGHT_DECAY: f64 = 0.1;
 
@@ -188,8 +192,10 @@ pub struct Trainer {
     opts: TrainOptions,
     cfg: Config,
     tokenizer: Tokenizer,
-    /// The corpus as token ids.
+    /// The corpus as token ids: the part trained on.
     ids: Vec<u32>,
+    /// Its last twentieth, never trained on (empty when the corpus is too short to spare it).
+    held_out: Vec<u32>,
     /// The weights by name, in name order.
     vars: Vec<(String, Var)>,
     model: Decoder,
@@ -222,7 +228,7 @@ impl Trainer {
             ));
         }
         let tokenizer = bpe::train(corpus, opts.vocab)?;
-        let ids = tokenizer.encode(corpus)?;
+        let mut ids = tokenizer.encode(corpus)?;
         if ids.len() <= opts.context {
             return Err(Error::Train(format!(
                 "the corpus is {} tokens long; a training window needs {} (give more text or a smaller --context)",
@@ -230,6 +236,12 @@ impl Trainer {
                 opts.context + 1
             )));
         }
+        let spare = ids.len() / HELD_OUT;
+        let held_out = if spare > opts.context && ids.len() - spare > opts.context {
+            ids.split_off(ids.len() - spare)
+        } else {
+            Vec::new()
+        };
         // SwiGLU's width: 8/3 of the stream (the parameters of a 4× plain MLP), rounded up to a
         // multiple of 32 so `wick quantize` can group every row.
         let ffn = (8 * opts.dim / 3).div_ceil(32) * 32;
@@ -278,6 +290,7 @@ impl Trainer {
             cfg,
             tokenizer,
             ids,
+            held_out,
             vars,
             model,
             optimizers,
@@ -396,9 +409,23 @@ impl Trainer {
         &self.tokenizer
     }
 
-    /// Tokens in the corpus.
+    /// Tokens in the corpus (trained on and held out).
     pub fn corpus_tokens(&self) -> usize {
-        self.ids.len()
+        self.ids.len() + self.held_out.len()
+    }
+
+    /// Mean cross-entropy on the held-out end of the corpus (consecutive windows of `context`
+    /// tokens, at most 32 of them), or `None` when the corpus was too short to hold any out.
+    pub fn held_out_loss(&self) -> Result<Option<f32>> {
+        let t = self.opts.context;
+        let n = (self.held_out.len().saturating_sub(1) / t).min(HELD_OUT_WINDOWS);
+        if n == 0 {
+            return Ok(None);
+        }
+        let inputs = Tensor::from_vec(self.held_out[..n * t].to_vec(), (n, t), &self.device)?;
+        let targets = Tensor::from_vec(self.held_out[1..n * t + 1].to_vec(), (n, t), &self.device)?;
+        let loss = self.model.loss(&inputs, &targets)?;
+        Ok(Some(loss.to_dtype(DType::F32)?.to_scalar::<f32>()?))
     }
 
     /// Number of trained weights.
