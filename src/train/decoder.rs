@@ -188,7 +188,7 @@ impl Decoder {
         }
         let head = vb.get((cfg.vocab_size, d), "model.embed_tokens.weight")?;
         let Positions::Rotary { theta, .. } = cfg.positions else {
-            unreachable!("check() accepted only rotary positions")
+            return Err(Error::Train("rotary positions are needed".into()));
         };
         // The same tables as the inference model: f64 with libm, rounded once.
         let half = hd / 2;
