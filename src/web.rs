@@ -12,8 +12,8 @@ use crate::error::Error;
 use crate::sample::SamplingParams;
 use crate::session::Engine;
 use crate::tokenizer::Tokenizer;
-use crate::weights::folder::{self, ModelFolder};
 use crate::train::{TrainOptions, Trainer};
+use crate::weights::folder::{self, ModelFolder};
 use crate::weights::safetensors::Bytes;
 
 /// A file JavaScript fetched, left in JS memory: the loader copies one tensor at a time into

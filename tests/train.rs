@@ -7,8 +7,8 @@ use candle_core::Device;
 #[cfg(target_arch = "wasm32")]
 use wasm_bindgen_test::wasm_bindgen_test as test;
 use wick::train::{TrainOptions, Trainer};
-use wick::weights::safetensors::{Bytes, SafeTensors};
-use wick::weights::HfModel;
+use wick::weights::safetensors::Bytes;
+use wick::weights::ModelFolder;
 use wick::{Engine, Error, SamplingParams};
 
 /// Two State of the Union addresses (1790, 1791; public domain): the committed corpus.
@@ -129,9 +129,10 @@ fn the_exported_folder_computes_the_trainers_logits_and_quantizes() {
         .iter()
         .map(|(n, b)| (n.clone(), b as &dyn Bytes))
         .collect();
-    let (tokenizer, template) = wick::session::hf_tokenizer(&sources).unwrap();
-    let st = SafeTensors::parse("model.safetensors", &files[0].1).unwrap();
-    let hf = HfModel::new(&files[1].1, vec![st]).unwrap();
+    let folder = ModelFolder::new(&sources);
+    let tokenizer = wick::Tokenizer::from_folder(&folder).unwrap();
+    let template = folder.chat_template().unwrap();
+    let hf = folder.hf_model().unwrap();
     let opts = wick::quantize::Options {
         bits: 4,
         group: 32,

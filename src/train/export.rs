@@ -9,6 +9,7 @@ use crate::error::{Error, Result};
 use crate::model::Config;
 use crate::quantize::{hf_config, tokenizer_config};
 use crate::tokenizer::Tokenizer;
+use crate::weights::folder;
 use crate::weights::safetensors::Writer;
 
 /// The folder's files, `(name, bytes)`: the weights under their Hugging Face names (the
@@ -31,14 +32,14 @@ pub fn folder(
         Ok(s.into_bytes())
     };
     Ok(vec![
-        ("model.safetensors".into(), w.to_bytes()),
+        (folder::WEIGHTS.into(), w.to_bytes()),
         (
-            "config.json".into(),
+            folder::CONFIG.into(),
             json(&hf_config(cfg, true, tokenizer, None)?)?,
         ),
-        ("tokenizer.json".into(), tokenizer.to_json()?.into_bytes()),
+        (folder::TOKENIZER.into(), tokenizer.to_json()?.into_bytes()),
         (
-            "tokenizer_config.json".into(),
+            folder::TOKENIZER_CONFIG.into(),
             json(&tokenizer_config(tokenizer, Some(bpe::CHAT_TEMPLATE)))?,
         ),
     ])
