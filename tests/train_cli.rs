@@ -187,3 +187,24 @@ fn wick_train_reports_bad_input() {
     assert!(!std::path::Path::new(&out).exists());
     let _ = std::fs::remove_file(binary);
 }
+
+#[test]
+fn wick_train_bytes_learns_no_merges() {
+    let corpus = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/trained/corpus.txt"
+    );
+    let out = temp_dir("bytes");
+    let (ok, stdout, err) = wick(&[
+        "train", "--corpus", corpus, "--out", &out, "--bytes", "--steps", "3",
+    ]);
+    assert!(ok, "{err}");
+    // 256 bytes and 3 special tokens; one token per byte of the corpus.
+    assert!(
+        stdout.starts_with("corpus 22444 tokens (vocabulary 259,"),
+        "{stdout}"
+    );
+    let config = std::fs::read_to_string(format!("{out}/config.json")).unwrap();
+    assert!(config.contains("\"vocab_size\": 259"), "{config}");
+    let _ = std::fs::remove_dir_all(&out);
+}
