@@ -328,16 +328,15 @@ impl WickTrainer {
     /// of `layers`, `dim`, `heads`, `kv_heads`, `context`, `steps`, `lr`, `batch`, `seed`,
     /// `vocab` (the rest take the CLI's defaults).
     #[wasm_bindgen(constructor)]
-    pub fn new(text: &str, options: &str) -> Result<WickTrainer, JsError> {
-        let opts: TrainOptions = serde_json::from_str(options)
-            .map_err(|e| js_error(format!("training options: {e}")))?;
-        let trainer = Trainer::new(text, opts).map_err(js_error)?;
+    pub fn new(text: &str, options: &str) -> Result<WickTrainer, JsValue> {
+        let opts: TrainOptions = serde_json::from_str(options).map_err(bad_json)?;
+        let trainer = Trainer::new(text, opts).map_err(request_error)?;
         Ok(Self { trainer })
     }
 
     /// What is being trained, as JSON: the options, the model's shape, its parameter count and
     /// the corpus's length in tokens.
-    pub fn info(&self) -> Result<String, JsError> {
+    pub fn info(&self) -> Result<String, JsValue> {
         let t = &self.trainer;
         let c = t.config();
         to_json(&serde_json::json!({
@@ -356,8 +355,8 @@ impl WickTrainer {
 
     /// One optimizer step; returns its report as JSON (`{step, steps, loss, lr, grad_norm,
     /// tokens, seconds}`).
-    pub fn step(&mut self) -> Result<String, JsError> {
-        let report = self.trainer.step().map_err(js_error)?;
+    pub fn step(&mut self) -> Result<String, JsValue> {
+        let report = self.trainer.step().map_err(request_error)?;
         to_json(&report)
     }
 
@@ -369,21 +368,21 @@ impl WickTrainer {
     /// Mean loss on the end of the text that training never saw, or `undefined` when the text
     /// was too short to hold any out.
     #[wasm_bindgen(js_name = heldOutLoss)]
-    pub fn held_out_loss(&self) -> Result<Option<f32>, JsError> {
-        self.trainer.held_out_loss().map_err(js_error)
+    pub fn held_out_loss(&self) -> Result<Option<f32>, JsValue> {
+        self.trainer.held_out_loss().map_err(request_error)
     }
 
     /// The trained model as a Hugging Face folder, plus `loss.svg`: an array of
     /// `{name, bytes}` (`bytes` a `Uint8Array`), which [`WickEngine::from_files`] loads.
-    pub fn files(&self) -> Result<js_sys::Array, JsError> {
+    pub fn files(&self) -> Result<js_sys::Array, JsValue> {
         let out = js_sys::Array::new();
-        for (name, bytes) in self.trainer.files().map_err(js_error)? {
+        for (name, bytes) in self.trainer.files().map_err(request_error)? {
             let file = js_sys::Object::new();
             js_sys::Reflect::set(&file, &"name".into(), &name.into())
-                .map_err(|_| js_error("cannot build the file list"))?;
+                .map_err(|_| coded("cannot build the file list", "internal"))?;
             let bytes = js_sys::Uint8Array::from(bytes.as_slice());
             js_sys::Reflect::set(&file, &"bytes".into(), &bytes)
-                .map_err(|_| js_error("cannot build the file list"))?;
+                .map_err(|_| coded("cannot build the file list", "internal"))?;
             out.push(&file);
         }
         Ok(out)
