@@ -45,6 +45,7 @@ import torch
 import transformers
 from transformers import (
     AutoModelForCausalLM,
+    Gemma3TextConfig,
     GPT2Config,
     LlamaConfig,
     MistralConfig,
@@ -86,6 +87,37 @@ def llama_dims(**extra) -> dict:
         bos_token_id=1,
         eos_token_id=2,
         rope_parameters={"rope_type": "default", "rope_theta": 10000.0},
+    )
+    base.update(extra)
+    return base
+
+
+# Gemma 3: six layers, so llama.cpp's fixed pattern (every sixth layer global) has both kinds; a
+# head width (16) that is not hidden / heads (8), as in the real models.
+GEMMA_LAYERS, GEMMA_HEAD_DIM = 6, 16
+
+
+def gemma3_dims(**extra) -> dict:
+    """Keyword arguments shared by the Gemma 3 configs (transformers 5's per-layer-type rope)."""
+    base = dict(
+        vocab_size=VOCAB,
+        hidden_size=HIDDEN,
+        intermediate_size=FFN,
+        num_hidden_layers=GEMMA_LAYERS,
+        num_attention_heads=HEADS,
+        num_key_value_heads=KV_HEADS,
+        head_dim=GEMMA_HEAD_DIM,
+        max_position_embeddings=MAX_POS,
+        rms_norm_eps=1e-6,
+        sliding_window=4,
+        query_pre_attn_scalar=GEMMA_HEAD_DIM,
+        bos_token_id=1,
+        eos_token_id=2,
+        pad_token_id=0,
+        rope_parameters={
+            "full_attention": {"rope_type": "default", "rope_theta": 1000000.0},
+            "sliding_attention": {"rope_type": "default", "rope_theta": 10000.0},
+        },
     )
     base.update(extra)
     return base
@@ -187,6 +219,44 @@ def fixtures() -> list[Fixture]:
             "Llama with a gated GELU (gelu_pytorch_tanh) MLP. No GGUF: llama.cpp has no key for the activation.",
             contrast=LlamaConfig(**llama_dims()),
             contrast_label="gelu_pytorch_tanh vs silu",
+        ),
+        # Appended last: every fixture's seed is its place in this list.
+        Fixture(
+            "gemma3",
+            Gemma3TextConfig(**gemma3_dims()),
+            "gemma3",
+            "Gemma 3: embeddings scaled by sqrt(hidden), RMSNorm with (1 + w) (the GGUF stores 1 + w, as "
+            "llama.cpp's converter does), per-head q/k norms, post-attention and post-FFN norms, gated "
+            "gelu_pytorch_tanh, head_dim 16 != hidden/heads, query_pre_attn_scalar 16; layers 0-4 slide "
+            "(window 4, rope base 1e4) and layer 5 is global (rope base 1e6), llama.cpp's pattern 6; "
+            "tied embeddings.",
+            contrast=Gemma3TextConfig(**gemma3_dims(layer_types=["full_attention"] * GEMMA_LAYERS)),
+            contrast_label="gemma3 sliding layers vs every layer global",
+        ),
+        Fixture(
+            "gemma3-scaled",
+            Gemma3TextConfig(**gemma3_dims(
+                layer_types=["sliding_attention", "full_attention"] * (GEMMA_LAYERS // 2),
+                query_pre_attn_scalar=24,
+                final_logit_softcapping=3.0,
+                rope_parameters={
+                    "full_attention": {"rope_type": "linear", "factor": 4.0, "rope_theta": 1000000.0},
+                    "sliding_attention": {"rope_type": "default", "rope_theta": 10000.0},
+                },
+            )),
+            None,
+            "Gemma 3 with what config.json can say and llama.cpp's gemma3 loader cannot: layer_types "
+            "alternating sliding/global, query_pre_attn_scalar 24 (not head_dim 16), linear rope "
+            "scaling (factor 4) on the global layers, final_logit_softcapping 3. No GGUF.",
+            contrast=Gemma3TextConfig(**gemma3_dims(
+                layer_types=["sliding_attention", "full_attention"] * (GEMMA_LAYERS // 2),
+                query_pre_attn_scalar=24,
+                rope_parameters={
+                    "full_attention": {"rope_type": "linear", "factor": 4.0, "rope_theta": 1000000.0},
+                    "sliding_attention": {"rope_type": "default", "rope_theta": 10000.0},
+                },
+            )),
+            contrast_label="final_logit_softcapping 3 vs none",
         ),
     ]
 
@@ -295,6 +365,18 @@ LLAMA_GLOBAL_NAMES = {
 # Mixtral's per-expert w1/w2/w3 are stacked to [n_expert, out, in] under these names.
 EXPERT_NAMES = {"w1": "ffn_gate_exps.weight", "w2": "ffn_down_exps.weight", "w3": "ffn_up_exps.weight"}
 
+# Gemma 3's names in convert_hf_to_gguf (gguf-py's tensor map); every "*norm.weight" gets + 1.
+GEMMA3_LAYER_NAMES = dict(
+    LLAMA_LAYER_NAMES,
+    **{
+        "post_attention_layernorm.weight": "post_attention_norm.weight",
+        "pre_feedforward_layernorm.weight": "ffn_norm.weight",
+        "post_feedforward_layernorm.weight": "post_ffw_norm.weight",
+        "self_attn.q_norm.weight": "attn_q_norm.weight",
+        "self_attn.k_norm.weight": "attn_k_norm.weight",
+    },
+)
+
 GPT2_LAYER_NAMES = {
     "ln_1": "attn_norm",
     "attn.c_attn": "attn_qkv",
@@ -376,6 +458,23 @@ def llama_tensors(hf: dict[str, np.ndarray], cfg: dict, permute: bool) -> list[t
     return out
 
 
+def gemma3_tensors(hf: dict[str, np.ndarray]) -> list[tuple[str, np.ndarray]]:
+    """HF Gemma 3 tensors renamed, norms shifted by + 1 in float32 (Gemma3Model.modify_tensors); no
+    q/k permutation (llama.cpp runs gemma3 with NEOX rope, like transformers)."""
+    out: list[tuple[str, np.ndarray]] = []
+    for name in sorted(hf):
+        data = hf[name]
+        if name.endswith("norm.weight"):
+            data = data.astype(np.float32) + np.float32(1.0)
+        if name in LLAMA_GLOBAL_NAMES:
+            out.append((LLAMA_GLOBAL_NAMES[name], data))
+            continue
+        parts = name.split(".")  # model.layers.N.<rest>
+        bid, rest = int(parts[2]), ".".join(parts[3:])
+        out.append((f"blk.{bid}.{GEMMA3_LAYER_NAMES[rest]}", data))
+    return out
+
+
 def gpt2_tensors(hf: dict[str, np.ndarray]) -> list[tuple[str, np.ndarray]]:
     """HF GPT-2 tensors renamed, Conv1D weights transposed to [out, in]."""
     out: list[tuple[str, np.ndarray]] = []
@@ -409,6 +508,22 @@ def write_gguf(folder: Path, fx: Fixture) -> None:
         w.add_layer_norm_eps(cfg["layer_norm_epsilon"])
         w.add_vocab_size(cfg["vocab_size"])
         tensors = gpt2_tensors(hf)
+    elif arch == "gemma3":
+        # Gemma3Model.set_gguf_parameters: global rope base only (llama.cpp fixes the sliding
+        # layers' 1e4 and the pattern 6), key/value length = head_dim, the window.
+        w.add_block_count(cfg["num_hidden_layers"])
+        w.add_context_length(cfg["max_position_embeddings"])
+        w.add_embedding_length(cfg["hidden_size"])
+        w.add_feed_forward_length(cfg["intermediate_size"])
+        w.add_head_count(cfg["num_attention_heads"])
+        w.add_head_count_kv(cfg["num_key_value_heads"])
+        w.add_layer_norm_rms_eps(cfg["rms_norm_eps"])
+        w.add_key_length(cfg["head_dim"])
+        w.add_value_length(cfg["head_dim"])
+        w.add_rope_freq_base(cfg["rope_parameters"]["full_attention"]["rope_theta"])
+        w.add_sliding_window(cfg["sliding_window"])
+        w.add_vocab_size(cfg["vocab_size"])
+        tensors = gemma3_tensors(hf)
     else:
         rope = cfg["rope_parameters"]
         head_dim = cfg.get("head_dim") or cfg["hidden_size"] // cfg["num_attention_heads"]

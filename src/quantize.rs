@@ -11,7 +11,7 @@
 use serde_json::{json, Map, Value};
 
 use crate::error::{Error, Result};
-use crate::model::{Activation, Config, Positions};
+use crate::model::{Activation, Config, Positions, RopeScaling};
 use crate::tokenizer::Tokenizer;
 use crate::weights::affine::{Affine, BITS, GROUPS};
 use crate::weights::safetensors::Writer;
@@ -68,6 +68,9 @@ pub fn to_mlx(
     }
     if cfg.n_experts > 0 {
         return unsupported("mixtures of experts");
+    }
+    if cfg.qk_norm || cfg.post_norms || cfg.embed_scale.is_some() {
+        return unsupported("Gemma's norms and embedding scale have no place in the Llama layout");
     }
     let interleaved = matches!(
         cfg.positions,
@@ -278,14 +281,25 @@ pub fn hf_config(
         c["quantization"] = q.clone();
         c["quantization_config"] = q;
     }
-    if let Some(s) = scaling {
-        c["rope_scaling"] = json!({
-            "rope_type": "llama3",
-            "factor": s.factor,
-            "low_freq_factor": s.low_freq_factor,
-            "high_freq_factor": s.high_freq_factor,
-            "original_max_position_embeddings": s.original_context,
-        });
+    match scaling {
+        Some(RopeScaling::Llama3 {
+            factor,
+            low_freq_factor,
+            high_freq_factor,
+            original_context,
+        }) => {
+            c["rope_scaling"] = json!({
+                "rope_type": "llama3",
+                "factor": factor,
+                "low_freq_factor": low_freq_factor,
+                "high_freq_factor": high_freq_factor,
+                "original_max_position_embeddings": original_context,
+            });
+        }
+        Some(RopeScaling::Linear { factor }) => {
+            c["rope_scaling"] = json!({"rope_type": "linear", "factor": factor});
+        }
+        None => {}
     }
     if let Some(wnd) = cfg.sliding_window {
         c["sliding_window"] = json!(wnd);

@@ -146,6 +146,16 @@ fn gpt2_with_relu() {
 }
 
 #[test]
+fn gemma3_with_sliding_and_global_layers() {
+    check(fixture("gemma3"));
+}
+
+#[test]
+fn gemma3_with_attention_scalar_rope_scaling_and_softcap() {
+    check(fixture("gemma3-scaled"));
+}
+
+#[test]
 fn mlx_4bit_group_32() {
     check_quantized(fixture("smollm-mlx-q4-g32"), 0.1);
 }

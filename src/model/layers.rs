@@ -210,6 +210,21 @@ pub(super) struct NormLayer {
 }
 
 impl NormLayer {
+    /// `x` through `norm` when there is one, else `x` as it is.
+    pub(super) fn maybe(norm: &Option<NormLayer>, x: Tensor) -> Result<Tensor> {
+        match norm {
+            Some(n) => n.forward(&x),
+            None => Ok(x),
+        }
+    }
+
+    /// Normalizes each head of `x` (`[.., heads · head_dim]`) on its own (q/k norms).
+    pub(super) fn forward_heads(&self, x: &Tensor, head_dim: usize) -> Result<Tensor> {
+        let dims = x.dims().to_vec();
+        let heads = x.reshape(((), head_dim))?;
+        Ok(self.forward(&heads)?.reshape(dims)?)
+    }
+
     pub(super) fn forward(&self, x: &Tensor) -> Result<Tensor> {
         match (self.kind, &self.b) {
             (Norm::Rms, None) => Ok(rms_norm(x, &self.w, self.eps)?),
@@ -217,6 +232,53 @@ impl NormLayer {
             (Norm::Layer, Some(b)) => Ok(layer_norm(x, &self.w, b, self.eps)?),
             (Norm::Layer, None) => Ok(layer_norm(x, &self.w, &self.w.zeros_like()?, self.eps)?),
         }
+    }
+}
+
+/// One set of rotary tables `[position, head_dim / 2]`: as rows computed as positions are reached
+/// (CPU path; the whole context's would cost a noticeable part of the load in wasm) and as
+/// whole-context tensors (GPU path), the same values.
+pub(super) struct Rope {
+    /// The rotary frequency of each pair of a head.
+    inv_freq: Vec<f64>,
+    /// cos and sin rows computed so far.
+    rows: (Vec<f32>, Vec<f32>),
+    /// cos and sin of every position, off the CPU.
+    pub(super) tensors: Option<(Tensor, Tensor)>,
+}
+
+impl Rope {
+    /// Tables for `inv_freq`; the tensors too when `device` is not the CPU.
+    pub(super) fn new(inv_freq: Vec<f64>, context: usize, device: &Device) -> Result<Self> {
+        let tensors = match device.is_cpu() {
+            true => None,
+            false => {
+                let half = inv_freq.len();
+                let (c, s) = kernels::attention::rope_tables(&inv_freq, 0..context);
+                Some((
+                    Tensor::from_vec(c, (context, half), device)?,
+                    Tensor::from_vec(s, (context, half), device)?,
+                ))
+            }
+        };
+        Ok(Self {
+            inv_freq,
+            rows: (Vec::new(), Vec::new()),
+            tensors,
+        })
+    }
+
+    /// The cos and sin rows of positions `..upto` at least, grown by doubling up to `context`.
+    pub(super) fn rows(&mut self, upto: usize, context: usize) -> (&[f32], &[f32]) {
+        let (cos, sin) = &mut self.rows;
+        let have = cos.len() / self.inv_freq.len().max(1);
+        if have < upto {
+            let want = upto.max(2 * have).max(256).min(context);
+            let (c, s) = kernels::attention::rope_tables(&self.inv_freq, have..want);
+            cos.extend(c);
+            sin.extend(s);
+        }
+        (cos, sin)
     }
 }
 

@@ -6,10 +6,9 @@ use std::sync::Arc;
 use candle_core::{Device, Tensor};
 
 use super::cache::{CpuCache, GpuCache};
-use super::layers::{split_rows, Embedding, Ffn, Linear, Mlp, NormLayer, Weight};
-use super::{Block, Config, Model, Positions};
+use super::layers::{split_rows, Embedding, Ffn, Linear, Mlp, NormLayer, Rope, Weight};
+use super::{Block, Config, Model, Positions, RopeScaling};
 use crate::error::{Error, Result};
-use crate::kernels;
 use crate::weights::{Dequantized, Gguf, HfModel, TensorSource, WeightTensor};
 
 /// Builds the model's pieces from a [`TensorSource`], checking every shape against the config.
@@ -52,13 +51,26 @@ impl Loader<'_> {
     }
 
     fn norm(&self, prefix: &str) -> Result<NormLayer> {
-        let h = self.cfg.hidden_size;
+        self.norm_of(prefix, self.cfg.hidden_size)
+    }
+
+    /// A norm over `len` values; its weights shifted by the config's offset (Gemma's `1 + w`).
+    fn norm_of(&self, prefix: &str, len: usize) -> Result<NormLayer> {
+        let mut w = self.vector(&format!("{prefix}.weight"), len)?;
+        if self.cfg.norm_weight_offset != 0.0 {
+            w = (w + f64::from(self.cfg.norm_weight_offset))?;
+        }
         Ok(NormLayer {
-            w: self.vector(&format!("{prefix}.weight"), h)?,
-            b: self.bias(&format!("{prefix}.bias"), h, self.cfg.bias)?,
+            w,
+            b: self.bias(&format!("{prefix}.bias"), len, self.cfg.bias)?,
             kind: self.cfg.norm,
             eps: self.cfg.norm_eps,
         })
+    }
+
+    /// The norm `prefix` when `present` (a switch of the config), else none.
+    fn optional_norm(&self, prefix: &str, len: usize, present: bool) -> Result<Option<NormLayer>> {
+        present.then(|| self.norm_of(prefix, len)).transpose()
     }
 
     /// q, k and v: separate, or one fused matrix (GPT-2) split by rows.
@@ -249,30 +261,46 @@ impl Model {
             } else {
                 Ffn::Dense(l.mlp(&p, "")?)
             };
+            let (hd, post) = (cfg.head_dim, cfg.post_norms);
+            let qk_norms = match cfg.qk_norm {
+                true => Some((
+                    l.norm_of(&format!("{p}.attn_q_norm"), hd)?,
+                    l.norm_of(&format!("{p}.attn_k_norm"), hd)?,
+                )),
+                false => None,
+            };
+            let window = cfg.window(i);
+            // Sliding blocks take the second tables when there are two.
+            let rope = usize::from(window.is_some() && cfg.local_rope_theta.is_some());
             blocks.push(Block {
                 attn_norm: l.norm(&format!("{p}.attn_norm"))?,
                 wq,
                 wk,
                 wv,
+                qk_norms,
                 wo: l.linear(&format!("{p}.attn_output"), h, q, cfg.bias)?,
+                post_attn_norm: l.optional_norm(&format!("{p}.post_attention_norm"), h, post)?,
                 ffn_norm: l.norm(&format!("{p}.ffn_norm"))?,
                 ffn,
+                post_ffn_norm: l.optional_norm(&format!("{p}.post_ffw_norm"), h, post)?,
+                window,
+                rope,
                 cpu_cache: CpuCache::default(),
                 gpu_cache: GpuCache::default(),
             });
         }
         let norm = l.norm("output_norm")?;
-        let inv_freq = rope_frequencies(&cfg, rope_divisors.as_deref())?;
-        let half = cfg.head_dim / 2;
-        let rotary = match &inv_freq {
-            Some(f) if !device.is_cpu() => {
-                let (c, s) = kernels::attention::rope_tables(f, 0..cfg.context_length);
-                Some((
-                    Tensor::from_vec(c, (cfg.context_length, half), device)?,
-                    Tensor::from_vec(s, (cfg.context_length, half), device)?,
-                ))
+        let ropes = match &cfg.positions {
+            Positions::Learned => Vec::new(),
+            Positions::Rotary { theta, scaling, .. } => {
+                let global = rope_frequencies(&cfg, *theta, *scaling, rope_divisors.as_deref())?;
+                let mut ropes = vec![Rope::new(global, cfg.context_length, device)?];
+                if let Some(local) = cfg.local_rope_theta {
+                    let f = rope_frequencies(&cfg, local, None, None)?;
+                    ropes.push(Rope::new(f, cfg.context_length, device)?);
+                }
+                ropes
             }
-            _ => None,
         };
         Ok(Self {
             config: cfg,
@@ -281,21 +309,20 @@ impl Model {
             blocks,
             norm,
             head,
-            rotary,
-            inv_freq,
-            rotary_rows: (Vec::new(), Vec::new()),
+            ropes,
             device: device.clone(),
         })
     }
 }
 
-/// The rotary frequencies of each pair of a head, or `None` for learned positions; in f64 with
-/// `libm`, so every target gets the same tables. `divisors` (llama.cpp's `rope_freqs`) override
-/// the config's scaling.
-fn rope_frequencies(cfg: &Config, divisors: Option<&[f32]>) -> Result<Option<Vec<f64>>> {
-    let Positions::Rotary { theta, scaling, .. } = &cfg.positions else {
-        return Ok(None);
-    };
+/// The rotary frequencies of each pair of a head for base `theta`; in f64 with `libm`, so every
+/// target gets the same tables. `divisors` (llama.cpp's `rope_freqs`) override `scaling`.
+fn rope_frequencies(
+    cfg: &Config,
+    theta: f32,
+    scaling: Option<RopeScaling>,
+    divisors: Option<&[f32]>,
+) -> Result<Vec<f64>> {
     let half = cfg.head_dim / 2;
     if let Some(d) = divisors {
         if d.len() != half {
@@ -305,16 +332,14 @@ fn rope_frequencies(cfg: &Config, divisors: Option<&[f32]>) -> Result<Option<Vec
             });
         }
     }
-    Ok(Some(
-        (0..half)
-            .map(|i| {
-                let f = 1.0 / libm::pow(f64::from(*theta), 2.0 * i as f64 / cfg.head_dim as f64);
-                match (divisors, scaling) {
-                    (Some(d), _) => f / f64::from(d[i]),
-                    (None, Some(s)) => f / f64::from(s.divisor(f as f32)),
-                    (None, None) => f,
-                }
-            })
-            .collect(),
-    ))
+    Ok((0..half)
+        .map(|i| {
+            let f = 1.0 / libm::pow(f64::from(theta), 2.0 * i as f64 / cfg.head_dim as f64);
+            match (divisors, scaling) {
+                (Some(d), _) => f / f64::from(d[i]),
+                (None, Some(s)) => f / f64::from(s.divisor(f as f32)),
+                (None, None) => f,
+            }
+        })
+        .collect())
 }

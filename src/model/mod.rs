@@ -25,7 +25,7 @@ pub use config::{Activation, Config, Norm, Positions, RopeScaling};
 use crate::error::{Error, Result};
 use crate::kernels;
 use cache::{CpuCache, GpuCache};
-use layers::{Embedding, Ffn, Linear, NormLayer};
+use layers::{Embedding, Ffn, Linear, NormLayer, Rope};
 
 /// One transformer block's weights and cache.
 struct Block {
@@ -33,13 +33,110 @@ struct Block {
     wq: Linear,
     wk: Linear,
     wv: Linear,
+    /// Per-head norms of q and k (Gemma 3).
+    qk_norms: Option<(NormLayer, NormLayer)>,
     wo: Linear,
+    /// Norm of attention's output before the residual add (Gemma 3).
+    post_attn_norm: Option<NormLayer>,
     ffn_norm: NormLayer,
     ffn: Ffn,
+    /// Norm of the feed-forward's output before the residual add (Gemma 3).
+    post_ffn_norm: Option<NormLayer>,
+    /// Positions this block's queries see, themselves included (`None`: all before them).
+    window: Option<usize>,
+    /// Index of this block's rotary tables in [`Model::ropes`].
+    rope: usize,
     /// The cache Wick's attention kernel reads, on the CPU.
     cpu_cache: CpuCache,
     /// The cache Candle's attention reads, on other devices (GPUs).
     gpu_cache: GpuCache,
+}
+
+/// What every block of one forward call shares.
+struct Step<'a> {
+    cfg: &'a Config,
+    pos: usize,
+    seq: usize,
+    /// llama.cpp's `llama` rope layout (adjacent pairs) rather than halves.
+    interleaved: bool,
+    /// Factor on q that turns the kernel's 1/√head_dim into the model's attention scale.
+    q_scale: Option<f32>,
+    /// Additive masks for global and sliding blocks (GPU path; `None` when nothing is hidden).
+    masks: [Option<Tensor>; 2],
+}
+
+impl Block {
+    /// Attention of `h` (normed input `[1, seq, hidden]`) over this block's cache, before the
+    /// output projection: Wick's kernel on the CPU, Candle's ops elsewhere.
+    fn attend(&mut self, h: &Tensor, tables: Option<&mut Rope>, s: &Step) -> Result<Tensor> {
+        let (cfg, hd) = (s.cfg, s.cfg.head_dim);
+        let [mut q, mut k, v] = Linear::forward_many([&self.wq, &self.wk, &self.wv], h)?;
+        if let Some((qn, kn)) = &self.qk_norms {
+            q = qn.forward_heads(&q, hd)?;
+            k = kn.forward_heads(&k, hd)?;
+        }
+        let device = h.device();
+        if device.is_cpu() {
+            let rows = |t: Tensor| -> Result<Vec<f32>> { Ok(t.flatten_all()?.to_vec1::<f32>()?) };
+            let (mut q, mut k, v) = (rows(q)?, rows(k)?, rows(v)?);
+            if let Some(tables) = tables {
+                let t = tables.rows(s.pos + s.seq, cfg.context_length);
+                kernels::attention::rope(&mut q, s.pos, cfg.n_heads, hd, t, s.interleaved);
+                kernels::attention::rope(&mut k, s.pos, cfg.n_kv_heads, hd, t, s.interleaved);
+            }
+            if let Some(c) = s.q_scale {
+                q.iter_mut().for_each(|v| *v *= c);
+            }
+            let c = &mut self.cpu_cache;
+            c.append(s.pos, &k, &v, cfg.n_kv_heads, hd);
+            let shape = kernels::attention::Shape {
+                heads: cfg.n_heads,
+                kv_heads: cfg.n_kv_heads,
+                head_dim: hd,
+                window: self.window,
+                stride: c.stride,
+            };
+            let y = kernels::attention::attend(&q, &c.k, &c.v, s.pos, shape);
+            return Ok(Tensor::from_vec(y, (1, s.seq, cfg.n_heads * hd), device)?);
+        }
+        let heads = |t: Tensor, n: usize| -> Result<Tensor> {
+            Ok(t.reshape((1, s.seq, n, hd))?
+                .transpose(1, 2)?
+                .contiguous()?)
+        };
+        let (mut q, mut k, v) = (
+            heads(q, cfg.n_heads)?,
+            heads(k, cfg.n_kv_heads)?,
+            heads(v, cfg.n_kv_heads)?,
+        );
+        if let Some((cos, sin)) = tables.and_then(|r| r.tensors.as_ref()) {
+            let (cos, sin) = (cos.narrow(0, s.pos, s.seq)?, sin.narrow(0, s.pos, s.seq)?);
+            let rot = if s.interleaved { rope_i } else { rope };
+            q = rot(&q, &cos, &sin)?;
+            k = rot(&k, &cos, &sin)?;
+        }
+        let (k, v) = self.gpu_cache.append(&k, &v)?;
+        let n_rep = cfg.n_heads / cfg.n_kv_heads;
+        let (k, v) = (repeat_kv(k, n_rep)?, repeat_kv(v, n_rep)?);
+        let scale = cfg.query_pre_attn_scalar.unwrap_or(hd as f32);
+        let mut att = (q.matmul(&k.t()?)? * (1.0 / f64::from(scale).sqrt()))?;
+        if let Some(mask) = &s.masks[usize::from(self.window.is_some())] {
+            att = att.broadcast_add(mask)?;
+        }
+        let att = softmax_last_dim(&att)?;
+        let y = att.matmul(&v)?.transpose(1, 2)?;
+        Ok(y.reshape((1, s.seq, cfg.n_heads * hd))?)
+    }
+
+    /// The block on `x` (`[1, seq, hidden]`): attention and feed-forward, each added back.
+    fn forward(&mut self, x: Tensor, tables: Option<&mut Rope>, s: &Step) -> Result<Tensor> {
+        let h = self.attn_norm.forward(&x)?;
+        let y = self.attend(&h, tables, s)?;
+        let y = self.wo.forward(&y)?;
+        let x = (x + NormLayer::maybe(&self.post_attn_norm, y)?)?;
+        let y = self.ffn.forward(&self.ffn_norm.forward(&x)?)?;
+        Ok((x + NormLayer::maybe(&self.post_ffn_norm, y)?)?)
+    }
 }
 
 /// A decoder-only transformer ready to run, with its KV cache.
@@ -51,13 +148,9 @@ pub struct Model {
     blocks: Vec<Block>,
     norm: NormLayer,
     head: Linear,
-    /// Rotary tables `[context, head_dim / 2]`, when positions are rotary: as tensors (GPU
-    /// path) and as rows (CPU path), the same values.
-    rotary: Option<(Tensor, Tensor)>,
-    /// The rotary frequencies; the CPU's rows of the tables are computed from them as positions
-    /// are reached (the whole context's would cost a noticeable part of the load in wasm).
-    inv_freq: Option<Vec<f64>>,
-    rotary_rows: (Vec<f32>, Vec<f32>),
+    /// Rotary tables, when positions are rotary: one set, or two when sliding blocks have a base
+    /// of their own (Gemma 3); each block names its set.
+    ropes: Vec<Rope>,
     device: Device,
 }
 
@@ -102,99 +195,58 @@ impl Model {
         }
         let cfg = &self.config;
         let mut x = self.embed.forward(ids, &self.device)?;
+        if let Some(scale) = cfg.embed_scale {
+            x = (x * f64::from(scale))?;
+        }
         if let Some(pe) = &self.position_embd {
             x = (x + pe.narrow(0, pos, seq)?)?;
         }
         let mut x = x.unsqueeze(0)?;
-        let rotary = match &self.rotary {
-            Some((cos, sin)) => Some((cos.narrow(0, pos, seq)?, sin.narrow(0, pos, seq)?)),
-            None => None,
+        let gpu = !self.device.is_cpu();
+        let mask = |window| match gpu {
+            true => attention_mask(seq, pos, window, &self.device),
+            false => Ok(None),
         };
-        let interleaved = matches!(
-            cfg.positions,
-            Positions::Rotary {
-                interleaved: true,
-                ..
-            }
-        );
-        let mask = attention_mask(seq, pos, cfg.sliding_window, &self.device)?;
-        let scale = 1.0 / (cfg.head_dim as f64).sqrt();
-        let n_rep = cfg.n_heads / cfg.n_kv_heads;
-
-        let cpu = self.device.is_cpu();
-        let shape = kernels::attention::Shape {
-            heads: cfg.n_heads,
-            kv_heads: cfg.n_kv_heads,
-            head_dim: cfg.head_dim,
-            window: cfg.sliding_window,
-            stride: 0,
+        let hd = cfg.head_dim as f32;
+        let step = Step {
+            cfg,
+            pos,
+            seq,
+            interleaved: matches!(
+                cfg.positions,
+                Positions::Rotary {
+                    interleaved: true,
+                    ..
+                }
+            ),
+            // The CPU kernel scales scores by 1/√head_dim.
+            q_scale: cfg
+                .query_pre_attn_scalar
+                .filter(|&s| s != hd)
+                .map(|s| (hd / s).sqrt()),
+            masks: [mask(None)?, mask(cfg.sliding_window)?],
         };
         for b in &mut self.blocks {
-            let h = b.attn_norm.forward(&x)?;
-            if cpu {
-                let rows =
-                    |t: Tensor| -> Result<Vec<f32>> { Ok(t.flatten_all()?.to_vec1::<f32>()?) };
-                let [q, k, v] = Linear::forward_many([&b.wq, &b.wk, &b.wv], &h)?;
-                let (mut q, mut k, v) = (rows(q)?, rows(k)?, rows(v)?);
-                if let Some(f) = &self.inv_freq {
-                    let (cos, sin) = &mut self.rotary_rows;
-                    let have = cos.len() / f.len().max(1);
-                    if have < pos + seq {
-                        let want = (pos + seq).max(2 * have).max(256).min(cfg.context_length);
-                        let (c, s) = kernels::attention::rope_tables(f, have..want);
-                        cos.extend(c);
-                        sin.extend(s);
-                    }
-                    let (hd, t) = (cfg.head_dim, (cos.as_slice(), sin.as_slice()));
-                    kernels::attention::rope(&mut q, pos, cfg.n_heads, hd, t, interleaved);
-                    kernels::attention::rope(&mut k, pos, cfg.n_kv_heads, hd, t, interleaved);
-                }
-                let c = &mut b.cpu_cache;
-                c.append(pos, &k, &v, cfg.n_kv_heads, cfg.head_dim);
-                let shape = kernels::attention::Shape {
-                    stride: c.stride,
-                    ..shape
-                };
-                let y = kernels::attention::attend(&q, &c.k, &c.v, pos, shape);
-                let y = Tensor::from_vec(y, (1, seq, cfg.n_heads * cfg.head_dim), &self.device)?;
-                x = (x + b.wo.forward(&y)?)?;
-                let h = b.ffn_norm.forward(&x)?;
-                x = (x + b.ffn.forward(&h)?)?;
-                continue;
-            }
-            let heads = |t: Tensor, n: usize| -> Result<Tensor> {
-                Ok(t.reshape((1, seq, n, cfg.head_dim))?
-                    .transpose(1, 2)?
-                    .contiguous()?)
-            };
-            let mut q = heads(b.wq.forward(&h)?, cfg.n_heads)?;
-            let mut k = heads(b.wk.forward(&h)?, cfg.n_kv_heads)?;
-            let v = heads(b.wv.forward(&h)?, cfg.n_kv_heads)?;
-            if let Some((cos, sin)) = &rotary {
-                let rot = if interleaved { rope_i } else { rope };
-                q = rot(&q, cos, sin)?;
-                k = rot(&k, cos, sin)?;
-            }
-            let (k, v) = b.gpu_cache.append(&k, &v)?;
-            let k = repeat_kv(k, n_rep)?;
-            let v = repeat_kv(v, n_rep)?;
-            let mut att = (q.matmul(&k.t()?)? * scale)?;
-            if let Some(mask) = &mask {
-                att = att.broadcast_add(mask)?;
-            }
-            let att = softmax_last_dim(&att)?;
-            let y =
-                att.matmul(&v)?
-                    .transpose(1, 2)?
-                    .reshape((1, seq, cfg.n_heads * cfg.head_dim))?;
-            x = (x + b.wo.forward(&y)?)?;
-            let h = b.ffn_norm.forward(&x)?;
-            x = (x + b.ffn.forward(&h)?)?;
+            x = b.forward(x, self.ropes.get_mut(b.rope), &step)?;
         }
         let last = x.narrow(1, seq - 1, 1)?;
         let last = self.norm.forward(&last)?;
-        Ok(self.head.forward(&last)?.flatten_all()?)
+        let logits = self.head.forward(&last)?.flatten_all()?;
+        match cfg.final_logit_softcap {
+            Some(cap) => softcap(&logits, cap),
+            None => Ok(logits),
+        }
     }
+}
+
+/// `cap · tanh(x / cap)`; on the CPU with `libm`, so native and wasm agree to the bit.
+fn softcap(x: &Tensor, cap: f32) -> Result<Tensor> {
+    if x.device().is_cpu() {
+        let v: Vec<f32> = x.to_vec1()?;
+        let v: Vec<f32> = v.iter().map(|&e| cap * libm::tanhf(e / cap)).collect();
+        return Ok(Tensor::from_vec(v, x.shape(), x.device())?);
+    }
+    Ok(((x / f64::from(cap))?.tanh()? * f64::from(cap))?)
 }
 
 /// Shares each key/value head among `n_rep` query heads.

@@ -182,6 +182,14 @@ pub fn llama_config(
         sliding_window: None,
         n_experts: 0,
         n_experts_used: 0,
+        full_attention_layers: Vec::new(),
+        local_rope_theta: None,
+        embed_scale: None,
+        norm_weight_offset: 0.0,
+        qk_norm: false,
+        post_norms: false,
+        query_pre_attn_scalar: None,
+        final_logit_softcap: None,
     };
     decoder::check(&cfg)?;
     Ok(cfg)

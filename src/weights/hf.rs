@@ -39,7 +39,9 @@ pub struct HfModel<'a> {
 
 /// llama.cpp's name for a Hugging Face tensor name, or `None` for tensors Wick does not use
 /// (rotary caches, attention masks, MLX's `.scales`/`.biases`, which go with their weight).
-fn llama_cpp_name(hf: &str) -> Option<String> {
+/// Gemma's `post_attention_layernorm` follows attention; everyone else's precedes the
+/// feed-forward.
+fn llama_cpp_name(hf: &str, gemma: bool) -> Option<String> {
     let n = hf
         .strip_prefix("model.")
         .or_else(|| hf.strip_prefix("transformer."))
@@ -59,7 +61,13 @@ fn llama_cpp_name(hf: &str) -> Option<String> {
             let i: usize = i.parse().ok()?;
             let sub = match rest {
                 ["input_layernorm"] | ["ln_1"] => "attn_norm".to_string(),
-                ["post_attention_layernorm"] | ["ln_2"] => "ffn_norm".to_string(),
+                ["post_attention_layernorm"] if gemma => "post_attention_norm".to_string(),
+                ["post_attention_layernorm"] | ["ln_2"] | ["pre_feedforward_layernorm"] => {
+                    "ffn_norm".to_string()
+                }
+                ["post_feedforward_layernorm"] => "post_ffw_norm".to_string(),
+                ["self_attn", "q_norm"] => "attn_q_norm".to_string(),
+                ["self_attn", "k_norm"] => "attn_k_norm".to_string(),
                 ["self_attn", "q_proj"] => "attn_q".to_string(),
                 ["self_attn", "k_proj"] => "attn_k".to_string(),
                 ["self_attn", "v_proj"] => "attn_v".to_string(),
@@ -106,7 +114,11 @@ impl<'a> HfModel<'a> {
     /// Reads `config.json` and indexes the tensors of every shard.
     pub fn new(config_json: &[u8], shards: Vec<SafeTensors<'a>>) -> Result<Self> {
         let config = parse_config(config_json)?;
-        let gpt2 = config.get("model_type").and_then(Value::as_str) == Some("gpt2");
+        let model_type = config.get("model_type").and_then(Value::as_str);
+        let (gpt2, gemma) = (
+            model_type == Some("gpt2"),
+            model_type == Some("gemma3_text"),
+        );
         let mut entries = BTreeMap::new();
         let mut hf_names: BTreeMap<&str, usize> = BTreeMap::new();
         for (shard, st) in shards.iter().enumerate() {
@@ -118,7 +130,7 @@ impl<'a> HfModel<'a> {
                         problem: format!("is also in {}", shards[other].file),
                     });
                 }
-                if let Some(canonical) = llama_cpp_name(name) {
+                if let Some(canonical) = llama_cpp_name(name, gemma) {
                     let name = name.clone();
                     entries.insert(canonical, Entry { shard, name });
                 }
@@ -313,12 +325,33 @@ mod tests {
             ("wpe.weight", "position_embd.weight"),
         ];
         for (hf, want) in cases {
-            assert_eq!(llama_cpp_name(hf).as_deref(), Some(want), "{hf}");
+            assert_eq!(llama_cpp_name(hf, false).as_deref(), Some(want), "{hf}");
         }
         assert_eq!(
-            llama_cpp_name("model.layers.0.self_attn.q_proj.scales"),
+            llama_cpp_name("model.layers.0.self_attn.q_proj.scales", false),
             None
         );
-        assert_eq!(llama_cpp_name("h.0.attn.bias.weightless"), None);
+        assert_eq!(llama_cpp_name("h.0.attn.bias.weightless", false), None);
+        let gemma = [
+            (
+                "model.layers.2.post_attention_layernorm.weight",
+                "blk.2.post_attention_norm.weight",
+            ),
+            (
+                "model.layers.2.pre_feedforward_layernorm.weight",
+                "blk.2.ffn_norm.weight",
+            ),
+            (
+                "model.layers.2.post_feedforward_layernorm.weight",
+                "blk.2.post_ffw_norm.weight",
+            ),
+            (
+                "model.layers.0.self_attn.k_norm.weight",
+                "blk.0.attn_k_norm.weight",
+            ),
+        ];
+        for (hf, want) in gemma {
+            assert_eq!(llama_cpp_name(hf, true).as_deref(), Some(want), "{hf}");
+        }
     }
 }

@@ -64,6 +64,8 @@ pub fn all() -> Vec<Fixture> {
         fixture!("qwen2", gguf),
         fixture!("gpt2", gguf),
         fixture!("gpt2-relu"),
+        fixture!("gemma3", gguf),
+        fixture!("gemma3-scaled"),
         fixture!("smollm-mlx-q4-g32"),
         fixture!("smollm-mlx-q4-g128"),
         fixture!("smollm-mlx-q8-g64"),
