@@ -169,3 +169,24 @@ fn mlx_4bit_group_128() {
 fn mlx_8bit_group_64() {
     check_quantized(fixture("smollm-mlx-q8-g64"), 0.1);
 }
+
+/// `wick quantize` writes Llama-layout folders; a Gemma GGUF is refused by name, not mangled.
+#[test]
+fn gemma3_export_to_mlx_is_refused_clearly() {
+    let f = fixture("gemma3");
+    let g = Gguf::parse(f.gguf.expect("gemma3 has a GGUF")).expect("parses");
+    let cfg = wick::Config::from_gguf(&g).expect("config");
+    // The fixture has no vocabulary; the tiny llama's tokenizer stands in.
+    let tiny = wick::weights::tiny::tiny_gguf(3).expect("tiny model");
+    let tok = wick::Tokenizer::from_gguf(&Gguf::parse(&tiny).expect("parses")).expect("tokenizer");
+    let opts = wick::quantize::Options {
+        bits: 4,
+        group: 32,
+        requantize: false,
+    };
+    let Err(e) = wick::quantize::to_mlx(&cfg, &g, &tok, None, opts) else {
+        panic!("a Gemma GGUF was exported in the Llama layout");
+    };
+    let e = e.to_string();
+    assert!(e.contains("gemma3") && e.contains("Gemma"), "{e}");
+}

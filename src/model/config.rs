@@ -638,3 +638,63 @@ fn rope_scaling(r: &Value) -> std::result::Result<Option<RopeScaling>, String> {
         other => Err(format!("rope scaling \"{other}\" is not supported")),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    /// A Gemma 3 `config.json` as transformers 4 wrote them to the Hub (4B-like: rope scaling).
+    fn hub_gemma3() -> Value {
+        serde_json::json!({
+            "model_type": "gemma3_text", "vocab_size": 262144, "hidden_size": 2560,
+            "intermediate_size": 10240, "num_hidden_layers": 34, "num_attention_heads": 8,
+            "num_key_value_heads": 4, "head_dim": 256, "max_position_embeddings": 131072,
+            "rms_norm_eps": 1e-6, "hidden_activation": "gelu_pytorch_tanh",
+            "query_pre_attn_scalar": 256, "sliding_window": 1024, "sliding_window_pattern": 6,
+            "rope_theta": 1000000.0, "rope_local_base_freq": 10000.0,
+            "rope_scaling": {"rope_type": "linear", "factor": 8.0},
+            "final_logit_softcapping": null, "attn_logit_softcapping": null
+        })
+    }
+
+    #[test]
+    fn gemma3_hub_config_reads_its_older_keys() {
+        let c = Config::from_hf(&hub_gemma3()).unwrap();
+        assert_eq!(c.full_attention_layers, [5, 11, 17, 23, 29]);
+        assert_eq!((c.window(0), c.window(5)), (Some(1024), None));
+        assert_eq!(c.local_rope_theta, Some(10_000.0));
+        assert_eq!(
+            c.positions,
+            Positions::Rotary {
+                theta: 1_000_000.0,
+                interleaved: false,
+                scaling: Some(RopeScaling::Linear { factor: 8.0 }),
+            }
+        );
+        assert_eq!(c.embed_scale, Some((2560f64).sqrt() as f32));
+        assert_eq!(c.norm_weight_offset, 1.0);
+        assert_eq!(c.activation, Activation::GeluTanh);
+        assert_eq!(c.query_pre_attn_scalar, Some(256.0));
+        assert!(c.qk_norm && c.post_norms && c.final_logit_softcap.is_none());
+    }
+
+    #[test]
+    fn gemma3_configs_wick_cannot_run_are_refused() {
+        let refused = |k: &str, v: Value| {
+            let mut c = hub_gemma3();
+            c[k] = v;
+            Config::from_hf(&c).unwrap_err().to_string()
+        };
+        assert!(refused("attn_logit_softcapping", 50.0.into()).contains("softcapping"));
+        assert!(refused("use_bidirectional_attention", true.into()).contains("bidirectional"));
+        let e = refused("layer_types", serde_json::json!(["full_attention"]));
+        assert!(e.contains("1 entries for 34 layers"), "{e}");
+        let e = refused(
+            "rope_scaling",
+            serde_json::json!({"rope_type": "yarn", "factor": 4}),
+        );
+        assert!(e.contains("yarn"), "{e}");
+    }
+}

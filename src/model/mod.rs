@@ -44,7 +44,7 @@ struct Block {
     post_ffn_norm: Option<NormLayer>,
     /// Positions this block's queries see, themselves included (`None`: all before them).
     window: Option<usize>,
-    /// Index of this block's rotary tables in [`Model::ropes`].
+    /// Index of this block's rotary tables in `Model::ropes`.
     rope: usize,
     /// The cache Wick's attention kernel reads, on the CPU.
     cpu_cache: CpuCache,
