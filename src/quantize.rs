@@ -69,7 +69,7 @@ pub fn to_mlx(
     if cfg.n_experts > 0 {
         return unsupported("mixtures of experts");
     }
-    if cfg.qk_norm || cfg.post_norms || cfg.embed_scale.is_some() {
+    if !cfg.llama_layout() {
         return unsupported("Gemma's norms and embedding scale have no place in the Llama layout");
     }
     let interleaved = matches!(
@@ -248,6 +248,12 @@ pub fn hf_config(
     let Positions::Rotary { theta, scaling, .. } = &cfg.positions else {
         return Err(Error::Metadata("rotary positions expected".into()));
     };
+    if !cfg.llama_layout() {
+        return Err(Error::Metadata(format!(
+            "a {} decoder has switches the Llama layout cannot express",
+            cfg.architecture
+        )));
+    }
     let act = match cfg.activation {
         Activation::Silu => "silu",
         Activation::Gelu => "gelu",

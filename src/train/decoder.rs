@@ -118,6 +118,7 @@ pub fn check(cfg: &Config) -> Result<()> {
         && !cfg.bias
         && cfg.sliding_window.is_none()
         && cfg.n_experts == 0
+        && cfg.llama_layout()
         && matches!(
             cfg.positions,
             Positions::Rotary {

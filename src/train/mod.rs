@@ -159,7 +159,6 @@ pub fn llama_config(
         return bad("at least one layer and a context of two tokens are needed".into());
     }
     let cfg = Config {
-        architecture: "llama".into(),
         vocab_size: vocab,
         hidden_size: dim,
         intermediate_size: ffn,
@@ -179,17 +178,7 @@ pub fn llama_config(
         },
         qkv_bias: false,
         bias: false,
-        sliding_window: None,
-        n_experts: 0,
-        n_experts_used: 0,
-        full_attention_layers: Vec::new(),
-        local_rope_theta: None,
-        embed_scale: None,
-        norm_weight_offset: 0.0,
-        qk_norm: false,
-        post_norms: false,
-        query_pre_attn_scalar: None,
-        final_logit_softcap: None,
+        ..Config::plain("llama".into())
     };
     decoder::check(&cfg)?;
     Ok(cfg)

@@ -192,9 +192,9 @@ fn every_nth(n_layers: usize, pattern: usize) -> Vec<usize> {
 }
 
 impl Config {
-    /// A decoder with the given architecture name, no sizes and every switch off; the readers
-    /// fill in what their format says.
-    fn plain(architecture: String) -> Self {
+    /// A decoder named `architecture` with no sizes yet and every switch off (RMSNorm, SwiGLU,
+    /// no biases); readers and builders fill in the rest (`..Config::plain(name)`).
+    pub fn plain(architecture: String) -> Self {
         Self {
             architecture,
             vocab_size: 0,
@@ -224,6 +224,19 @@ impl Config {
             query_pre_attn_scalar: None,
             final_logit_softcap: None,
         }
+    }
+
+    /// Whether only the Llama family's switches are on (no Gemma norms, embedding scale,
+    /// attention scalar or softcap): the layout `transformers`' Llama, Mistral and Qwen2 read.
+    pub fn llama_layout(&self) -> bool {
+        !self.qk_norm
+            && !self.post_norms
+            && self.embed_scale.is_none()
+            && self.norm_weight_offset == 0.0
+            && self.query_pre_attn_scalar.is_none()
+            && self.final_logit_softcap.is_none()
+            && self.local_rope_theta.is_none()
+            && self.full_attention_layers.is_empty()
     }
 
     /// The attention window of layer `layer`: the sliding window unless it is a global layer.
