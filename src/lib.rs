@@ -2,11 +2,13 @@
 //!
 //! Data flows one way, one module per stage:
 //! [`weights`] (bytes → tensors) → [`model`] (tensors → logits) → [`sample`] (logits → token) →
-//! [`session`] (prompt, chat template, KV cache → stream of text), with [`tokenizer`] and
+//! [`session`] (prompt, chat template, KV cache → stream of text), with [`beam`] beside
+//! [`sample`] (beam search over the model's log-probabilities), [`tokenizer`] and
 //! [`chat`] beside it. `web` is the wasm-bindgen boundary; `src/bin/wick.rs` the CLI.
 //! [`train`] stands beside the flow and feeds its start: it trains a small model from scratch
 //! and writes it as a folder that [`weights`] reads.
 
+pub mod beam;
 pub mod chat;
 pub mod error;
 pub mod kernels;

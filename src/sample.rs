@@ -8,6 +8,7 @@ use candle_core::{Device, Tensor};
 use candle_transformers::generation::{LogitsProcessor, Sampling};
 use serde::{Deserialize, Serialize};
 
+use crate::beam::{BeamParams, MAX_BEAMS};
 use crate::error::{Error, Result};
 
 /// The most alternatives [`SamplingParams::logprobs`] may ask for (OpenAI's limit).
@@ -49,6 +50,11 @@ pub struct SamplingParams {
     pub ignore_eog: bool,
     /// The reply ends where its text would contain one of these; that text is not shown.
     pub stop: Vec<String>,
+    /// Beam search of this width instead of sampling (0 = sample; 1 is greedy). Deterministic:
+    /// temperature, top-k/p, min-p and seed do not apply (see [`crate::beam`]).
+    pub beams: usize,
+    /// Beam search ranks replies by total log-probability / length^`length_penalty` (0 = off).
+    pub length_penalty: f64,
 }
 
 impl Default for SamplingParams {
@@ -69,6 +75,8 @@ impl Default for SamplingParams {
             max_tokens: 512,
             ignore_eog: false,
             stop: Vec::new(),
+            beams: 0,
+            length_penalty: 0.0,
         }
     }
 }
@@ -125,7 +133,34 @@ impl SamplingParams {
         if self.stop.iter().any(String::is_empty) {
             return bad("a stop string must not be empty");
         }
+        if let Some(beam) = self.beam() {
+            beam.validate()?;
+            if beam.beams > MAX_BEAMS {
+                return Err(Error::Sampling(format!("at most {MAX_BEAMS} beams")));
+            }
+            if self.logprobs.is_some() {
+                return bad("log-probabilities are not reported with beam search");
+            }
+            if self.repeat_penalty != 1.0
+                || self.frequency_penalty != 0.0
+                || self.presence_penalty != 0.0
+                || !self.logit_bias.is_empty()
+            {
+                return bad("beam search scores the model's own log-probabilities: penalties and logit bias do not apply");
+            }
+        } else if self.length_penalty != 0.0 {
+            return bad("a length penalty needs beam search (beams ≥ 1)");
+        }
         Ok(())
+    }
+
+    /// The beam search these parameters ask for (`None`: sampling).
+    pub fn beam(&self) -> Option<BeamParams> {
+        (self.beams > 0).then_some(BeamParams {
+            beams: self.beams,
+            length_penalty: self.length_penalty,
+            max_tokens: self.max_tokens,
+        })
     }
 
     /// [`SamplingParams::validate`], and every biased token id is one of the `vocab_size` tokens.

@@ -5,12 +5,14 @@
 //! browser worker — can stream text and cancel between steps. The KV cache outlives a reply: the
 //! next prompt only prefills the tokens past the longest prefix already cached.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use candle_core::{Device, Tensor};
 use serde::Serialize;
 use web_time::Instant;
 
+use crate::beam::{BeamReport, BeamSearch};
 use crate::chat::{ChatTemplate, Message};
 use crate::error::{Error, Result};
 use crate::kernels;
@@ -65,6 +67,9 @@ pub struct Stats {
     pub decode_seconds: f64,
     /// Seconds from the start of the request to the first generated token.
     pub first_token_seconds: f64,
+    /// The beam search's scores and memory, when the reply came from one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub beam: Option<BeamReport>,
 }
 
 /// One token's log-probability as OpenAI's API reports it: its text (U+FFFD for part of a
@@ -128,6 +133,13 @@ pub enum Event {
         #[serde(skip_serializing_if = "Option::is_none")]
         logprobs: Option<TokenLogprobs>,
     },
+    /// A beam search extended its beams by one token (its reply follows as tokens when it ends).
+    Search {
+        /// Tokens each beam has.
+        depth: usize,
+        /// Beams still being extended.
+        beams: usize,
+    },
     /// The reply is over; `text` is whatever was still held back.
     Done {
         /// Why it ended.
@@ -149,6 +161,10 @@ struct Generation {
     ending: Option<StopReason>,
     started: Instant,
     stats: Stats,
+    /// The beam search, once the prompt has run, when the parameters ask for one.
+    beam: Option<BeamSearch>,
+    /// The reply the beam search chose, still to be streamed, and why it ends.
+    chosen: Option<(VecDeque<u32>, StopReason)>,
 }
 
 /// A model ready to chat, with its conversation state.
@@ -370,6 +386,8 @@ impl Engine {
             logits: None,
             stream: TextStream::new(),
             started: Instant::now(),
+            beam: None,
+            chosen: None,
             stats: Stats {
                 prompt_tokens: ids.len(),
                 prefilled_tokens: ids.len() - common,
@@ -446,6 +464,9 @@ impl Engine {
                 });
             }
         }
+        if gen.params.beams > 0 {
+            return Self::advance_beam(gen, model, tok, cached.len(), limit);
+        }
         if gen.stats.generated_tokens >= gen.params.max_tokens {
             return Self::done(gen, tok, StopReason::MaxTokens);
         }
@@ -474,6 +495,81 @@ impl Engine {
         }
         let logprobs = sampled.logprobs.map(|l| TokenLogprobs::new(tok, id, &l));
         Ok(Event::Token { id, text, logprobs })
+    }
+
+    /// A step of a beam search after the prompt ran: one token deeper, or once the search is
+    /// over, one token of the reply it chose.
+    fn advance_beam(
+        gen: &mut Generation,
+        model: &mut Model,
+        tok: &Tokenizer,
+        prompt_len: usize,
+        limit: usize,
+    ) -> Result<Event> {
+        if gen.chosen.is_none() {
+            let t0 = Instant::now();
+            if gen.beam.is_none() {
+                let (Some(logits), Some(params)) = (gen.logits.take(), gen.params.beam()) else {
+                    return Err(Error::NotGenerating);
+                };
+                let end = match gen.params.ignore_eog {
+                    true => &[][..],
+                    false => tok.end_of_generation(),
+                };
+                let rb = model.kv_row_bytes();
+                gen.beam = Some(BeamSearch::new(
+                    params, end, &logits, prompt_len, limit, rb,
+                )?);
+            }
+            let Some(search) = gen.beam.as_mut() else {
+                return Err(Error::NotGenerating);
+            };
+            let done = search.step(model)?;
+            let event = Event::Search {
+                depth: search.depth(),
+                beams: search.live(),
+            };
+            if done {
+                let Some((best, report)) = search.report() else {
+                    return Err(Error::NotGenerating);
+                };
+                let reason = if best.ended {
+                    StopReason::EndOfGeneration
+                } else if prompt_len + best.ids.len() >= limit {
+                    StopReason::ContextFull
+                } else {
+                    StopReason::MaxTokens
+                };
+                gen.stats.beam = Some(report);
+                gen.chosen = Some((best.ids.into(), reason));
+            }
+            gen.stats.decode_seconds += t0.elapsed().as_secs_f64();
+            return Ok(event);
+        }
+        let Some((queue, reason)) = gen.chosen.as_mut() else {
+            return Err(Error::NotGenerating);
+        };
+        let reason = *reason;
+        let Some(id) = queue.pop_front() else {
+            return Self::done(gen, tok, reason);
+        };
+        let last = queue.is_empty();
+        gen.stats.generated_tokens += 1;
+        if gen.stats.generated_tokens == 1 {
+            gen.stats.first_token_seconds = gen.started.elapsed().as_secs_f64();
+        }
+        let piece = gen.stream.push(tok, id)?.unwrap_or_default();
+        let (text, hit) = gen.stop.push(&piece);
+        if hit {
+            gen.ending = Some(StopReason::StopSequence);
+        } else if last {
+            gen.ending = Some(reason);
+        }
+        Ok(Event::Token {
+            id,
+            text,
+            logprobs: None,
+        })
     }
 
     /// The end of a reply: the text held back, unless it completes a stop string.
@@ -546,7 +642,7 @@ impl Engine {
         let mut ids = Vec::new();
         loop {
             match self.step()? {
-                Event::Prefill { .. } => {}
+                Event::Prefill { .. } | Event::Search { .. } => {}
                 Event::Token { id, text, .. } => {
                     ids.push(id);
                     on_text(&text);

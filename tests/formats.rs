@@ -50,7 +50,7 @@ fn greedy(e: &mut Engine, n: usize) -> Vec<u32> {
         match e.step().expect("steps") {
             Event::Token { id, .. } => ids.push(id),
             Event::Done { .. } => return ids,
-            Event::Prefill { .. } => {}
+            Event::Prefill { .. } | Event::Search { .. } => {}
         }
     }
 }

@@ -55,7 +55,7 @@ fn run(e: &mut Engine) -> (Vec<u32>, String, StopReason) {
     let (mut ids, mut text) = (Vec::new(), String::new());
     loop {
         match e.step().unwrap() {
-            Event::Prefill { .. } => {}
+            Event::Prefill { .. } | Event::Search { .. } => {}
             Event::Token { id, text: t, .. } => {
                 ids.push(id);
                 text.push_str(&t);
@@ -229,7 +229,7 @@ fn each_token_comes_with_its_logprobs() {
         match e.step().unwrap() {
             Event::Token { id, logprobs, .. } => seen.push((id, logprobs.unwrap())),
             Event::Done { .. } => break,
-            Event::Prefill { .. } => {}
+            Event::Prefill { .. } | Event::Search { .. } => {}
         }
     }
     assert_eq!(seen.len(), 4);

@@ -47,3 +47,51 @@ fn tiny_model_matches_the_native_reference() {
     let (greedy, _) = e.generate(&want.prompt, params, |_| {}).unwrap();
     assert_eq!(greedy, want.greedy_ids);
 }
+
+/// The fields of `tests/fixtures/beam_reference.json` (written natively by `tests/beam.rs`).
+#[derive(Deserialize)]
+struct BeamReference {
+    seed: u64,
+    prompt: String,
+    cases: Vec<BeamCase>,
+}
+
+#[derive(Deserialize)]
+struct BeamCase {
+    beams: usize,
+    length_penalty: f64,
+    max_tokens: usize,
+    ids: Vec<u32>,
+    logprob: f64,
+}
+
+#[wasm_bindgen_test]
+fn tiny_beam_search_matches_the_native_reference() {
+    let want: BeamReference =
+        serde_json::from_str(include_str!("fixtures/beam_reference.json")).expect("parses");
+    let bytes = tiny_gguf(want.seed).expect("tiny model");
+    let mut e = Engine::from_gguf_bytes(&bytes, &Device::Cpu).expect("tiny model loads");
+    for case in &want.cases {
+        let params = SamplingParams {
+            beams: case.beams,
+            length_penalty: case.length_penalty,
+            ..SamplingParams::greedy(case.max_tokens)
+        };
+        let (ids, _) = e.generate(&want.prompt, params, |_| {}).unwrap();
+        assert_eq!(ids, case.ids, "beams {}", case.beams);
+        let logprob = e.stats().beam.as_ref().expect("a beam report").logprob;
+        let diff = (logprob - case.logprob).abs();
+        wasm_bindgen_test::console_log!(
+            "beams {} penalty {}: logprob {logprob} (native {}, difference {diff:e})",
+            case.beams,
+            case.length_penalty,
+            case.logprob
+        );
+        assert!(
+            diff <= 1e-3,
+            "beams {}: wasm {logprob}, native {}",
+            case.beams,
+            case.logprob
+        );
+    }
+}

@@ -6,6 +6,8 @@ import { WickError } from './error.js';
 
 /** The most choices one request may ask for. */
 const MAX_N = 16;
+/** The widest beam search a request may ask for (MAX_BEAMS in src/beam.rs). */
+const MAX_BEAMS = 64;
 
 /** Fields that OpenAI's API has and Wick does not do, with why. */
 const UNSUPPORTED = {
@@ -73,7 +75,7 @@ function common(body, info, known, defaultMaxTokens) {
       throw unsupported(key, `${key} is not supported: ${UNSUPPORTED[key]}.`);
     }
     if (key in UNSUPPORTED) continue; // given as null, an empty list or 'none': asks for nothing
-    throw unsupported(key, `Unknown field ${key}: Wick takes OpenAI's fields and top_k, min_p, repetition_penalty, ignore_eos and cache_prompt.`);
+    throw unsupported(key, `Unknown field ${key}: Wick takes OpenAI's fields and top_k, min_p, repetition_penalty, ignore_eos, cache_prompt, beams and length_penalty.`);
   }
   if (given(body.model) && body.model !== info.id) {
     throw new WickError('model_not_found', `The model ${JSON.stringify(body.model)} is not loaded; this engine runs ${JSON.stringify(info.id)} (leave model out, or use that id).`, { param: 'model' });
@@ -130,6 +132,12 @@ function common(body, info, known, defaultMaxTokens) {
     stop,
   };
   const n = number(body, 'n', { min: 1, max: MAX_N, integer: true }, 1);
+  // Wick: beam search replaces sampling; its one reply is known only when the search ends.
+  params.beams = number(body, 'beams', { min: 1, max: MAX_BEAMS, integer: true }, 0);
+  params.length_penalty = number(body, 'length_penalty', { min: -10, max: 10 }, 0);
+  if (params.length_penalty && !params.beams) throw invalid('length_penalty', 'length_penalty needs beams (beam search).');
+  if (params.beams && n > 1) throw invalid('n', 'n > 1 with beams is not supported: beam search gives one reply, the most likely it kept.');
+  if (params.beams && stream) throw invalid('stream', 'stream: true with beams is not supported: beam search knows its reply only when the search ends.');
   return { params, n, stream, includeUsage, signal, cachePrompt: boolean(body, 'cache_prompt', true) };
 }
 
@@ -137,7 +145,7 @@ const CHAT_FIELDS = new Set([
   'messages', 'model', 'stream', 'stream_options', 'max_tokens', 'max_completion_tokens', 'temperature', 'top_p',
   'seed', 'stop', 'frequency_penalty', 'presence_penalty', 'logprobs', 'top_logprobs', 'n', 'logit_bias', 'user',
   'response_format', 'modalities', 'store', 'service_tier', 'signal', 'top_k', 'min_p', 'repetition_penalty', 'ignore_eos',
-  'cache_prompt',
+  'cache_prompt', 'beams', 'length_penalty',
 ]);
 
 /** Fields an assistant message read back from a ChatCompletion may carry, when empty. */
@@ -204,7 +212,7 @@ export function chatRequest(body, info) {
 const COMPLETION_FIELDS = new Set([
   'prompt', 'model', 'stream', 'stream_options', 'max_tokens', 'temperature', 'top_p', 'seed', 'stop', 'frequency_penalty',
   'presence_penalty', 'logprobs', 'n', 'logit_bias', 'user', 'echo', 'signal', 'top_k', 'min_p', 'repetition_penalty', 'ignore_eos',
-  'cache_prompt', 'best_of',
+  'cache_prompt', 'best_of', 'beams', 'length_penalty',
 ]);
 
 /**

@@ -132,6 +132,12 @@ interface SamplingFields {
   ignore_eos?: boolean;
   /** Wick: false forgets the KV cache first, so the whole prompt runs again (benchmarks); default true. */
   cache_prompt?: boolean;
+  /** Wick: beam search of this width (1…64) instead of sampling: the reply with the highest total
+   * log-probability among those the beams kept; temperature, top_p/top_k/min_p and seed do not
+   * apply. Not with n > 1, stream, logprobs, penalties or logit_bias. */
+  beams?: number;
+  /** Wick: with beams, rank replies by total log-probability / length^length_penalty (0 = off). */
+  length_penalty?: number;
 }
 
 export interface ChatCompletionCreateParams extends SamplingFields {

@@ -104,6 +104,7 @@ async function generate({ id, messages, prompt, params, fresh }) {
       const ev = JSON.parse(engine.step());
       if (ev.kind === 'prefill') post(FromWorker.PREFILL, { id, done: ev.done, total: ev.total });
       else if (ev.kind === 'token') post(FromWorker.TOKEN, { id, text: ev.text, logprobs: ev.logprobs });
+      else if (ev.kind === 'search') continue; // a beam search went one token deeper
       else {
         post(FromWorker.DONE, { id, reason: ev.reason, text: ev.text, stats: JSON.parse(engine.stats()), memoryBytes: memory.buffer.byteLength });
         return;

@@ -160,6 +160,13 @@ mod cli {
         /// Most tokens to generate.
         #[arg(long, default_value_t = SamplingParams::default().max_tokens)]
         max_tokens: usize,
+        /// Beam search of this width instead of sampling (0 = sample, 1 = greedy): the reply
+        /// with the highest total log-probability among those the beams kept.
+        #[arg(long, default_value_t = 0)]
+        beams: usize,
+        /// With --beams: rank replies by log-probability / length^this (0 = off).
+        #[arg(long, default_value_t = 0.0)]
+        length_penalty: f64,
         /// Print token counts and speeds to stderr at the end.
         #[arg(long)]
         stats: bool,
@@ -437,6 +444,8 @@ mod cli {
             repeat_penalty: a.repeat_penalty,
             seed: a.seed,
             max_tokens: a.max_tokens,
+            beams: a.beams,
+            length_penalty: a.length_penalty,
             ..SamplingParams::default()
         };
         if a.raw {
@@ -452,7 +461,7 @@ mod cli {
         let mut out = std::io::stdout().lock();
         loop {
             let (text, done) = match engine.step()? {
-                Event::Prefill { .. } => continue,
+                Event::Prefill { .. } | Event::Search { .. } => continue,
                 Event::Token { text, .. } => (text, false),
                 Event::Done { text, .. } => (text, true),
             };
@@ -471,6 +480,20 @@ mod cli {
                 s.generated_tokens,
                 s.generated_tokens as f64 / s.decode_seconds.max(1e-9)
             );
+            if let Some(b) = &s.beam {
+                let m = &b.memory;
+                eprintln!(
+                    "{} beams: logprob {:.4}, score {:.4}, {} replies kept; KV held {} KiB \
+                     (vs {} KiB for {} full copies)",
+                    b.beams,
+                    b.logprob,
+                    b.score,
+                    b.kept,
+                    m.held_bytes / 1024,
+                    m.copies_bytes / 1024,
+                    b.beams
+                );
+            }
         }
         Ok(())
     }

@@ -99,4 +99,18 @@ impl CpuCache {
         }
         self.len = need;
     }
+
+    /// The keys and values of position `pos`, position-major (`kv_heads × head_dim` each), the
+    /// form [`CpuCache::append`] takes back.
+    pub(super) fn row(&self, pos: usize, kv_heads: usize, head_dim: usize) -> (Vec<f32>, Vec<f32>) {
+        let gather = |buf: &[f32]| -> Vec<f32> {
+            (0..kv_heads)
+                .flat_map(|g| {
+                    let at = (g * self.stride + pos) * head_dim;
+                    buf[at..at + head_dim].iter().copied()
+                })
+                .collect()
+        };
+        (gather(&self.k), gather(&self.v))
+    }
 }

@@ -139,6 +139,24 @@ impl Block {
     }
 }
 
+/// One position's keys and values in every block, copied out of the KV cache ([`Model::kv_row`])
+/// to be written back later ([`Model::set_kv_row`]): what a beam keeps of a position it ran.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KvRow {
+    /// Per block: keys then values, position-major (`kv_heads × head_dim` each).
+    blocks: Vec<(Vec<f32>, Vec<f32>)>,
+}
+
+impl KvRow {
+    /// Bytes of keys and values it holds.
+    pub fn bytes(&self) -> usize {
+        self.blocks
+            .iter()
+            .map(|(k, v)| (k.len() + v.len()) * std::mem::size_of::<f32>())
+            .sum()
+    }
+}
+
 /// A decoder-only transformer ready to run, with its KV cache.
 pub struct Model {
     config: Config,
@@ -177,6 +195,55 @@ impl Model {
             b.gpu_cache.len = b.gpu_cache.len.min(len);
             b.cpu_cache.len = b.cpu_cache.len.min(len);
         }
+    }
+
+    /// Bytes of keys and values one cached position takes, over all blocks.
+    pub fn kv_row_bytes(&self) -> usize {
+        let c = &self.config;
+        self.blocks.len() * 2 * c.n_kv_heads * c.head_dim * std::mem::size_of::<f32>()
+    }
+
+    /// A copy of the keys and values the cache holds at position `pos` (CPU caches only).
+    pub fn kv_row(&self, pos: usize) -> Result<KvRow> {
+        let c = &self.config;
+        self.cpu_cache_only(pos + 1)?;
+        let blocks = self
+            .blocks
+            .iter()
+            .map(|b| b.cpu_cache.row(pos, c.n_kv_heads, c.head_dim))
+            .collect();
+        Ok(KvRow { blocks })
+    }
+
+    /// Writes `row` at position `pos` and forgets every position after it, so the next forward
+    /// continues from `pos + 1` (positions `..pos` must be cached; CPU caches only).
+    pub fn set_kv_row(&mut self, pos: usize, row: &KvRow) -> Result<()> {
+        self.cpu_cache_only(pos)?;
+        if row.blocks.len() != self.blocks.len() {
+            return Err(Error::Sampling("a KV row of another model".into()));
+        }
+        let c = &self.config;
+        for (b, (k, v)) in self.blocks.iter_mut().zip(&row.blocks) {
+            b.cpu_cache.append(pos, k, v, c.n_kv_heads, c.head_dim);
+        }
+        Ok(())
+    }
+
+    /// Fails unless the cache is the CPU's and holds at least `len` positions.
+    fn cpu_cache_only(&self, len: usize) -> Result<()> {
+        if !self.device.is_cpu() {
+            return Err(Error::Sampling(
+                "beam search keeps its branches in the CPU KV cache; run it on the CPU".into(),
+            ));
+        }
+        if self.cached_len() < len {
+            return Err(Error::Sampling(format!(
+                "KV position {} asked for, but the cache holds {}",
+                len.saturating_sub(1),
+                self.cached_len()
+            )));
+        }
+        Ok(())
     }
 
     /// Runs `ids` at the positions after those already cached and returns the logits of the

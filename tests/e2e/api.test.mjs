@@ -235,6 +235,32 @@ test('sampling fields change the reply: logit_bias, penalties, top_k, min_p, rep
   for (const k of ['presence', 'frequency', 'repetition']) assert.notEqual(p[k], p.plain, k);
 });
 
+test('beams: width 1 is the greedy reply, width 3 answers, and combinations without sense are errors', async () => {
+  const r = await inPage(async (messages) => {
+    const create = (extra) => window.engine.chat.completions.create({ messages, max_tokens: 24, ...extra });
+    return { greedy: await create({ temperature: 0 }), one: await create({ beams: 1, temperature: 0.9 }), three: await create({ beams: 3, length_penalty: 0.5 }) };
+  }, FRANCE);
+  check(ChatCompletion, r.three, 'ChatCompletion', EXTRAS);
+  assert.equal(r.one.choices[0].message.content, r.greedy.choices[0].message.content);
+  assert.equal(r.one.choices[0].finish_reason, r.greedy.choices[0].finish_reason);
+  assert.match(r.three.choices[0].message.content, /Paris/);
+  const create = (body) => window.engine.chat.completions.create(body);
+  const m = [{ role: 'user', content: 'hi' }];
+  const cases = [
+    [{ messages: m, beams: 2, n: 2 }, 'n', /n > 1 with beams/],
+    [{ messages: m, beams: 2, stream: true }, 'stream', /stream: true with beams/],
+    [{ messages: m, beams: 65 }, 'beams', /beams must be an integer ≥ 1 and ≤ 64/],
+    [{ messages: m, length_penalty: 1 }, 'length_penalty', /needs beams/],
+    [{ messages: m, beams: 2, logprobs: true }, null, /log-probabilities are not reported with beam search/],
+  ];
+  for (const [body, param, message] of cases) {
+    const e = await errorOf(create, body);
+    assert.ok(e, JSON.stringify(body));
+    assert.deepEqual([e.code, e.param], ['invalid_request', param], e.message);
+    assert.match(e.message, message);
+  }
+});
+
 test('completions.create continues a raw prompt as a Completion, streamed or not', async () => {
   const r = await inPage(async () => {
     const e = window.engine;
