@@ -57,14 +57,14 @@ pub struct Hypothesis {
     pub ids: Vec<u32>,
     /// Total log-probability of the reply, its end-of-generation token included.
     pub logprob: f64,
-    /// Whether the model ended it (rather than the token limit or the context).
-    pub ended: bool,
+    /// The end-of-generation token that ended it (`None`: the token limit or the context did).
+    pub end: Option<u32>,
 }
 
 impl Hypothesis {
     /// Tokens scored: the generated ones and the end-of-generation token.
     pub fn scored_len(&self) -> usize {
-        self.ids.len() + usize::from(self.ended)
+        self.ids.len() + usize::from(self.end.is_some())
     }
 
     /// What beam search ranks by: `logprob / scored_len^length_penalty`.
@@ -232,7 +232,7 @@ impl BeamSearch {
                     self.add_finished(Hypothesis {
                         ids,
                         logprob,
-                        ended: true,
+                        end: Some(id),
                     });
                 }
                 continue;
@@ -250,7 +250,7 @@ impl BeamSearch {
                     Hypothesis {
                         ids,
                         logprob,
-                        ended: false,
+                        end: None,
                     }
                 })
                 .collect();
@@ -436,9 +436,11 @@ mod tests {
 
     #[test]
     fn top_logprobs_are_sorted_normalized_and_break_ties_low() {
-        let t = top_logprobs(&logits(&[1.0, 3.0, 3.0, -0.0, 0.0]), 4).unwrap();
+        let t = top_logprobs(&logits(&[0.0, 3.0, 3.0, -0.0, 1.0]), 4).unwrap();
         let ids: Vec<u32> = t.iter().map(|p| p.0).collect();
-        assert_eq!(ids, [1, 2, 3, 4]);
+        assert_eq!(ids, [1, 2, 4, 0]);
+        let t = top_logprobs(&logits(&[-0.0, 0.0]), 1).unwrap();
+        assert_eq!(t[0].0, 0, "-0.0 and 0.0 tie, as in argmax");
         let all = top_logprobs(&logits(&[1.0, 3.0, 3.0, -0.0, 0.0]), 9).unwrap();
         let total: f64 = all.iter().map(|p| p.1.exp()).sum();
         assert!((total - 1.0).abs() < 1e-12, "probabilities sum to {total}");
@@ -449,7 +451,7 @@ mod tests {
         let h = Hypothesis {
             ids: vec![1, 2, 3],
             logprob: -8.0,
-            ended: true,
+            end: Some(0),
         };
         assert_eq!(h.score(0.0), -8.0);
         assert_eq!(h.score(1.0), -2.0);

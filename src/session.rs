@@ -533,7 +533,7 @@ impl Engine {
                 let Some((best, report)) = search.report() else {
                     return Err(Error::NotGenerating);
                 };
-                let reason = if best.ended {
+                let reason = if best.end.is_some() {
                     StopReason::EndOfGeneration
                 } else if prompt_len + best.ids.len() >= limit {
                     StopReason::ContextFull
