@@ -347,3 +347,26 @@ fn beams_on_the_default_model_score_their_replies_and_beat_greedy() {
     eprintln!("mean total logprob for widths {widths:?}: {means:?}");
     assert!(means[1] > means[0] && means[2] > means[0], "{means:?}");
 }
+
+/// `wick generate --beams` answers, and `--stats` reports the search's score and memory.
+#[cfg(not(target_arch = "wasm32"))]
+#[test]
+fn the_cli_runs_a_beam_search() {
+    let wick = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_wick"))
+            .args(args)
+            .output()
+            .expect("runs wick");
+        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        (out.status.success(), text(&out.stdout), text(&out.stderr))
+    };
+    let prompt = ["generate", "--prompt", "What is the capital of France?"];
+    let (ok, out, err) = wick(&[&prompt[..], &["--beams", "3", "--stats"]].concat());
+    assert!(ok, "{err}");
+    assert!(out.contains("Paris"), "{out}");
+    assert!(err.contains("3 beams: logprob -"), "{err}");
+    assert!(err.contains("KiB for 3 full copies"), "{err}");
+    let (ok, _, err) = wick(&[&prompt[..], &["--length-penalty", "1"]].concat());
+    assert!(!ok);
+    assert!(err.contains("a length penalty needs beam search"), "{err}");
+}

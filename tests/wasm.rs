@@ -48,7 +48,8 @@ fn tiny_model_matches_the_native_reference() {
     assert_eq!(greedy, want.greedy_ids);
 }
 
-/// The fields of `tests/fixtures/beam_reference.json` (written natively by `tests/beam.rs`).
+/// The fields of `tests/fixtures/beam_reference.json` (written natively by `tests/beam.rs`):
+/// the same replies and the same log-probabilities to the bit.
 #[derive(Deserialize)]
 struct BeamReference {
     seed: u64,
