@@ -240,7 +240,7 @@ test('beams: width 1 is the greedy reply, width 3 answers, and combinations with
     const create = (extra) => window.engine.chat.completions.create({ messages, max_tokens: 24, ...extra });
     return { greedy: await create({ temperature: 0 }), one: await create({ beams: 1, temperature: 0.9 }), three: await create({ beams: 3, length_penalty: 0.5 }) };
   }, FRANCE);
-  check(ChatCompletion, r.three, 'ChatCompletion', EXTRAS);
+  check(r.three, ChatCompletion, EXTRAS);
   assert.equal(r.one.choices[0].message.content, r.greedy.choices[0].message.content);
   assert.equal(r.one.choices[0].finish_reason, r.greedy.choices[0].finish_reason);
   assert.match(r.three.choices[0].message.content, /Paris/);
