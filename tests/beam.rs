@@ -1,7 +1,8 @@
 //! Beam search (`wick::beam`): width 1 is greedy, a width that keeps every sequence finds the
-//! brute-force best one, wider beams never score worse on a fixed prompt set of the real model,
-//! and the tiny model's beams match `tests/fixtures/beam_reference.json`, which `tests/wasm.rs`
-//! checks under wasm too.
+//! brute-force best one, kept replies score what an unbranched run gives them, on the real model
+//! wider beams beat greedy on the mean of a fixed prompt set (not on every prompt: beam search is
+//! not monotone in its width), the CLI runs it, and the tiny model's beams match
+//! `tests/fixtures/beam_reference.json`, which `tests/wasm.rs` checks under wasm too.
 //!
 //! After an intended change to the decoder or the tiny model, rewrite the fixture with
 //! `WICK_REGEN_FIXTURES=1 cargo test --release --test beam fixture` and review the diff.
