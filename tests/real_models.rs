@@ -6,17 +6,21 @@
 //!   `Gemma3ForCausalLM`): the model's exact arithmetic. Wick's f32 path gives it within 1e-3
 //!   (measured 4e-5, the 850-token prompt past the 512-token window included). Wick's kernels,
 //!   which round activations to 8 bits per block as llama.cpp does, stay within 0.5 on the
-//!   tokens a sampler could pick (measured 0.40). llama.cpp itself is up to 0.44 away from the
-//!   exact values on these prompts: Gemma's activations have large outliers, so each runtime's
-//!   rounding moves its log-probabilities by tenths.
+//!   tokens a sampler could pick (measured 0.29; 0.40 when Candle ran the Q5_0/Q4_K/Q6_K
+//!   tensors). llama.cpp itself is up to 0.44 away from the exact values on these prompts:
+//!   Gemma's activations have large outliers, so each runtime's rounding moves its
+//!   log-probabilities by tenths.
 //! - **llama.cpp's greedy runs** (`tests/fixtures/real/gemma3-270m.llamacpp.json`, 20 prompts ×
 //!   24 tokens, llama.cpp's tokens fed back): at every position llama.cpp's pick is in Wick's
-//!   top 3 with a log-probability within 1.0 of llama.cpp's (measured 0.95). Each run matches
-//!   token for token up to its first difference, where one side has its top two within [`NEAR`]
-//!   (a near-tie; both are printed) or transformers' exact logits side with Wick. Measured: 6 of
-//!   the 20 runs match for all 24 tokens (`prose`, `math`, `story`, `sequence`, `fibonacci`,
-//!   `recipe`); at `code-python` position 23 llama.cpp writes `1` (gap 0.49) where Wick and the
-//!   exact model write `2`.
+//!   top 3 with a log-probability within 1.0 of llama.cpp's (measured 0.75), or else the exact
+//!   model (Wick's f32 path) is closer to Wick's log-probability of that token than to
+//!   llama.cpp's. Measured: three such positions, all in contexts past a first difference,
+//!   where llama.cpp is the one off the exact model: `html` @19 (llama.cpp −1.89, Wick −3.47,
+//!   exact −3.15), `html` @21 (−1.35, −2.17, −2.19), `spanish` @7 (−2.79, −3.09, −2.97). Each run
+//!   matches token for token up to its first difference, where one side has its top two within
+//!   [`NEAR`] (a near-tie; both are printed) or transformers' exact logits side with Wick.
+//!   Measured: 5 of the 20 runs match for all 24 tokens (`prose`, `math`, `story`, `rust`,
+//!   `recipe`).
 //!
 //! The models come from `scripts/fetch-models.sh` (the test command fetches them); a missing file
 //! fails with the command that fetches it.
@@ -168,6 +172,7 @@ fn gemma3_270m_greedy_follows_llama_cpp() {
         Some(case["top"][0][0].as_u64()? as usize)
     };
     let (mut whole, mut worst) = (Vec::new(), 0f64);
+    let (mut f32_model, mut arbitrated) = (None::<Model>, Vec::new());
     let llamacpp = fixture("gemma3-270m.llamacpp.json");
     for run in llamacpp["greedy"].as_array().unwrap() {
         let name = run["id"].as_str().unwrap();
@@ -179,17 +184,36 @@ fn gemma3_270m_greedy_follows_llama_cpp() {
             let theirs = step["id"].as_u64().unwrap() as usize;
             let (their_lp, their_top) = (step["logprob"].as_f64().unwrap(), &step["top"]);
             let ours = top(&lp, 3);
-            assert!(
-                ours.contains(&theirs),
-                "{name} @{i}: llama.cpp's {theirs} is not in Wick's top 3 {ours:?}"
-            );
             let d = (lp[theirs] - their_lp).abs();
-            assert!(
-                d <= 1.0,
-                "{name} @{i}: token {theirs}: logprob {:.3} vs llama.cpp {their_lp:.3}",
-                lp[theirs]
-            );
-            worst = worst.max(d);
+            if ours.contains(&theirs) && d <= 1.0 {
+                worst = worst.max(d);
+            } else {
+                // Beyond the bounds: the exact model (Wick's f32 path, within 4e-5 of
+                // transformers) must be closer to Wick than to llama.cpp on llama.cpp's pick.
+                let f = f32_model.get_or_insert_with(|| {
+                    Model::from_gguf_f32(&Gguf::parse(&bytes).unwrap(), &Device::Cpu).unwrap()
+                });
+                f.truncate_cache(0);
+                let ex = logprobs(f, &context);
+                let (ours_off, theirs_off) = (
+                    (lp[theirs] - ex[theirs]).abs(),
+                    (their_lp - ex[theirs]).abs(),
+                );
+                eprintln!(
+                    "{name} @{i}: llama.cpp's {theirs} ({their_lp:.3}) is Wick's {:.3}, outside \
+                     Wick's top 3 {ours:?} or 1.0 away; exact {:.3} (top 3 {:?}): Wick off by \
+                     {ours_off:.3}, llama.cpp by {theirs_off:.3}",
+                    lp[theirs],
+                    ex[theirs],
+                    top(&ex, 3)
+                );
+                assert!(
+                    ours_off < theirs_off,
+                    "{name} @{i}: llama.cpp's {theirs} is not in Wick's top 3 {ours:?} or \
+                     {d:.3} away, and the exact model does not side with Wick"
+                );
+                arbitrated.push(format!("{name} @{i}"));
+            }
             // Past the first difference the contexts are llama.cpp's, not Wick's own, and both
             // sides' rounding has piled up: only the checks above hold there.
             if ours[0] != theirs && same {
@@ -221,7 +245,8 @@ fn gemma3_270m_greedy_follows_llama_cpp() {
     }
     eprintln!(
         "{} of 20 runs match llama.cpp token for token for 24 tokens: {whole:?}; max |Δlogprob| \
-         of llama.cpp's picks {worst:.3}",
+         of llama.cpp's picks {worst:.3}, except where the exact model sides with Wick: \
+         {arbitrated:?}",
         whole.len()
     );
 }

@@ -1,7 +1,7 @@
 //! `y = x · Wᵀ` over quantized weight rows: activations quantized once, rows split into tasks
 //! for the [`team`](super::team), four weight rows (and four activation rows) per tile.
 
-use super::{team, Q8Rows, WeightType, BLOCK};
+use super::{team, Quantized, WeightType};
 
 /// Output rows computed per parallel task, at least: enough work to amortize scheduling.
 const ROWS_PER_TASK: usize = 16;
@@ -30,9 +30,12 @@ pub fn matmul_many(
     x: &[f32],
     m: usize,
 ) -> Vec<Vec<f32>> {
-    let kb = k / BLOCK;
     debug_assert_eq!(x.len(), m * k);
-    let xq = Q8Rows::quantize(x);
+    let xq = Quantized::new(
+        x,
+        parts.iter().any(|p| !p.0.is_k()),
+        parts.iter().any(|p| p.0.is_k()),
+    );
     // Computed transposed (n × m) so each task writes one contiguous slice.
     let mut outs: Vec<Vec<f32>> = parts.iter().map(|&(_, _, n)| vec![0f32; n * m]).collect();
     let mut tasks: Vec<(WeightType, &[u8], &mut [f32])> = Vec::new();
@@ -44,7 +47,7 @@ pub fn matmul_many(
         .next_multiple_of(4)
         .max(ROWS_PER_TASK);
     for (&(ty, w, n), out) in parts.iter().zip(outs.iter_mut()) {
-        let row_bytes = kb * ty.block_bytes();
+        let row_bytes = ty.row_bytes(k);
         debug_assert_eq!(w.len(), n * row_bytes);
         for (rows, o) in w
             .chunks(per_task * row_bytes)
@@ -54,7 +57,7 @@ pub fn matmul_many(
         }
     }
     team::for_each(tasks, |(ty, rows, out)| {
-        let row_bytes = kb * ty.block_bytes();
+        let (row_bytes, kb) = (ty.row_bytes(k), k / ty.block_len());
         // Tiles of four weight rows × four activation rows (each weight block is unpacked once
         // for the four), then one activation row at a time.
         let mut quads = rows.chunks_exact(4 * row_bytes);
@@ -109,13 +112,12 @@ pub fn matmul_reference(
     x: &[f32],
     m: usize,
 ) -> Vec<f32> {
-    let xq = Q8Rows::quantize(x);
-    let row_bytes = k / BLOCK * ty.block_bytes();
+    let xq = Quantized::new(x, !ty.is_k(), ty.is_k());
+    let (row_bytes, kb) = (ty.row_bytes(k), k / ty.block_len());
     let mut y = vec![0f32; m * n];
     for i in 0..m {
         for j in 0..n {
-            y[i * n + j] =
-                ty.dot_scalar(&w[j * row_bytes..(j + 1) * row_bytes], &xq, i * k / BLOCK);
+            y[i * n + j] = ty.dot_scalar(&w[j * row_bytes..(j + 1) * row_bytes], &xq, i * kb);
         }
     }
     y
@@ -124,21 +126,30 @@ pub fn matmul_reference(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kernels::tests::{close, noise, random_blocks};
+    use crate::kernels::tests::{noise, random_blocks};
     #[cfg(target_arch = "wasm32")]
     use wasm_bindgen_test::wasm_bindgen_test as test;
 
     #[test]
     fn batched_matmul_matches_reference() {
-        let (n, k) = (37, 96);
-        for ty in [WeightType::Q4_1, WeightType::Q8_0, WeightType::A8] {
-            let w = random_blocks(ty, 7, n * k / BLOCK);
+        for ty in [
+            WeightType::Q4_1,
+            WeightType::Q5_0,
+            WeightType::Q8_0,
+            WeightType::A8,
+            WeightType::Q4K,
+            WeightType::Q6K,
+        ] {
+            let (n, k) = (37, if ty.is_k() { 512 } else { 96 });
+            let w = random_blocks(ty, 7, n * k / ty.block_len());
             for m in [1, 2, 5] {
                 let x = noise(m as u64, m * k);
                 let got = matmul(ty, &w, n, k, &x, m);
                 let want = matmul_reference(ty, &w, n, k, &x, m);
+                // Tiles of four and of one activation row, and the rows left over from the
+                // four-row tiles, all give the scalar reference's result to the bit.
                 for (g, r) in got.iter().zip(&want) {
-                    assert!(close(*g, *r), "{ty:?} m={m}: {g} vs {r}");
+                    assert_eq!(g.to_bits(), r.to_bits(), "{ty:?} m={m}: {g} vs {r}");
                 }
             }
         }

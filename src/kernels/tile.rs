@@ -184,3 +184,140 @@ pub(super) fn byte_tile<
         )
     }
 }
+
+// ---- K-quants: super-blocks of 256 against `Q8_K` activations ----
+
+/// The float part of the K-quant dot products, in one order on every target. Per super-block,
+/// `isum(b, q, bsums)` gives two exact integers: `Σ` (every sub-block's products, times its
+/// scale) and, for types with minimums, `Σm` (each sub-block's minimum times its activations'
+/// sum). Then, super-block by super-block, `acc += (d_w·d_x)·Σ` and, when `MIN`,
+/// `mins += (dmin_w·d_x)·Σm`; the result is `acc − mins`. `d` (f16) is at byte `D` of a
+/// `BB`-byte block, `dmin` (when `MIN`) at `D + 2`.
+#[inline(always)]
+pub(super) fn reduce_scalar_k<const BB: usize, const D: usize, const MIN: bool>(
+    w: &[u8],
+    x: &super::Q8KRows,
+    xb: usize,
+    isum: impl Fn(&[u8], &[i8], &[i16]) -> (i32, i32),
+) -> f32 {
+    use super::activations::SUPER;
+    let (mut acc, mut mins) = (0f32, 0f32);
+    for (i, b) in w.chunks_exact(BB).enumerate() {
+        let j = xb + i;
+        let (s, m) = isum(
+            b,
+            &x.qs[j * SUPER..(j + 1) * SUPER],
+            &x.bsums[j * 16..(j + 1) * 16],
+        );
+        let dx = x.d[j];
+        acc += (f16_to_f32_portable(b[D], b[D + 1]) * dx) * s as f32;
+        if MIN {
+            mins += (f16_to_f32_portable(b[D + 2], b[D + 3]) * dx) * m as f32;
+        }
+    }
+    if MIN {
+        acc - mins
+    } else {
+        acc
+    }
+}
+
+/// Super-blocks per row whose integer lanes [`tile_k`] computes in one sweep.
+#[cfg(wick_simd)]
+const CHUNK_K: usize = 4;
+
+/// [`reduce_scalar_k`] for a tile of four weight rows × `A` activation rows with SIMD, to the
+/// bit (as [`tile`] for the 32-blocks): row `r`'s result for activation row `a` is lane `r` of
+/// `out[a]`. `unpack(b)` reads what a super-block's products need once (its scales);
+/// `dot(b, u, q, bsums)` gives `Σ` as four i32 lanes in any grouping, and `Σm`.
+///
+/// # Safety
+/// `unpack` and `dot` must read only the `BB`-byte block at `b`, 256 activations at `q` and 16
+/// sums at `bsums`.
+#[cfg(wick_simd)]
+#[inline(always)]
+pub(super) unsafe fn tile_k<
+    const BB: usize,
+    const D: usize,
+    const MIN: bool,
+    const A: usize,
+    U: Copy,
+>(
+    w: &[u8],
+    row_bytes: usize,
+    x: &super::Q8KRows,
+    xb: [usize; A],
+    unpack: impl Fn(*const u8) -> U,
+    dot: impl Fn(*const u8, U, *const i8, *const i16) -> (super::arch::I, i32),
+) -> [[f32; 4]; A] {
+    use super::activations::SUPER;
+    use super::arch::*;
+    use std::mem::MaybeUninit;
+    const { assert!(D + if MIN { 4 } else { 2 } <= BB) };
+    let nb = row_bytes / BB;
+    let end = xb.iter().max().map_or(0, |&b| b + nb);
+    assert!(
+        row_bytes.is_multiple_of(BB)
+            && w.len() >= 4 * row_bytes
+            && x.qs.len() >= end * SUPER
+            && x.bsums.len() >= end * 16
+            && x.d.len() >= end,
+        "four weight rows and their activations expected"
+    );
+    let (w, qs, bs) = (w.as_ptr(), x.qs.as_ptr(), x.bsums.as_ptr());
+    // The f16 at `D` (and the one after it when `MIN`) of four blocks, as a word each.
+    let head = |b: *const u8| -> u32 {
+        if MIN {
+            header(b.add(D))
+        } else {
+            u32::from(u16::from_le_bytes(std::ptr::read_unaligned(
+                b.add(D) as *const [u8; 2]
+            )))
+        }
+    };
+    let (mut acc, mut mins) = ([splat(0.0); A], [splat(0.0); A]);
+    let mut sums = [[[MaybeUninit::<I>::uninit(); CHUNK_K]; 4]; A];
+    let mut msums = [[[0u32; 4]; CHUNK_K]; A];
+    for from in (0..nb).step_by(CHUNK_K) {
+        let n = CHUNK_K.min(nb - from);
+        for r in 0..4 {
+            let b = w.add(r * row_bytes + from * BB);
+            for c in 0..n {
+                let blk = b.add(c * BB);
+                let u = unpack(blk);
+                for a in 0..A {
+                    let j = xb[a] + from + c;
+                    let (s, m) = dot(blk, u, qs.add(j * SUPER), bs.add(j * 16));
+                    sums[a][r][c].write(s);
+                    msums[a][c][r] = m as u32;
+                }
+            }
+        }
+        for c in 0..n {
+            let b = w.add((from + c) * BB);
+            let h = words([
+                head(b),
+                head(b.add(row_bytes)),
+                head(b.add(2 * row_bytes)),
+                head(b.add(3 * row_bytes)),
+            ]);
+            let (d, dmin) = (f16s(h), f16s(high_halves(h)));
+            for a in 0..A {
+                let dx = splat(*x.d.as_ptr().add(xb[a] + from + c));
+                let s = &sums[a];
+                let p = hsum4(
+                    s[0][c].assume_init(),
+                    s[1][c].assume_init(),
+                    s[2][c].assume_init(),
+                    s[3][c].assume_init(),
+                );
+                acc[a] = add(acc[a], mul(mul(d, dx), to_f32(p)));
+                if MIN {
+                    let m = to_f32(words(msums[a][c]));
+                    mins[a] = add(mins[a], mul(mul(dmin, dx), m));
+                }
+            }
+        }
+    }
+    std::array::from_fn(|a| lanes(if MIN { sub(acc[a], mins[a]) } else { acc[a] }))
+}

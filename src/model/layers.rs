@@ -398,7 +398,7 @@ impl Embedding {
             Self::Blocks {
                 ty, data, hidden, ..
             } => {
-                let row_bytes = hidden / kernels::BLOCK * ty.block_bytes();
+                let row_bytes = ty.row_bytes(*hidden);
                 let mut out = vec![0f32; ids.len() * hidden];
                 for (&id, o) in ids.iter().zip(out.chunks_exact_mut(*hidden)) {
                     let id = id as usize;

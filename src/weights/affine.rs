@@ -195,6 +195,9 @@ impl Affine {
     /// MLX 4/32 or 8/32 exactly equal to GGML blocks of `Q4_1` or `Q8_0` (`rows` × `cols`),
     /// or `None` for other types or a `Q8_0` scale too large for its bias (−128·d) in f16.
     pub fn from_blocks(ty: WeightType, data: &[u8], rows: usize, cols: usize) -> Option<Self> {
+        if !matches!(ty, WeightType::Q4_1 | WeightType::Q8_0 | WeightType::A8) {
+            return None;
+        }
         let blocks = rows * cols / BLOCK;
         let bb = ty.block_bytes();
         if data.len() != blocks * bb {
@@ -232,6 +235,7 @@ impl Affine {
                     a.biases.push(kernels::f16_to_f32(b[2], b[3]));
                     a.q.extend_from_slice(&b[4..36]);
                 }
+                WeightType::Q5_0 | WeightType::Q4K | WeightType::Q6K => return None,
             }
         }
         Some(a)

@@ -21,6 +21,10 @@ pub fn splat(v: f32) -> F {
 pub fn add(a: F, b: F) -> F {
     unsafe { _mm_add_ps(a, b) }
 }
+#[inline(always)]
+pub fn sub(a: F, b: F) -> F {
+    unsafe { _mm_sub_ps(a, b) }
+}
 /// A multiply then (in the caller) an add, never an FMA: the scalar reference's rounding.
 #[inline(always)]
 pub fn mul(a: F, b: F) -> F {
@@ -96,6 +100,127 @@ pub unsafe fn q4_1_dot(nibbles: __m256i, q: *const i8) -> __m128i {
     // Pair sums of nibble × i8 (|·| ≤ 2·15·128) are exact in i16.
     let p16 = _mm256_maddubs_epi16(nibbles, y);
     fold8(_mm256_madd_epi16(p16, _mm256_set1_epi16(1)))
+}
+
+/// Products of 32 signed weights (`|v| ≤ 127`) and 32 activations at `q` (`|q_x| ≤ 127`),
+/// as four i32 lanes: `maddubs` takes |v| as its unsigned operand and the activations with v's
+/// sign, and for weights that fit 7 bits (|v| ≤ 64) its pair sums (≤ 2·64·127) stay exact.
+///
+/// # Safety
+/// `q` must point at 32 readable bytes.
+#[inline(always)]
+pub unsafe fn small_dot(v: __m256i, q: *const i8) -> __m128i {
+    let y = _mm256_loadu_si256(q as *const __m256i);
+    let p16 = _mm256_maddubs_epi16(_mm256_sign_epi8(v, v), _mm256_sign_epi8(y, v));
+    fold8(_mm256_madd_epi16(p16, _mm256_set1_epi16(1)))
+}
+
+// ---- Q5_0 ----
+
+/// A `Q5_0` block's 32 values `q − 16` (−16‥15), in element order, for [`small_dot`].
+///
+/// # Safety
+/// `b` must point at a whole block.
+#[inline(always)]
+pub unsafe fn q5_0_unpack(b: *const u8) -> __m256i {
+    let qh = _mm256_set1_epi32(i32::from_le_bytes(std::ptr::read_unaligned(
+        b.add(2) as *const [u8; 4]
+    )));
+    // Byte e gets the byte of qh that holds its bit, then that bit alone: all ones where set.
+    let sel = _mm256_setr_epi64x(
+        0,
+        0x0101_0101_0101_0101,
+        0x0202_0202_0202_0202,
+        0x0303_0303_0303_0303,
+    );
+    let bit = _mm256_set1_epi64x(0x8040_2010_0804_0201u64 as i64);
+    let high = _mm256_cmpeq_epi8(_mm256_and_si256(_mm256_shuffle_epi8(qh, sel), bit), bit);
+    let packed = _mm_loadu_si128(b.add(6) as *const __m128i);
+    let mask = _mm_set1_epi8(0x0F);
+    let nibbles = _mm256_set_m128i(
+        _mm_and_si128(_mm_srli_epi16(packed, 4), mask),
+        _mm_and_si128(packed, mask),
+    );
+    // A nibble without its fifth bit is q − 16 once 0xF0 fills its top: nibble − 16 as i8.
+    _mm256_or_si256(
+        nibbles,
+        _mm256_andnot_si256(high, _mm256_set1_epi8(0xF0u8 as i8)),
+    )
+}
+
+// ---- K-quants ----
+
+/// Σ_j sc_j·Σ q·q_x over a `Q4_K` super-block's 8 sub-blocks (128 nibble bytes at `qs`) and 256
+/// activations at `q`, as four i32 lanes.
+///
+/// # Safety
+/// `qs` must point at 128 readable bytes, `q` at 256.
+#[inline(always)]
+pub unsafe fn q4_k_dot(qs: *const u8, sc: &[u8; 8], q: *const i8) -> __m128i {
+    let mask = _mm256_set1_epi8(0x0F);
+    let mut acc = _mm256_setzero_si256();
+    for i in 0..4 {
+        let bytes = _mm256_loadu_si256(qs.add(32 * i) as *const __m256i);
+        let lo = _mm256_and_si256(bytes, mask);
+        let hi = _mm256_and_si256(_mm256_srli_epi16(bytes, 4), mask);
+        let y0 = _mm256_loadu_si256(q.add(64 * i) as *const __m256i);
+        let y1 = _mm256_loadu_si256(q.add(64 * i + 32) as *const __m256i);
+        // Pair sums of nibble × i8 (≤ 2·15·127) are exact in i16, and times a 6-bit scale,
+        // summed in pairs, in i32.
+        let s0 = _mm256_set1_epi16(i16::from(sc[2 * i]));
+        let s1 = _mm256_set1_epi16(i16::from(sc[2 * i + 1]));
+        acc = _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(lo, y0), s0));
+        acc = _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(hi, y1), s1));
+    }
+    fold8(acc)
+}
+
+/// Σ_g sc_g·Σ (q − 32)·q_x over a `Q6_K` super-block at `b` (16 groups of 16) and 256
+/// activations at `q`, as four i32 lanes.
+///
+/// # Safety
+/// `b` must point at a whole block, `q` at 256 readable bytes.
+#[inline(always)]
+pub unsafe fn q6_k_dot(b: *const u8, q: *const i8) -> __m128i {
+    let (m4, m2) = (_mm256_set1_epi8(0x0F), _mm256_set1_epi8(0x30));
+    let mut acc = _mm256_setzero_si256();
+    for half in 0..2 {
+        let l0 = _mm256_loadu_si256(b.add(64 * half) as *const __m256i);
+        let l1 = _mm256_loadu_si256(b.add(64 * half + 32) as *const __m256i);
+        let hb = _mm256_loadu_si256(b.add(128 + 32 * half) as *const __m256i);
+        // The four quarters' 32 values each, high bits moved to bits 4‥5 (16-bit shifts: the
+        // masks drop what crosses a byte).
+        let quarters = [
+            _mm256_or_si256(
+                _mm256_and_si256(l0, m4),
+                _mm256_and_si256(_mm256_slli_epi16(hb, 4), m2),
+            ),
+            _mm256_or_si256(
+                _mm256_and_si256(l1, m4),
+                _mm256_and_si256(_mm256_slli_epi16(hb, 2), m2),
+            ),
+            _mm256_or_si256(
+                _mm256_and_si256(_mm256_srli_epi16(l0, 4), m4),
+                _mm256_and_si256(hb, m2),
+            ),
+            _mm256_or_si256(
+                _mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
+                _mm256_and_si256(_mm256_srli_epi16(hb, 2), m2),
+            ),
+        ];
+        for (k, v) in quarters.into_iter().enumerate() {
+            let e = 128 * half + 32 * k;
+            let v = _mm256_sub_epi8(v, _mm256_set1_epi8(32));
+            let y = _mm256_loadu_si256(q.add(e) as *const __m256i);
+            let p16 = _mm256_maddubs_epi16(_mm256_sign_epi8(v, v), _mm256_sign_epi8(y, v));
+            // Groups e/16 and e/16 + 1: the low and high 128 bits.
+            let sc = |g: usize| i16::from(*(b.add(192 + g) as *const i8));
+            let scales =
+                _mm256_set_m128i(_mm_set1_epi16(sc(e / 16 + 1)), _mm_set1_epi16(sc(e / 16)));
+            acc = _mm256_add_epi32(acc, _mm256_madd_epi16(p16, scales));
+        }
+    }
+    fold8(acc)
 }
 
 // ---- Plain bytes: Q8_0 (signed), A8 (unsigned) ----
