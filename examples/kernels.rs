@@ -51,7 +51,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // (type, tensor it stands for, n, k): the 0.5B's biggest matrix of each type.
     let cases = [
         (GgmlDType::Q5_0, "ffn_up", 4864, 896),
-        (GgmlDType::Q8_0, "attn_v ×8 (output head rows)", 4864, 896),
+        (GgmlDType::Q8_0, "output head (4864 of its rows)", 4864, 896),
         (GgmlDType::Q4K, "ffn_down", 896, 4864),
         (GgmlDType::Q6K, "ffn_down", 896, 4864),
         (GgmlDType::Q4_1, "(SmolLM2's type)", 4864, 896),
