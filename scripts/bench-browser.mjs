@@ -2,7 +2,9 @@
 // the same headless Debian Chromium, against the dev server, at 1 and 2 threads: Wick on the
 // app's default model (the MLX 4-bit safetensors folder) and on the GGUF it was made from,
 // wllama on the GGUF. Prints one table of medians with Wick/wllama ratios.
-//   node scripts/bench-browser.mjs [--runs 3] [--decode 128] [--no-wllama] [--simd simd128]
+// --model PATH benchmarks another GGUF under models/ (the real models of scripts/fetch-models.sh)
+// the same way, Wick on the GGUF alone: prefill and decode tok/s, load time and peak memory.
+//   node scripts/bench-browser.mjs [--model models/X.gguf] [--runs 3] [--decode 128] [--no-wllama] [--simd simd128]
 import { readFileSync, statSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import { openBrowser, waitReady } from '../tests/e2e/browser.mjs';
@@ -18,8 +20,10 @@ const THREADS = [1, 2];
 const WLLAMA = !process.argv.includes('--no-wllama');
 // --simd simd128: the plain-SIMD builds (what browsers without relaxed SIMD run).
 const SIMD = process.argv.includes('--simd') ? process.argv[process.argv.indexOf('--simd') + 1] : 'relaxed';
-const MODEL = 'models/SmolLM2-135M-Instruct.Q4_1.gguf';
-const DEFAULT_MODEL = 'models/SmolLM2-135M-Instruct-MLX-4bit/';
+const MODEL_ARG = process.argv.includes('--model') ? process.argv[process.argv.indexOf('--model') + 1] : null;
+const MODEL = MODEL_ARG ?? 'models/SmolLM2-135M-Instruct.Q4_1.gguf';
+// The page's default model is benchmarked beside its GGUF unless --model names another model.
+const DEFAULT_MODEL = MODEL_ARG ? null : 'models/SmolLM2-135M-Instruct-MLX-4bit/';
 const BENCH_PROMPT = readFileSync(new URL('../tests/fixtures/bench_prompt.txt', import.meta.url), 'utf8');
 const median = (v) => [...v].sort((a, b) => a - b)[Math.floor(v.length / 2)];
 const modelBytes = statSync(new URL(`../${MODEL}`, import.meta.url)).size;
@@ -76,7 +80,7 @@ async function wllamaRuns(page, threads) {
 /** Seconds from opening the page to the first token of a chat reply (weights cached). */
 async function timeToFirstToken(context, base, threads) {
   const page = await context.newPage();
-  await page.goto(`${base}?threads=${threads}&simd=${SIMD}`);
+  await page.goto(`${base}?threads=${threads}&simd=${SIMD}${MODEL_ARG ? `&model=${encodeURIComponent(MODEL_ARG)}` : ''}`);
   await waitReady(page);
   await page.fill('#input', 'What is the capital of France?');
   await page.click('#send');
@@ -86,21 +90,27 @@ async function timeToFirstToken(context, base, threads) {
   return t;
 }
 
-const browser = await openBrowser({ alsoServe: ['node_modules'] });
+const browser = await openBrowser({ alsoServe: ['node_modules', 'tests/e2e/pages'] });
 const rows = {};
 try {
   const page = await browser.context.newPage();
-  await page.goto(browser.base);
-  await waitReady(page); // the first visit downloads and caches the weights
+  if (MODEL_ARG) {
+    // A blank page: no engine of the app's sits in the renderer while the runs are measured.
+    await page.goto(`${browser.base}tests/e2e/pages/api.html`);
+  } else {
+    await page.goto(browser.base);
+    await waitReady(page); // the first visit downloads and caches the weights
+  }
   // The GGUF too, so every load below reads cached weights.
   await page.evaluate(async (url) => {
     const cache = await caches.open('wick-models-v1');
     if (!(await cache.match(url))) await cache.add(url);
   }, new URL(MODEL, browser.base).href);
   for (const threads of THREADS) {
-    const runs = await engineRuns(page, threads, DEFAULT_MODEL);
-    const rss = rendererRss();
     const gg = await engineRuns(page, threads, MODEL);
+    const ggRss = rendererRss();
+    const runs = DEFAULT_MODEL ? await engineRuns(page, threads, DEFAULT_MODEL) : gg;
+    const rss = DEFAULT_MODEL ? rendererRss() : ggRss;
     const ttft = [];
     for (let i = 0; i < RUNS; i++) ttft.push(await timeToFirstToken(browser.context, browser.base, threads));
     const memory = Math.max(...runs.map((r) => r.memoryBytes));
@@ -119,6 +129,10 @@ try {
       ggDecode: ggDecode.toFixed(1),
       ggLoad: median(gg.map((r) => r.loadSeconds)).toFixed(2),
       ggMemory: `${(ggMemory / 1e6).toFixed(0)} MB (${(ggMemory / modelBytes).toFixed(2)}×)`,
+      ggRss: `${(ggRss / 1e6).toFixed(0)} MB`,
+      ggRatioPrefill: `${(ggPrefill / wlPrefill).toFixed(2)}×`,
+      ggRatioDecode: `${(ggDecode / wlDecode).toFixed(2)}×`,
+      ggBuild: `${gg[0].threads === 1 ? 'single-threaded' : `threaded (${gg[0].threads} workers)`}, ${gg[0].simd}`,
       ggRatio: `${(ggPrefill / wlPrefill).toFixed(1)}× / ${(ggDecode / wlDecode).toFixed(1)}×`,
       wlPrefill: `${wlPrefill.toFixed(1)} (${wl[0].prompt_n} tok)`,
       wlDecode: `${wlDecode.toFixed(1)} (${wl[0].predicted_n} tok)`,
@@ -137,6 +151,24 @@ try {
   }
   const version = await page.evaluate(() => navigator.userAgent.match(/Chrome\/[\d.]+/)?.[0]);
   const line = (label, key) => console.log(`| ${label} | ${THREADS.map((t) => rows[t][key]).join(' | ')} |`);
+  if (MODEL_ARG) {
+    console.log(`\nWick and wllama in headless Chromium (${version}), ${MODEL} (${(modelBytes / 1e6).toFixed(0)} MB), medians of ${RUNS}`);
+    console.log(`| metric | ${THREADS.map((t) => `${t} thread${t > 1 ? 's' : ''}`).join(' | ')} |`);
+    console.log(`|---|${THREADS.map(() => '---|').join('')}`);
+    line('Wick wasm build', 'ggBuild');
+    line('Wick prefill tok/s (bench_prompt)', 'ggPrefill');
+    line(`Wick decode tok/s (${DECODE} greedy tokens)`, 'ggDecode');
+    line('Wick model load, weights cached (s)', 'ggLoad');
+    line('Wick page open → first token, weights cached (s)', 'ttft');
+    line('Wick peak wasm memory (× model file)', 'ggMemory');
+    line('renderer RSS after Wick (largest renderer)', 'ggRss');
+    line('wllama prefill tok/s', 'wlPrefill');
+    line('wllama decode tok/s', 'wlDecode');
+    line('wllama model load (s)', 'wlLoad');
+    line('renderer RSS after wllama (largest renderer)', 'wlRss');
+    line('**Wick / wllama, prefill**', 'ggRatioPrefill');
+    line('**Wick / wllama, decode**', 'ggRatioDecode');
+  } else {
   console.log(`\nWick in headless Chromium (${version}), ${DEFAULT_MODEL} (and ${MODEL}), medians of ${RUNS}`);
   console.log(`| metric | ${THREADS.map((t) => `${t} thread${t > 1 ? 's' : ''}`).join(' | ')} |`);
   console.log(`|---|${THREADS.map(() => '---|').join('')}`);
@@ -158,6 +190,7 @@ try {
   line('**Wick / wllama, prefill**', 'prefillRatio');
   line('**Wick / wllama, decode**', 'decodeRatio');
   line('Wick GGUF / wllama, prefill / decode', 'ggRatio');
+  }
   for (const dir of ['pkg', 'pkg-threads', 'pkg-relaxed', 'pkg-threads-relaxed']) {
     console.log(`| wasm size, www/${dir} | ${statSync(new URL(`../www/${dir}/wick_bg.wasm`, import.meta.url)).size} bytes |`);
   }

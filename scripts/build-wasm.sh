@@ -15,8 +15,10 @@ TARGET=wasm32-unknown-unknown
 # RUSTFLAGS replaces .cargo/config.toml's flags for the target, so the shared ones are repeated.
 BASE='--cfg getrandom_backend="wasm_js"'
 # Shared memory must be imported and capped, and the TLS symbols exported, or wasm-bindgen
-# silently emits single-threaded glue.
-THREADS='-C target-feature=+atomics,+bulk-memory,+mutable-globals -C link-arg=--shared-memory -C link-arg=--import-memory -C link-arg=--max-memory=2147483648 -C link-arg=--export=__wasm_init_tls -C link-arg=--export=__tls_size -C link-arg=--export=__tls_align -C link-arg=--export=__tls_base'
+# silently emits single-threaded glue. The cap is wasm32's whole 4 GiB (what the single-threaded
+# builds may grow to as well): V8 only reserves it, and a 1.5B model with its KV cache needs more
+# than 2 GiB. www/memory.js refuses a model that cannot fit under it before downloading it.
+THREADS='-C target-feature=+atomics,+bulk-memory,+mutable-globals -C link-arg=--shared-memory -C link-arg=--import-memory -C link-arg=--max-memory=4294967296 -C link-arg=--export=__wasm_init_tls -C link-arg=--export=__tls_size -C link-arg=--export=__tls_align -C link-arg=--export=__tls_base'
 
 # build OUT_DIR TARGET_DIR SIMD_FEATURES [threads]
 build() {

@@ -4,7 +4,7 @@
 //   node scripts/serve.mjs [--port 8080] [--host 127.0.0.1]
 import { createServer } from 'node:http';
 import { createReadStream } from 'node:fs';
-import { stat } from 'node:fs/promises';
+import { readdir, stat } from 'node:fs/promises';
 import { extname, join, normalize, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -27,6 +27,29 @@ const TYPES = {
 // Only these paths (and what is under them) are served; the rest of the checkout (target/,
 // .git/, the other packages in node_modules/) is not.
 const PUBLIC = ['index.html', 'www', 'models', 'examples', 'node_modules/openai'];
+
+/**
+ * The models in `dir` (the checkout's models/), for the page's model picker: each GGUF file and
+ * each Hugging Face folder (one with a config.json), by name, sorted, as
+ * `[{ path: 'models/NAME' (a folder's ends in '/'), name, bytes }]`.
+ */
+export async function listModels(dir) {
+  const out = [];
+  for (const name of (await readdir(dir).catch(() => [])).sort()) {
+    const full = join(dir, name);
+    const info = await stat(full).catch(() => null);
+    if (info?.isFile() && name.endsWith('.gguf')) {
+      out.push({ path: `models/${name}`, name, bytes: info.size });
+    } else if (info?.isDirectory()) {
+      const files = await readdir(full).catch(() => []);
+      if (!files.includes('config.json')) continue;
+      let bytes = 0;
+      for (const f of files) bytes += (await stat(join(full, f)).catch(() => ({ size: 0 }))).size;
+      out.push({ path: `models/${name}/`, name, bytes });
+    }
+  }
+  return out;
+}
 
 /**
  * Starts the server. `onRequest(method, path, status)` sees every request (tests count
@@ -56,6 +79,11 @@ export function startServer({ port = 8080, host = '127.0.0.1', root = ROOT, onRe
       return send(400, 'bad path');
     }
     if (path === '/') path = '/index.html';
+    if (path === '/models/') {
+      // What this server holds, as JSON: the page lists it in its model picker.
+      const body = JSON.stringify(await listModels(join(root, 'models')));
+      return send(200, req.method === 'HEAD' ? undefined : body, { 'Content-Type': 'application/json' });
+    }
     const rel = normalize(path).replace(/^[/\\]+/, '');
     const file = join(root, rel);
     const isServed = served.some((p) => rel === normalize(p) || rel.startsWith(normalize(p) + sep));
@@ -71,12 +99,23 @@ export function startServer({ port = 8080, host = '127.0.0.1', root = ROOT, onRe
     // copy, and with it V8's cache of the optimized wasm code (else every visit recompiles).
     const etag = `"${info.size.toString(16)}-${Math.floor(info.mtimeMs).toString(16)}"`;
     if (req.headers['if-none-match'] === etag) return send(304, undefined, { ETag: etag });
-    res.writeHead(200, {
-      ...securityHeaders,
-      'Content-Type': TYPES[extname(file)] ?? 'application/octet-stream',
-      'Content-Length': info.size,
-      ETag: etag,
-    });
+    const type = TYPES[extname(file)] ?? 'application/octet-stream';
+    // One range `bytes=START-[END]` (the page reads a GGUF's head before downloading it); other
+    // forms get the whole file.
+    const range = req.headers.range?.match(/^bytes=(\d+)-(\d*)$/);
+    if (range) {
+      const start = Number(range[1]);
+      const end = Math.min(range[2] ? Number(range[2]) : info.size - 1, info.size - 1);
+      if (start > end) return send(416, undefined, { 'Content-Range': `bytes */${info.size}` });
+      res.writeHead(206, {
+        ...securityHeaders, 'Content-Type': type, 'Content-Length': end - start + 1,
+        'Content-Range': `bytes ${start}-${end}/${info.size}`, 'Accept-Ranges': 'bytes', ETag: etag,
+      });
+      if (req.method === 'HEAD') res.end();
+      else createReadStream(file, { start, end }).pipe(res);
+      return onRequest(req.method, req.url, 206);
+    }
+    res.writeHead(200, { ...securityHeaders, 'Content-Type': type, 'Content-Length': info.size, 'Accept-Ranges': 'bytes', ETag: etag });
     if (req.method === 'HEAD') {
       res.end();
     } else {

@@ -203,7 +203,8 @@ impl WickEngine {
     }
 
     /// The model's configuration as JSON (`context_length`: what a conversation may hold;
-    /// `model_context_length`: what the model was trained for).
+    /// `model_context_length`: what the model was trained for; `chat_template`: whether the
+    /// model has one, else it is a base model that only continues text).
     pub fn info(&self) -> Result<String, JsValue> {
         let c = self.engine.config();
         to_json(&serde_json::json!({
@@ -216,6 +217,7 @@ impl WickEngine {
             "n_kv_heads": c.n_kv_heads,
             "context_length": self.engine.context_length(),
             "model_context_length": c.context_length,
+            "chat_template": self.engine.has_chat_template(),
         }))
     }
 

@@ -1,6 +1,7 @@
 // The chat UI, built on Wick's public API alone (wick.js): it loads a model into an engine and
-// streams each reply with engine.chat.completions.create. Model output is only ever inserted as
-// text (textContent), never as HTML.
+// streams each reply with engine.chat.completions.create, or for a base model (one without a chat
+// template) continues each message as raw text with engine.completions.create. Model output is
+// only ever inserted as text (textContent), never as HTML.
 import { Wick, WickError } from './wick.js';
 
 // A Hugging Face folder of MLX-quantized safetensors (made from the GGUF by `wick quantize`).
@@ -12,6 +13,7 @@ const THREADS = Math.max(1, Number(query.get('threads')) || navigator.hardwareCo
 const SIMD = query.get('simd') === 'simd128' ? 'simd128' : 'relaxed';
 
 const $ = (id) => document.getElementById(id);
+const CHAT_PLACEHOLDER = $('input').placeholder;
 const ui = {
   loader: $('loader'), progress: $('progress'), progressLabel: $('progress-label'),
   error: $('error'), messages: $('messages'), form: $('composer'), input: $('input'),
@@ -23,6 +25,7 @@ const ui = {
 let engine = null;
 let modelName = '';
 let modelLine = '';
+let completionMode = false; // the model has no chat template: each message is continued as text
 const conversation = []; // [{ role, content }] of finished turns
 let reply = null; // { el, text, question, controller } of the reply being streamed
 let loading = null; // the AbortController of the load in progress
@@ -57,18 +60,19 @@ function systemMessages() {
 /** Lets the engine read the system prompt while the user types (a new conversation starts with it). */
 function warmUp() {
   const messages = systemMessages();
-  if (engine && messages.length) engine.warm(messages).catch(() => {}); // the next question meets any error
+  if (engine && !completionMode && messages.length) engine.warm(messages).catch(() => {}); // the next question meets any error
 }
 
 function request(question) {
   const num = (id) => Number($(id).value);
-  return {
-    messages: [...systemMessages(), ...conversation, { role: 'user', content: question }],
+  const sampling = {
     stream: true,
     stream_options: { include_usage: true },
     temperature: num('temperature'), top_k: num('top_k'), top_p: num('top_p'),
     repetition_penalty: num('repeat_penalty'), max_tokens: num('max_tokens'), seed: num('seed'),
   };
+  if (completionMode) return { prompt: question, ...sampling };
+  return { messages: [...systemMessages(), ...conversation, { role: 'user', content: question }], ...sampling };
 }
 
 function statusLine(usage, timings) {
@@ -93,14 +97,16 @@ async function send() {
   let note = null;
   try {
     const body = request(question);
-    const stream = await engine.chat.completions.create({ ...body, signal: current.controller.signal });
+    const api = completionMode ? engine.completions : engine.chat.completions;
+    const stream = await api.create({ ...body, signal: current.controller.signal });
     let finished = null;
     let usage = null;
     for await (const chunk of stream) {
       const choice = chunk.choices[0];
-      if (choice?.delta.content) {
+      const piece = completionMode ? choice?.text : choice?.delta.content;
+      if (piece) {
         if (!current.text) ui.status.textContent = 'Writing…';
-        current.text += choice.delta.content;
+        current.text += piece;
         el.textContent = current.text;
         el.scrollIntoView({ block: 'end' });
       }
@@ -134,7 +140,8 @@ function finish(r, note) {
   if (reply === r) reply = null;
   r.el.classList.remove('pending');
   if (r.el.isConnected) {
-    conversation.push({ role: 'user', content: r.question }, { role: 'assistant', content: r.text });
+    // A text completion stands alone: the next message is continued by itself.
+    if (!completionMode) conversation.push({ role: 'user', content: r.question }, { role: 'assistant', content: r.text });
     if (note) {
       const span = document.createElement('span');
       span.className = 'note';
@@ -186,8 +193,16 @@ async function loadModel(model, name) {
     const { info } = next;
     modelName = name;
     const { build } = info;
-    modelLine = `${name} (${info.format}, ${info.architecture}, ${info.n_layers} layers) · wasm ${build.simd}, ${build.threads} thread${build.threads === 1 ? '' : 's'}`;
-    ui.status.textContent = `Ready: ${modelLine} · loaded from ${info.source} in ${info.loadSeconds.toFixed(1)} s`;
+    completionMode = !info.chat_template;
+    ui.input.placeholder = completionMode
+      ? 'Write the start of a text for the model to continue… (Enter to send, Shift+Enter for a new line)'
+      : CHAT_PLACEHOLDER;
+    // A GGUF's format says nothing of its quantization; a safetensors format names it already.
+    const format = info.format === 'GGUF' ? `GGUF ${info.quantization}` : info.format;
+    const context = info.context_length === info.model_context_length ? `${info.context_length}` : `${info.context_length} of ${info.model_context_length}`;
+    modelLine = `${name} (${format}, ${info.architecture}, ${info.n_layers} layers, context ${context} tokens) · ` +
+      `${completionMode ? 'text completion (base model, no chat template)' : 'chat'} · wasm ${build.simd}, ${build.threads} thread${build.threads === 1 ? '' : 's'}`;
+    ui.status.textContent = `Ready: ${modelLine} · loaded from ${info.source} in ${info.loadSeconds.toFixed(1)} s, ${mb(info.memoryBytes)} MB of wasm memory`;
     warmUp();
   } catch (e) {
     const error = WickError.from(e);
@@ -241,7 +256,31 @@ function loadPath(path) {
 }
 ui.modelChoice.addEventListener('change', () => loadPath(ui.modelChoice.value));
 
+/**
+ * Adds every model the server holds to the model menu: Wick's dev server lists its models/
+ * folder as JSON at models/ (a plain static host does not, and the menu keeps its own entries).
+ */
+async function listModels() {
+  let models;
+  try {
+    const r = await fetch('models/', { headers: { Accept: 'application/json' } });
+    models = r.ok ? await r.json() : [];
+  } catch {
+    return;
+  }
+  if (!Array.isArray(models)) return;
+  const known = new Set([...ui.modelChoice.options].map((o) => o.value));
+  for (const { path, name, bytes } of models) {
+    if (typeof path !== 'string' || known.has(path)) continue;
+    const kind = path.endsWith('/') ? 'safetensors folder' : 'GGUF';
+    ui.modelChoice.append(new Option(`${name} · ${kind} · ${mb(bytes)} MB`, path));
+  }
+  if ([...ui.modelChoice.options].some((o) => o.value === startModel)) ui.modelChoice.value = startModel;
+  ui.modelChoice.dataset.listed = String(models.length);
+}
+
 const startModel = query.get('model') ?? DEFAULT_MODEL;
 if ([...ui.modelChoice.options].some((o) => o.value === startModel)) ui.modelChoice.value = startModel;
 loadPath(startModel);
+listModels();
 setBusy();

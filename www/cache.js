@@ -157,12 +157,13 @@ function httpError(url, response) {
  * too big for wasm memory is refused before downloading (a server that refuses HEAD is just
  * asked with GET).
  * @param {string} url absolute URL
- * @param {{ optional?: boolean, signal?: AbortSignal, onBytes?: (loaded: number, total: number, phase: 'download'|'cache') => void, onCacheError?: (e: WickError) => void }} [options]
+ * @param {{ optional?: boolean, signal?: AbortSignal, onBytes?: (loaded: number, total: number, phase: 'download'|'cache') => void, onCacheError?: (e: WickError) => void, beforeDownload?: (url: string, size: number) => Promise<void> }} [options]
  *   `optional`: a missing file gives null instead of an error; `onCacheError`: the file could
- *   not be kept (a full quota, say); it is still returned.
+ *   not be kept (a full quota, say); it is still returned; `beforeDownload`: called with the
+ *   file's final URL and size (from HEAD) before a download starts; what it throws stops it.
  * @returns {Promise<{ url: string, bytes: Uint8Array, source: 'network'|'cache' } | null>}
  */
-export async function fetchFile(url, { optional = false, signal, onBytes = () => {}, onCacheError = () => {} } = {}) {
+export async function fetchFile(url, { optional = false, signal, onBytes = () => {}, onCacheError = () => {}, beforeDownload } = {}) {
   const cache = await openCache();
   const fromCache = async (key) => {
     const hit = key && cache && (await cache.match(key));
@@ -191,6 +192,7 @@ export async function fetchFile(url, { optional = false, signal, onBytes = () =>
       await keep(cache, url, new Response('', { headers: { [ALIAS]: target } }), onCacheError);
       return other;
     }
+    if (size && beforeDownload) await beforeDownload(target, size);
   } else if (head?.status === 404 || head?.status === 410) {
     if (optional) return null;
     throw httpError(url, head);

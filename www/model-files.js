@@ -3,6 +3,7 @@
 // becomes its files in the order the engine needs them.
 import { WickError } from './error.js';
 import { fetchFile, MAX_MODEL_BYTES } from './cache.js';
+import { HEAD_BYTES, readMetadata, describe } from './gguf.js';
 
 /** Where a hub repo id is looked up unless `hubUrl` says otherwise. */
 export const DEFAULT_HUB = 'https://huggingface.co';
@@ -67,6 +68,7 @@ export function describeModel(model, { hubUrl = DEFAULT_HUB, revision = 'main' }
  *   onProgress?: (p: { loaded: number, total: number, file: string, phase: 'download'|'cache' }) => void,
  *   onCacheError?: (e: WickError) => void,
  *   onTokenizerFiles?: (files: NamedBytes[]) => void,
+ *   fits?: (bytes: number, shape: ReturnType<typeof describe>) => void,
  * }} FetchOptions
  */
 
@@ -74,7 +76,8 @@ export function describeModel(model, { hubUrl = DEFAULT_HUB, revision = 'main' }
  * The bytes of the model `source` names. `onProgress` counts the bytes of all its files
  * together (`total` grows as each file's size becomes known); `onTokenizerFiles` gets a folder's
  * config and tokenizer files as soon as they are read, before the weights; `wasm` is the engine's
- * build, which knows what a folder holds.
+ * build, which knows what a folder holds; `fits` judges a GGUF from its size and the shape its
+ * head gives before the download starts, and throws if the engine could not hold it.
  * @param {ModelSource} source
  * @param {FetchOptions} options
  * @returns {Promise<ModelBytes>}
@@ -108,9 +111,48 @@ function progress(onProgress = () => {}) {
   };
 }
 
-async function fetchGguf(url, { signal, onProgress, onCacheError }) {
+/**
+ * The first `n` bytes of `url` (a ranged GET; from a server that ignores the range, the first `n`
+ * bytes of the whole file, the rest left unread), or null if they cannot be had.
+ */
+async function fetchHead(url, n, signal) {
+  let response;
+  try {
+    response = await fetch(url, { headers: { Range: `bytes=0-${n - 1}` }, signal, cache: 'no-store', mode: 'cors', credentials: 'same-origin' });
+  } catch (e) {
+    if (signal?.aborted) throw new WickError('aborted', `The download of ${url} was aborted.`);
+    return null;
+  }
+  if (!response.ok || !response.body) return null;
+  const reader = response.body.getReader();
+  const head = new Uint8Array(n);
+  let got = 0;
+  try {
+    while (got < n) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      const take = Math.min(value.length, n - got);
+      head.set(value.subarray(0, take), got);
+      got += take;
+    }
+  } catch {
+    // A broken read leaves what arrived.
+  } finally {
+    reader.cancel().catch(() => {});
+  }
+  return head.subarray(0, got);
+}
+
+async function fetchGguf(url, { signal, onProgress, onCacheError, fits }) {
   const file = progress(onProgress).file(url);
-  const got = await fetchFile(url, { signal, onBytes: file.onBytes, onCacheError });
+  // Before downloading, the head of the file says the model's shape, so that with the size the
+  // engine's memory can be judged (a head that cannot be read leaves only the size to judge).
+  const beforeDownload = fits && (async (target, size) => {
+    const head = await fetchHead(target, HEAD_BYTES, signal);
+    const meta = head && readMetadata(head);
+    fits(size, describe(meta ?? new Map()));
+  });
+  const got = await fetchFile(url, { signal, onBytes: file.onBytes, onCacheError, beforeDownload });
   return { gguf: got.bytes, source: got.source };
 }
 

@@ -13,7 +13,8 @@
  * @typedef {TokenLogprob & { top_logprobs: TokenLogprob[] }} TokenLogprobs
  * @typedef {{ prompt_tokens: number, prefilled_tokens: number, prefill_seconds: number,
  *   generated_tokens: number, decode_seconds: number, first_token_seconds: number }} Stats
- * @typedef {{ id: string, name: string, architecture: string, format: string, vocab_size: number,
+ * @typedef {{ id: string, name: string, architecture: string, format: string, quantization: string,
+ *   chat_template: boolean, vocab_size: number,
  *   hidden_size: number, n_layers: number, n_heads: number, n_kv_heads: number,
  *   context_length: number, model_context_length: number, source: 'network'|'cache'|'file',
  *   bytes: number, loadSeconds: number, build: { simd: 'relaxed-simd'|'simd128', threads: number },

@@ -44,7 +44,7 @@ export interface LoadOptions {
   threads?: number;
   /** 'relaxed' (default) uses relaxed SIMD where the browser validates it; 'simd128' never does. */
   simd?: 'relaxed' | 'simd128';
-  /** Most tokens a conversation may hold (prompt and reply); default and maximum: the model's. Bounds the KV cache's memory. */
+  /** Most tokens a conversation may hold (prompt and reply); default 4096, at most the model's. Bounds the KV cache's memory; a model whose weights and KV cache cannot fit in wasm memory is refused before it downloads (`out_of_memory`). */
   contextLength?: number;
   /** Called as files download or are read from the cache, then while the engine is built. */
   onProgress?: (progress: LoadProgress) => void;
@@ -68,12 +68,16 @@ export interface EngineInfo {
   architecture: string;
   /** 'GGUF', 'safetensors, MLX 4-bit', 'safetensors, float'… */
   format: string;
+  /** A GGUF's file type as llama.cpp names it ('Q4_K_M', 'Q4_1'…); for safetensors the format's quantization ('MLX 4-bit', 'float'…). */
+  quantization: string;
+  /** Whether the model has a chat template; without one it is a base model, meant for `completions`. */
+  chat_template: boolean;
   vocab_size: number;
   hidden_size: number;
   n_layers: number;
   n_heads: number;
   n_kv_heads: number;
-  /** Tokens a conversation may hold (the contextLength asked for, or the model's). */
+  /** Tokens a conversation may hold: the contextLength asked for, else 4096, at most the model's. */
   context_length: number;
   /** Tokens the model was made for. */
   model_context_length: number;

@@ -5,6 +5,8 @@ import { ToWorker, FromWorker } from './protocol.js';
 import { WickError } from './error.js';
 import { loadWasm } from './wasm.js';
 import { fetchModel } from './model-files.js';
+import { readMetadata, describe } from './gguf.js';
+import { checkFits, DEFAULT_CONTEXT } from './memory.js';
 
 /** @type {any} the WickEngine of the wasm build */
 let engine = null;
@@ -35,8 +37,10 @@ async function load({ source, options }) {
   wasm.catch(() => {}); // awaited below, after the download; a failure is reported there
   let tokenizer = null;
   try {
+    const fits = (size, shape) => checkFits(source.id, size, shape, options.contextLength);
     const model = await fetchModel(source, {
       wasm,
+      fits,
       onProgress: (p) => post(FromWorker.PROGRESS, p),
       onCacheError: (e) => post(FromWorker.CACHE_ERROR, { error: e.toJSON() }),
       onTokenizerFiles: (files) => {
@@ -47,7 +51,11 @@ async function load({ source, options }) {
     memory = mem;
     const bytes = model.gguf ? model.gguf.length : model.files.reduce((n, f) => n + f.bytes.length, 0);
     post(FromWorker.PROGRESS, { phase: 'init', loaded: bytes, total: bytes, file: source.id });
+    // A GGUF's metadata names its quantization; a file that came from the cache or from the
+    // user is judged here, before the engine tries to hold it.
+    const shape = model.gguf ? describe(readMetadata(model.gguf) ?? new Map()) : null;
     if (model.gguf) {
+      fits(bytes, shape);
       engine = new mod.WickEngine(model.gguf);
     } else {
       // A tokenizer that failed to parse ahead is parsed again by the loader, which says why.
@@ -55,9 +63,11 @@ async function load({ source, options }) {
       tokenizer = null; // fromFiles takes it over, loaded or not
       engine = mod.WickEngine.fromFiles(model.files.map((f) => f.name), model.files.map((f) => f.bytes), options.quantize ?? null, parsed ?? null);
     }
-    if (options.contextLength) engine.setContextLength(options.contextLength);
+    engine.setContextLength(options.contextLength ?? DEFAULT_CONTEXT);
+    const details = JSON.parse(engine.info());
+    const quantization = shape ? (shape.quantization ?? 'unknown quantization') : details.format.replace(/^safetensors, /, '');
     const info = {
-      id: source.id, name: source.id, ...JSON.parse(engine.info()), source: model.source, bytes, build,
+      id: source.id, name: source.id, ...details, quantization, source: model.source, bytes, build,
       loadSeconds: (performance.now() - t0) / 1000, memoryBytes: memory.buffer.byteLength,
     };
     post(FromWorker.READY, { info });

@@ -65,7 +65,10 @@ test('Wick.load reports progress and resolves to an engine describing itself', a
   assert.equal(info.architecture, 'llama');
   assert.equal(info.format, 'safetensors, MLX 4-bit');
   assert.equal(info.n_layers, 30);
-  assert.equal(info.context_length, 8192);
+  assert.equal(info.quantization, 'MLX 4-bit');
+  assert.equal(info.chat_template, true);
+  // The context defaults to 4096 tokens (the KV cache's memory), at most the model's.
+  assert.equal(info.context_length, 4096);
   assert.equal(info.model_context_length, 8192);
   const cores = await inPage(() => navigator.hardwareConcurrency);
   assert.deepEqual(info.build, { simd: 'relaxed-simd', threads: cores });
@@ -312,7 +315,7 @@ test('unsupported fields and bad values are clear errors, and the engine goes on
     [{ messages: m, logit_bias: { 99999999: 5 } }, 'invalid_request', null, /logit bias names token 99999999/],
     [{ messages: [] }, 'invalid_request', 'messages', /non-empty/],
     [{ messages: m, model: 'gpt-4o' }, 'model_not_found', 'model', /this engine runs "SmolLM2-135M-Instruct-MLX-4bit"/],
-    [{ messages: [{ role: 'user', content: 'lorem ipsum dolor sit amet '.repeat(2000) }] }, 'context_length_exceeded', null, /the prompt is too long: \d+ tokens needed but the context holds 8192/],
+    [{ messages: [{ role: 'user', content: 'lorem ipsum dolor sit amet '.repeat(2000) }] }, 'context_length_exceeded', null, /the prompt is too long: \d+ tokens needed but the context holds 4096/],
   ];
   for (const [body, code, param, message] of cases) {
     const e = await errorOf(create, body);

@@ -50,7 +50,7 @@ test('the default model downloads with a byte progress bar and loads', async () 
     'SmolLM2-135M-Instruct-MLX-4bit/model.safetensors',
   ]);
   const status = await page.textContent('#status');
-  assert.match(status, /SmolLM2-135M-Instruct-MLX-4bit \(safetensors, MLX 4-bit, llama, 30 layers\)/);
+  assert.match(status, /SmolLM2-135M-Instruct-MLX-4bit \(safetensors, MLX 4-bit, llama, 30 layers, context 4096 of 8192 tokens\) · chat · /);
   assert.match(status, /loaded from network/);
   // The dev server makes the page cross-origin isolated, so the threaded build runs, and
   // Chromium has relaxed SIMD.
@@ -151,7 +151,7 @@ test('the GGUF the default model was made from is selectable and replies the sam
   await page.evaluate(() => { document.getElementById('settings').open = true; });
   // A new model starts a new conversation, so both answers come from the same prompt.
   await page.selectOption('#model-choice', GGUF);
-  await page.waitForFunction(() => /Ready: SmolLM2-135M-Instruct\.Q4_1\.gguf \(GGUF/.test(document.getElementById('status').textContent));
+  await page.waitForFunction(() => /Ready: SmolLM2-135M-Instruct\.Q4_1\.gguf \(GGUF Q4_1, llama, 30 layers, context 4096 of 8192 tokens\)/.test(document.getElementById('status').textContent));
   const gguf = await ask(page, 'What is the capital of France?');
   assert.equal(gguf.text, mlx.text);
   assert.match(gguf.text, /Paris/);

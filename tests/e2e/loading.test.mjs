@@ -23,6 +23,25 @@ let jinjaFolder;
 /** A plain ChatML template, unlike SmolLM2's own (which adds a default system prompt). */
 const CHATML = "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}";
 
+/** The head of a GGUF v3 file: its metadata (strings and u32s), no tensors. */
+function ggufHead(meta) {
+  const str = (t) => {
+    const b = Buffer.from(t);
+    const n = Buffer.alloc(8);
+    n.writeBigUInt64LE(BigInt(b.length));
+    return Buffer.concat([n, b]);
+  };
+  const u32 = (v) => {
+    const b = Buffer.alloc(4);
+    b.writeUInt32LE(v);
+    return b;
+  };
+  const counts = Buffer.alloc(16);
+  counts.writeBigUInt64LE(BigInt(Object.keys(meta).length), 8);
+  const kvs = Object.entries(meta).map(([k, v]) => Buffer.concat([str(k), ...(typeof v === 'string' ? [u32(8), str(v)] : [u32(4), u32(v)])]));
+  return Buffer.concat([Buffer.from('GGUF'), u32(3), counts, ...kvs]);
+}
+
 const inPage = (fn, arg) => page.evaluate(fn, arg);
 /** GETs the hub answered for paths matching `re`. */
 const gets = (h, re) => h.requests.filter((r) => r.method === 'GET' && re.test(r.url));
@@ -39,7 +58,11 @@ before(async () => {
   hub = await startMockHub({
     repos: { [REPO]: MLX, 'second-state/SmolLM2-GGUF': MODELS, 'huge/model': MODELS, 'templates/SmolLM2-jinja': jinjaFolder },
     revisions: ['main', 'v1.0'],
-    declared: { 'huge/model/huge.gguf': 5e12 },
+    declared: {
+      'huge/model/huge.gguf': 5e12,
+      // 2.5 GB of weights (fits), and a KV cache for 4096 tokens that does not fit beside them.
+      'huge/model/deep.gguf': { size: 2.5e9, head: ggufHead({ 'general.architecture': 'llama', 'general.file_type': 15, 'llama.block_count': 80, 'llama.context_length': 32768, 'llama.embedding_length': 8192, 'llama.attention.head_count': 64, 'llama.attention.head_count_kv': 8 }) },
+    },
   });
   // 20 MB/s: the 100 MB weights take seconds, so an abort lands mid-file.
   slowHub = await startMockHub({ repos: { 'slow/SmolLM2': MLX }, throttle: 20e6 });
@@ -204,6 +227,35 @@ test('a model too big for wasm memory is refused before it is downloaded', async
   assert.equal(e.code, 'out_of_memory');
   assert.match(e.message, /4656\.6 GiB; a model in the browser must fit in 4 GiB/);
   assert.equal(gets(hub, /huge\.gguf$/).length, 0);
+});
+
+test('a model whose KV cache would not fit is refused before it is downloaded, and the tab goes on', async () => {
+  const r = await inPage(async ({ hubUrl, gguf }) => {
+    const attempt = async (options) => {
+      try {
+        await window.W.Wick.load('huge/model/deep.gguf', { hubUrl, ...options });
+        return null;
+      } catch (e) {
+        return { code: e.code, message: e.message };
+      }
+    };
+    const refused = await attempt({});
+    // With a shorter context it fits: the download starts (and fails, the hub sends nothing).
+    const shorter = await attempt({ contextLength: 1024 });
+    // The tab still works: another model loads and answers.
+    const engine = await window.W.Wick.load(gguf, { threads: 1 });
+    const answer = await window.ask(engine, [{ role: 'user', content: 'What is the capital of France?' }]);
+    await engine.unload();
+    return { refused, shorter, answer };
+  }, { hubUrl: hub.url, gguf: `/models/${GGUF}` });
+  assert.equal(r.refused.code, 'out_of_memory');
+  assert.match(r.refused.message, /deep\.gguf needs about 6\.72 GiB of WebAssembly memory \(weights 2\.33 GiB \+ KV cache for 4096 tokens 3\.75 GiB/);
+  assert.match(r.refused.message, /more than the 4\.00 GiB a wasm engine in this browser can have\. Load it with a smaller contextLength \(about 1024 tokens fit\)/);
+  assert.equal(r.shorter.code, 'network', r.shorter.message);
+  assert.match(r.answer, /Paris/);
+  // Each attempt read the file's head (a ranged GET, 206); only the one that fits asked for all of it.
+  const deep = hub.requests.filter((q) => q.method === 'GET' && q.url.endsWith('/deep.gguf'));
+  assert.deepEqual(deep.map((q) => q.status), [206, 206, 500]);
 });
 
 test('load errors say what is wrong', async () => {

@@ -19,9 +19,10 @@ const CORS = {
  * Starts the mock hub. `repos` maps `org/name` to a folder whose files it serves; `revisions`
  * are the revisions that resolve (all to the same files); `throttle` (bytes per second) slows
  * the CDN down so a test can abort mid-file; `declared` maps `org/name/file` to a size the hub
- * announces for a file it never sends (a model too big to load). `requests` records
+ * announces for a file it never sends (a model too big to load), or to `{ size, head }`, whose
+ * `head` (a Buffer) it sends to a ranged GET of the file's start. `requests` records
  * `{ method, url, status }`. Resolves to `{ url, requests, close }`.
- * @param {{ repos: Record<string, string>, revisions?: string[], throttle?: number, declared?: Record<string, number> }} options
+ * @param {{ repos: Record<string, string>, revisions?: string[], throttle?: number, declared?: Record<string, number | { size: number, head: Buffer }> }} options
  */
 export async function startMockHub({ repos, revisions = ['main'], throttle = 0, declared = {} }) {
   const requests = [];
@@ -43,10 +44,17 @@ export async function startMockHub({ repos, revisions = ['main'], throttle = 0, 
     const cdnMatch = path.match(/^\/cdn\/([^/]+)\/([^/]+)\/(.+)$/);
     if (!cdnMatch) return send(404);
     const [, org, name, file] = cdnMatch;
-    const size = declared[`${org}/${name}/${file}`];
-    if (size !== undefined) {
-      // Announces a size and sends nothing: only a HEAD can be answered honestly.
+    const announced = declared[`${org}/${name}/${file}`];
+    if (announced !== undefined) {
+      // Announces a size and sends nothing but, if it has one, the file's head to a ranged GET:
+      // only a HEAD or a GET of the head can be answered honestly.
+      const { size, head } = typeof announced === 'number' ? { size: announced } : announced;
       if (req.method === 'HEAD') return send(200, { 'Content-Length': size, 'Content-Type': 'application/octet-stream' });
+      const range = req.headers.range?.match(/^bytes=0-(\d+)$/);
+      if (head && range) {
+        const part = head.subarray(0, Number(range[1]) + 1);
+        return send(206, { 'Content-Length': part.length, 'Content-Range': `bytes 0-${part.length - 1}/${size}`, 'Content-Type': 'application/octet-stream' }, part);
+      }
       return send(500, {}, 'not sent');
     }
     const root = repos[`${org}/${name}`];

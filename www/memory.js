@@ -1,0 +1,49 @@
+// Whether a model fits in the engine's WebAssembly memory, judged before its download starts (from
+// the file's size and the shape its GGUF head gives) and again before the engine is built, so a
+// model too big for the tab gets a readable error instead of a crash halfway through loading.
+import { WickError } from './error.js';
+
+/**
+ * The most WebAssembly memory an engine can have, in bytes: wasm32 addresses 4 GiB, which the
+ * single-threaded builds may grow to and the threaded ones are capped at (`--max-memory` in
+ * scripts/build-wasm.sh).
+ */
+export const WASM_MAX_BYTES = 4 * 2 ** 30;
+
+/** Tokens a conversation may hold unless `contextLength` says otherwise (capped by the model). */
+export const DEFAULT_CONTEXT = 4096;
+
+const gib = (n) => `${(n / 2 ** 30).toFixed(2)} GiB`;
+
+/**
+ * The wasm memory a GGUF model needs: one copy of the file (the weights are read in place), the
+ * KV cache (f32 keys and values of every layer for `context` tokens, grown by doubling, so up to
+ * 1.5× while it grows), and working memory: a quarter of the weights for tensors repacked at load,
+ * activations, logits and the allocator's slack.
+ * @param {number} fileBytes
+ * @param {ReturnType<import('./gguf.js').describe>} shape
+ * @param {number | undefined} contextLength the contextLength asked for
+ */
+export function estimate(fileBytes, shape, contextLength) {
+  const context = Math.min(contextLength ?? DEFAULT_CONTEXT, shape.contextLength ?? Infinity);
+  const known = shape.layers && shape.kvHeads && shape.keyLength && shape.valueLength;
+  const perToken = known ? shape.layers * shape.kvHeads * (shape.keyLength + shape.valueLength) * 4 : 0;
+  const working = fileBytes / 4 + 64 * 2 ** 20 + (shape.vocab ?? 0) * 4 * 4;
+  return { weights: fileBytes, perToken, context, kv: perToken * context * 1.5, working, total: fileBytes + perToken * context * 1.5 + working };
+}
+
+/**
+ * Throws `out_of_memory` when the model `name` (a GGUF of `fileBytes` with metadata `shape`) cannot
+ * fit in `maxBytes` of wasm memory with `contextLength` tokens of context, saying what would.
+ */
+export function checkFits(name, fileBytes, shape, contextLength, maxBytes = WASM_MAX_BYTES) {
+  const e = estimate(fileBytes, shape, contextLength);
+  if (e.total <= maxBytes) return e;
+  const parts = `weights ${gib(e.weights)} + KV cache for ${e.context} tokens ${gib(e.kv)} + working memory ${gib(e.working)}`;
+  const room = maxBytes - e.weights - e.working;
+  const fits = e.perToken ? Math.floor(room / (e.perToken * 1.5) / 256) * 256 : 0;
+  const advice = fits >= 256
+    ? `Load it with a smaller contextLength (about ${fits} tokens fit) or pick a smaller model.`
+    : 'Its weights alone leave no room: pick a smaller model (or a smaller quantization of it).';
+  throw new WickError('out_of_memory', `${name} needs about ${gib(e.total)} of WebAssembly memory (${parts}), more than the ${gib(maxBytes)} a wasm engine in this browser can have. ${advice}`);
+}
