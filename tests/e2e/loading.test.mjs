@@ -230,7 +230,7 @@ test('a model too big for wasm memory is refused before it is downloaded', async
 });
 
 test('a model whose KV cache would not fit is refused before it is downloaded, and the tab goes on', async () => {
-  const r = await inPage(async ({ hubUrl, gguf }) => {
+  const r = await inPage(async ({ hubUrl, gguf, messages }) => {
     const attempt = async (options) => {
       try {
         await window.W.Wick.load('huge/model/deep.gguf', { hubUrl, ...options });
@@ -244,10 +244,10 @@ test('a model whose KV cache would not fit is refused before it is downloaded, a
     const shorter = await attempt({ contextLength: 1024 });
     // The tab still works: another model loads and answers.
     const engine = await window.W.Wick.load(gguf, { threads: 1 });
-    const answer = await window.ask(engine, [{ role: 'user', content: 'What is the capital of France?' }]);
+    const answer = await window.ask(engine, messages);
     await engine.unload();
     return { refused, shorter, answer };
-  }, { hubUrl: hub.url, gguf: `/models/${GGUF}` });
+  }, { hubUrl: hub.url, gguf: `/models/${GGUF}`, messages: FRANCE });
   assert.equal(r.refused.code, 'out_of_memory');
   assert.match(r.refused.message, /deep\.gguf needs about 6\.72 GiB of WebAssembly memory \(weights 2\.33 GiB \+ KV cache for 4096 tokens 3\.75 GiB/);
   assert.match(r.refused.message, /more than the 4\.00 GiB a wasm engine in this browser can have\. Load it with a smaller contextLength \(about 1024 tokens fit\)/);

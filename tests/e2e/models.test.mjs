@@ -98,7 +98,7 @@ async function viaApi(model, options, requests) {
 }
 
 test('through the API: Gemma completes text in the single-threaded build, weights held once', async () => {
-  const ref = greedy(reference('gemma3-270m'), 'code-python');
+  const ref = greedy(reference('gemma3-270m'), 'recipe');
   const r = await viaApi(`/${GEMMA}`, { threads: 1 }, [{ prompt: ref.prompt, temperature: 0, max_tokens: 24, ignore_eos: true }]);
   assert.equal(r.out[0], ref.text);
   const { info } = r;
@@ -118,7 +118,7 @@ if (process.env.WICK_BIG_MODELS === '1') {
     test(`opt-in: Qwen2.5-Coder-1.5B answers as llama.cpp does, ${threads === 1 ? 'single-threaded build' : 'threaded build'}`, async () => {
       const ref = reference('qwen2.5-coder-1.5b');
       const chat = ref.chat.find((c) => c.id === 'capital');
-      const code = greedy(ref, 'code-python');
+      const code = greedy(ref, 'fibonacci');
       const r = await viaApi(`/${BIG}`, { threads }, [
         { messages: chat.messages, temperature: 0, max_tokens: 48 },
         { prompt: code.prompt, temperature: 0, max_tokens: 24, ignore_eos: true },
