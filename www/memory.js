@@ -16,10 +16,12 @@ export const DEFAULT_CONTEXT = 4096;
 const gib = (n) => `${(n / 2 ** 30).toFixed(2)} GiB`;
 
 /**
- * The wasm memory a GGUF model needs: one copy of the file (the weights are read in place), the
- * KV cache (f32 keys and values of every layer for `context` tokens, grown by doubling, so up to
- * 1.5× while it grows), and working memory: a quarter of the weights for tensors repacked at load,
- * activations, logits and the allocator's slack.
+ * The wasm memory a GGUF model needs: the file (the weights Wick's own kernels run are read in
+ * place), the KV cache (f32 keys and values of every layer for `context` tokens, grown by
+ * doubling, so up to 1.5× while it grows), and working memory: up to a second copy of the
+ * weights (the matrices Candle's kernels run, K-quants today, are copied out of the file:
+ * measured 1.75× the file in wasm memory for Qwen2.5-0.5B Q4_K_M, 2.02× for the 1.5B), activations,
+ * logits and the allocator's slack.
  * @param {number} fileBytes
  * @param {ReturnType<import('./gguf.js').describe>} shape
  * @param {number | undefined} contextLength the contextLength asked for
@@ -28,7 +30,7 @@ export function estimate(fileBytes, shape, contextLength) {
   const context = Math.min(contextLength ?? DEFAULT_CONTEXT, shape.contextLength ?? Infinity);
   const known = shape.layers && shape.kvHeads && shape.keyLength && shape.valueLength;
   const perToken = known ? shape.layers * shape.kvHeads * (shape.keyLength + shape.valueLength) * 4 : 0;
-  const working = fileBytes / 4 + 64 * 2 ** 20 + (shape.vocab ?? 0) * 4 * 4;
+  const working = fileBytes + 64 * 2 ** 20 + (shape.vocab ?? 0) * 4 * 4;
   return { weights: fileBytes, perToken, context, kv: perToken * context * 1.5, working, total: fileBytes + perToken * context * 1.5 + working };
 }
 

@@ -60,8 +60,8 @@ before(async () => {
     revisions: ['main', 'v1.0'],
     declared: {
       'huge/model/huge.gguf': 5e12,
-      // 2.5 GB of weights (fits), and a KV cache for 4096 tokens that does not fit beside them.
-      'huge/model/deep.gguf': { size: 2.5e9, head: ggufHead({ 'general.architecture': 'llama', 'general.file_type': 15, 'llama.block_count': 80, 'llama.context_length': 32768, 'llama.embedding_length': 8192, 'llama.attention.head_count': 64, 'llama.attention.head_count_kv': 8 }) },
+      // 1.5 GB of weights (fits), and a KV cache for 4096 tokens that does not fit beside them.
+      'huge/model/deep.gguf': { size: 1.5e9, head: ggufHead({ 'general.architecture': 'llama', 'general.file_type': 15, 'llama.block_count': 80, 'llama.context_length': 32768, 'llama.embedding_length': 8192, 'llama.attention.head_count': 64, 'llama.attention.head_count_kv': 8 }) },
     },
   });
   // 20 MB/s: the 100 MB weights take seconds, so an abort lands mid-file.
@@ -249,7 +249,7 @@ test('a model whose KV cache would not fit is refused before it is downloaded, a
     return { refused, shorter, answer };
   }, { hubUrl: hub.url, gguf: `/models/${GGUF}`, messages: FRANCE });
   assert.equal(r.refused.code, 'out_of_memory');
-  assert.match(r.refused.message, /deep\.gguf needs about 6\.72 GiB of WebAssembly memory \(weights 2\.33 GiB \+ KV cache for 4096 tokens 3\.75 GiB/);
+  assert.match(r.refused.message, /deep\.gguf needs about 6\.61 GiB of WebAssembly memory \(weights 1\.40 GiB \+ KV cache for 4096 tokens 3\.75 GiB \+ working memory 1\.46 GiB\)/);
   assert.match(r.refused.message, /more than the 4\.00 GiB a wasm engine in this browser can have\. Load it with a smaller contextLength \(about 1024 tokens fit\)/);
   assert.equal(r.shorter.code, 'network', r.shorter.message);
   assert.match(r.answer, /Paris/);

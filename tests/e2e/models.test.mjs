@@ -114,6 +114,22 @@ test('through the API: Gemma completes text in the single-threaded build, weight
 });
 
 if (process.env.WICK_BIG_MODELS === '1') {
+  // First, while the browser keeps no copy of the file: the judgement comes from its head.
+  test('opt-in: the 1.5B with its whole 32768-token context is refused before its download', async () => {
+    const page = await browser.context.newPage();
+    await page.goto(`${browser.base}tests/e2e/pages/api.html`);
+    const seen = browser.requests.length;
+    const e = await page.evaluate(async (model) => {
+      const { Wick } = await import('/www/wick.js');
+      return Wick.load(model, { contextLength: 32768 }).then(() => null, (e) => ({ code: e.code, message: e.message }));
+    }, `/${BIG}`);
+    await page.close();
+    assert.equal(e?.code, 'out_of_memory');
+    assert.match(e.message, /KV cache for 32768 tokens 2\.63 GiB.*Load it with a smaller contextLength \(about \d+ tokens fit\)/);
+    const gets = browser.requests.slice(seen).filter((q) => q.method === 'GET' && q.url.endsWith('.gguf'));
+    assert.deepEqual(gets.map((q) => q.status), [206], 'only the head was read');
+  });
+
   for (const threads of [1, 2]) {
     test(`opt-in: Qwen2.5-Coder-1.5B answers as llama.cpp does, ${threads === 1 ? 'single-threaded build' : 'threaded build'}`, async () => {
       const ref = reference('qwen2.5-coder-1.5b');
