@@ -131,7 +131,7 @@ test('a prompt longer than the context is a readable error and the chat goes on'
   await page.fill('#input', 'lorem ipsum dolor sit amet '.repeat(3000));
   await page.click('#send');
   await page.waitForSelector('#error:not([hidden])');
-  assert.match(await page.textContent('#error'), /the prompt is too long: \d+ tokens needed but the context holds 8192/);
+  assert.match(await page.textContent('#error'), /the prompt is too long: \d+ tokens needed but the context holds 4096/);
   const reply = await ask(page, 'What is the capital of France?');
   assert.match(reply.text, /Paris/);
 });
