@@ -39,7 +39,7 @@ function rendererRss() {
 async function engineRuns(page, threads, model) {
   return page.evaluate(async ({ model, prompt, decode, runs, threads, simd }) => {
     const { Wick } = await import('/www/wick.js');
-    const engine = await Wick.load(new URL(model, location.href).href, { threads, simd });
+    const engine = await Wick.load(new URL(model, location.origin + '/').href, { threads, simd });
     const { loadSeconds, source, build } = engine.info;
     const out = [];
     for (let i = 0; i < runs; i++) {
@@ -61,7 +61,7 @@ async function wllamaRuns(page, threads) {
   return page.evaluate(async ({ model, prompt, decode, runs, threads }) => {
     const { Wllama } = await import('/node_modules/@wllama/wllama/esm/index.js');
     const wllama = new Wllama({ default: '/node_modules/@wllama/wllama/esm/wasm/wllama.wasm' }, { suppressNativeLog: true });
-    const url = new URL(model, location.href).href;
+    const url = new URL(model, location.origin + '/').href;
     const cached = await (await caches.open('wick-models-v1')).match(url);
     const blob = await (cached ?? (await fetch(url))).blob();
     const t0 = performance.now();
