@@ -44,7 +44,7 @@ fn finish(e: &mut Engine) -> (String, StopReason) {
     let mut text = String::new();
     loop {
         match e.step().unwrap() {
-            Event::Prefill { .. } => {}
+            Event::Prefill { .. } | Event::Search { .. } => {}
             Event::Token { text: t, .. } => text.push_str(&t),
             Event::Done { reason, text: t } => {
                 text.push_str(&t);
