@@ -26,6 +26,10 @@ fi
 
 step "native tests"
 cargo test --release
+if [ "${WICK_BIG_MODELS:-0}" = 1 ]; then
+  step "native tests of the 1.5B (WICK_BIG_MODELS=1)"
+  cargo test --release --test real_models -- --ignored
+fi
 
 step "wasm tests (Node)"
 CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner \

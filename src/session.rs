@@ -24,6 +24,11 @@ use crate::tokenizer::{TextStream, Tokenizer};
 use crate::weights::safetensors::Bytes;
 use crate::weights::{Gguf, ModelFolder};
 
+/// The context a conversation gets unless the caller asks for another (the CLI's `--context`),
+/// capped by the model's own: it bounds the KV cache, which takes
+/// [`Model::kv_bytes_at_limit`] at most.
+pub const DEFAULT_CONTEXT_LENGTH: usize = 4096;
+
 /// Prompt tokens fed per step, so a long prefill still yields to the caller now and then.
 const PREFILL_CHUNK: usize = 128;
 
@@ -201,8 +206,32 @@ impl Engine {
         Self::from_gguf(&Gguf::parse_shared(&file)?, device)
     }
 
+    /// Builds an engine on a memory map of the GGUF file at `path` (native only): Wick's own
+    /// kernels read their weights from the map in place, and the pages of the tensors copied at
+    /// load are released as they are copied, so the weights are in memory once.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn from_gguf_file(path: &str, device: &Device) -> Result<Self> {
+        use crate::weights::mapped::{Mapped, MappedFile};
+        let file = MappedFile::open(path)?;
+        let g = Gguf::parse_shared(&file)?;
+        let model = Model::from_gguf_source(
+            &g,
+            &Mapped {
+                gguf: &g,
+                file: &file,
+            },
+            device,
+        )?;
+        Self::with_model(&g, model)
+    }
+
     fn from_gguf(g: &Gguf, device: &Device) -> Result<Self> {
         let model = Model::from_gguf(g, device)?;
+        Self::with_model(g, model)
+    }
+
+    /// The engine of a model loaded from `g`, with the tokenizer and template of `g`.
+    fn with_model(g: &Gguf, model: Model) -> Result<Self> {
         let tokenizer = Tokenizer::from_gguf(g)?;
         let template = ChatTemplate::new(
             g.get_str("tokenizer.chat_template").ok(),
@@ -261,7 +290,7 @@ impl Engine {
 
     /// Builds an engine from its parts.
     pub fn new(model: Model, tokenizer: Tokenizer, template: ChatTemplate) -> Self {
-        let context_length = model.config().context_length;
+        let context_length = model.context_limit();
         Self {
             model,
             tokenizer,
@@ -286,6 +315,7 @@ impl Engine {
         if self.cached.len() >= self.context_length {
             self.reset();
         }
+        self.model.set_context_limit(self.context_length);
         self.context_length
     }
 

@@ -74,7 +74,14 @@ fn logprobs(model: &mut Model, ids: &[u32]) -> Vec<f64> {
 
 /// The `n` most likely ids, most likely first (ties to the lower id, as argmax).
 fn top(lp: &[f64], n: usize) -> Vec<usize> {
-    let mut order: Vec<usize> = (0..lp.len()).collect();
+    top_without(lp, n, &[])
+}
+
+/// [`top`] over the ids not in `skip`.
+fn top_without(lp: &[f64], n: usize, skip: &[u32]) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..lp.len())
+        .filter(|&i| !skip.contains(&(i as u32)))
+        .collect();
     order.select_nth_unstable_by(n, |&a, &b| lp[b].total_cmp(&lp[a]).then(a.cmp(&b)));
     order.truncate(n);
     order.sort_by(|&a, &b| lp[b].total_cmp(&lp[a]).then(a.cmp(&b)));
@@ -159,6 +166,113 @@ fn gemma3_270m_kernels_stay_near_transformers() {
     assert!(worst <= 0.5, "kernels: off transformers by {worst}");
 }
 
+/// What following one model's runs showed: the runs whose every token matched, and the largest
+/// log-probability difference of llama.cpp's picks.
+struct Followed {
+    whole: Vec<String>,
+    worst: f64,
+    /// Positions out of bounds where the exact model sided with Wick.
+    arbitrated: Vec<String>,
+}
+
+/// Feeds each run's prompt and then llama.cpp's tokens (teacher forcing) through `m`. At every
+/// position llama.cpp's pick must be in Wick's top 3 with a log-probability within `tolerance`
+/// of llama.cpp's. A run matches token for token up to its first difference, where one side
+/// must have its top two within [`NEAR`] (a near-tie: both sides are printed) or `exact` (the
+/// exact model's pick after a context, where a fixture has it) must side with Wick. `skip`:
+/// the end-of-generation ids, which llama.cpp passed over in runs that ignore them (its logprobs
+/// still rank them), so both sides are ranked without them.
+fn follow_llama_cpp(
+    m: &mut Model,
+    runs: &[Value],
+    tolerance: f64,
+    exact: &dyn Fn(&[u32]) -> Option<usize>,
+    exact_lp: &mut dyn FnMut(&[u32]) -> Option<Vec<f64>>,
+    skip: &[u32],
+) -> Followed {
+    let (mut whole, mut worst, mut arbitrated) = (Vec::new(), 0f64, Vec::new());
+    for run in runs {
+        let name = run["id"].as_str().unwrap();
+        let mut context = ids(&run["prompt_ids"]);
+        m.truncate_cache(0);
+        let mut lp = logprobs(m, &context);
+        let steps = run["steps"].as_array().unwrap();
+        let mut same = true;
+        for (i, step) in steps.iter().enumerate() {
+            let theirs = step["id"].as_u64().unwrap() as usize;
+            let (their_lp, their_top) = (step["logprob"].as_f64().unwrap(), &step["top"]);
+            let ours = top_without(&lp, 3, skip);
+            let d = (lp[theirs] - their_lp).abs();
+            if ours.contains(&theirs) && d <= tolerance {
+                worst = worst.max(d);
+            } else {
+                let Some(ex) = exact_lp(&context) else {
+                    panic!(
+                        "{name} @{i}: llama.cpp's {theirs} ({their_lp:.3}) is Wick's {:.3}, \
+                         outside Wick's top 3 {ours:?} or {tolerance} away",
+                        lp[theirs]
+                    );
+                };
+                let (ours_off, theirs_off) = (
+                    (lp[theirs] - ex[theirs]).abs(),
+                    (their_lp - ex[theirs]).abs(),
+                );
+                eprintln!(
+                    "{name} @{i}: llama.cpp's {theirs} ({their_lp:.3}) is Wick's {:.3}, outside \
+                     Wick's top 3 {ours:?} or {tolerance} away; exact {:.3}: Wick off by \
+                     {ours_off:.3}, llama.cpp by {theirs_off:.3}",
+                    lp[theirs], ex[theirs]
+                );
+                assert!(
+                    ours_off < theirs_off,
+                    "{name} @{i}: the exact model does not side with Wick"
+                );
+                arbitrated.push(format!("{name} @{i}"));
+            }
+            // Past the first difference the contexts are llama.cpp's, not Wick's own, and both
+            // sides' rounding has piled up: only the checks above hold there.
+            if ours[0] != theirs && same {
+                same = false;
+                let their_gap = their_top
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|t| (t[0].as_u64().unwrap(), t[1].as_f64().unwrap()))
+                    .find(|&(id, _)| id as usize != theirs && !skip.contains(&(id as u32)))
+                    .map_or(f64::INFINITY, |(_, l)| their_lp - l);
+                let our_gap = lp[ours[0]] - lp[ours[1]];
+                eprintln!(
+                    "{name} @{i}: llama.cpp picks {theirs} ({their_lp:.4}, gap {their_gap:.4}); \
+                     Wick picks {} ({:.4}, gap {our_gap:.4}; llama.cpp's pick {:.4})",
+                    ours[0], lp[ours[0]], lp[theirs]
+                );
+                let exact = exact(&context);
+                assert!(
+                    their_gap < NEAR || our_gap < NEAR || exact == Some(ours[0]),
+                    "{name} @{i}: Wick and llama.cpp differ beyond a near-tie, and the exact \
+                     logits {}",
+                    match exact {
+                        Some(e) => format!("pick {e}"),
+                        None => "are not in a fixture".into(),
+                    }
+                );
+            }
+            context.push(theirs as u32);
+            if i + 1 < steps.len() {
+                lp = logprobs(m, &[theirs as u32]);
+            }
+        }
+        if same {
+            whole.push(name.to_string());
+        }
+    }
+    Followed {
+        whole,
+        worst,
+        arbitrated,
+    }
+}
+
 #[test]
 fn gemma3_270m_greedy_follows_llama_cpp() {
     let bytes = model_bytes(GEMMA);
@@ -171,83 +285,30 @@ fn gemma3_270m_greedy_follows_llama_cpp() {
             .find(|c| ids(&c["ids"]) == context)?;
         Some(case["top"][0][0].as_u64()? as usize)
     };
-    let (mut whole, mut worst) = (Vec::new(), 0f64);
-    let (mut f32_model, mut arbitrated) = (None::<Model>, Vec::new());
     let llamacpp = fixture("gemma3-270m.llamacpp.json");
-    for run in llamacpp["greedy"].as_array().unwrap() {
-        let name = run["id"].as_str().unwrap();
-        let mut context = ids(&run["prompt_ids"]);
-        m.truncate_cache(0);
-        let mut lp = logprobs(&mut m, &context);
-        let mut same = true;
-        for (i, step) in run["steps"].as_array().unwrap().iter().enumerate() {
-            let theirs = step["id"].as_u64().unwrap() as usize;
-            let (their_lp, their_top) = (step["logprob"].as_f64().unwrap(), &step["top"]);
-            let ours = top(&lp, 3);
-            let d = (lp[theirs] - their_lp).abs();
-            if ours.contains(&theirs) && d <= 1.0 {
-                worst = worst.max(d);
-            } else {
-                // Beyond the bounds: the exact model (Wick's f32 path, within 4e-5 of
-                // transformers) must be closer to Wick than to llama.cpp on llama.cpp's pick.
-                let f = f32_model.get_or_insert_with(|| {
-                    Model::from_gguf_f32(&Gguf::parse(&bytes).unwrap(), &Device::Cpu).unwrap()
-                });
-                f.truncate_cache(0);
-                let ex = logprobs(f, &context);
-                let (ours_off, theirs_off) = (
-                    (lp[theirs] - ex[theirs]).abs(),
-                    (their_lp - ex[theirs]).abs(),
-                );
-                eprintln!(
-                    "{name} @{i}: llama.cpp's {theirs} ({their_lp:.3}) is Wick's {:.3}, outside \
-                     Wick's top 3 {ours:?} or 1.0 away; exact {:.3} (top 3 {:?}): Wick off by \
-                     {ours_off:.3}, llama.cpp by {theirs_off:.3}",
-                    lp[theirs],
-                    ex[theirs],
-                    top(&ex, 3)
-                );
-                assert!(
-                    ours_off < theirs_off,
-                    "{name} @{i}: llama.cpp's {theirs} is not in Wick's top 3 {ours:?} or \
-                     {d:.3} away, and the exact model does not side with Wick"
-                );
-                arbitrated.push(format!("{name} @{i}"));
-            }
-            // Past the first difference the contexts are llama.cpp's, not Wick's own, and both
-            // sides' rounding has piled up: only the checks above hold there.
-            if ours[0] != theirs && same {
-                same = false;
-                let their_gap = their_lp - their_top[1][1].as_f64().unwrap();
-                let our_gap = lp[ours[0]] - lp[ours[1]];
-                eprintln!(
-                    "{name} @{i}: llama.cpp picks {theirs} ({their_lp:.3}, gap {their_gap:.3}); Wick \
-                     picks {} ({:.3}, gap {our_gap:.3}; llama.cpp's pick {:.3})",
-                    ours[0], lp[ours[0]], lp[theirs]
-                );
-                let exact = exact_pick(&context);
-                assert!(
-                    their_gap < NEAR || our_gap < NEAR || exact == Some(ours[0]),
-                    "{name} @{i}: Wick and llama.cpp differ beyond a near-tie, and transformers' \
-                     exact logits {} (add the case to scripts/transformers-reference.py)",
-                    match exact {
-                        Some(e) => format!("pick {e}"),
-                        None => "are not in the fixture".into(),
-                    }
-                );
-            }
-            context.push(theirs as u32);
-            lp = logprobs(&mut m, &[theirs as u32]);
-        }
-        if same {
-            whole.push(name);
-        }
-    }
+    let runs = llamacpp["greedy"].as_array().unwrap();
+    let eog = wick::Tokenizer::from_gguf(&Gguf::parse(&bytes).unwrap())
+        .unwrap()
+        .end_of_generation()
+        .to_vec();
+    // Wick's f32 path (within 4e-5 of transformers) is the exact model where a check is out of
+    // bounds: it must then be closer to Wick than to llama.cpp on llama.cpp's pick.
+    let mut f32_model = None::<Model>;
+    let mut exact_lp = |context: &[u32]| -> Option<Vec<f64>> {
+        let f = f32_model.get_or_insert_with(|| {
+            Model::from_gguf_f32(&Gguf::parse(&bytes).unwrap(), &Device::Cpu).unwrap()
+        });
+        f.truncate_cache(0);
+        Some(logprobs(f, context))
+    };
+    let f = follow_llama_cpp(&mut m, runs, 1.0, &exact_pick, &mut exact_lp, &eog);
     eprintln!(
-        "{} of 20 runs match llama.cpp token for token for 24 tokens: {whole:?}; max |Δlogprob| \
-         of llama.cpp's picks {worst:.3}, except where the exact model sides with Wick: \
-         {arbitrated:?}",
-        whole.len()
+        "{} of 20 runs match llama.cpp token for token for 24 tokens: {:?}; max |Δlogprob| \
+         of llama.cpp's picks {:.3}, except where the exact model sides with Wick: {:?}",
+        f.whole.len(),
+        f.whole,
+        f.worst,
+        f.arbitrated
     );
 }
 
@@ -292,4 +353,301 @@ fn gemma3_270m_generates_llama_cpps_text() {
     assert!(out.status.success(), "{stderr}");
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(text.trim_end_matches('\n'), run["text"].as_str().unwrap());
+}
+
+const QWEN: (&str, &str) = (
+    "qwen2.5-coder-0.5b",
+    "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",
+);
+const QWEN_BIG: (&str, &str) = (
+    "qwen2.5-coder-1.5b",
+    "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf",
+);
+
+/// The kinds of text the greedy prompts are (`scripts/llamacpp-reference.py`): a model must
+/// match llama.cpp for all 24 tokens on at least one prompt of each.
+const KINDS: [(&str, &[&str]); 4] = [
+    ("prose", &["prose", "story", "science", "long", "math"]),
+    (
+        "code",
+        &["code-python", "code-js", "json", "sql", "html", "rust"],
+    ),
+    ("list", &["list", "recipe", "sequence", "fibonacci"]),
+    (
+        "non-English",
+        &["french", "chinese", "german", "spanish", "japanese"],
+    ),
+];
+
+fn no_exact(_: &[u32]) -> Option<usize> {
+    None
+}
+
+/// The greedy runs of a Qwen fixture: every difference a near-tie, at least `min_whole` runs
+/// token for token, and every kind of text among them.
+fn qwen_greedy(model: (&str, &str), fixture_file: &str, min_whole: usize) {
+    let mut e = wick::Engine::from_gguf_file(&model_path(model), &Device::Cpu).unwrap();
+    let llamacpp = fixture(fixture_file);
+    let runs = llamacpp["greedy"].as_array().unwrap();
+    let eog = e.tokenizer().end_of_generation().to_vec();
+    let f = follow_llama_cpp(e.model_mut(), runs, 0.3, &no_exact, &mut |_| None, &eog);
+    eprintln!(
+        "{}: {} of {} runs match llama.cpp token for token for 24 tokens: {:?}; max |Δlogprob| \
+         of llama.cpp's picks {:.4}",
+        model.0,
+        f.whole.len(),
+        runs.len(),
+        f.whole,
+        f.worst
+    );
+    assert!(f.whole.len() >= min_whole, "{:?}", f.whole);
+    for (kind, names) in KINDS {
+        assert!(
+            f.whole.iter().any(|w| names.contains(&w.as_str())),
+            "no {kind} run matches all 24 tokens: {:?}",
+            f.whole
+        );
+    }
+}
+
+/// The fixture's chats through the engine: the GGUF's template renders each as llama.cpp did,
+/// the reply follows llama.cpp's (teacher forced, near-ties shown as for the greedy runs), and
+/// where no near-tie parts them the engine's own greedy reply is llama.cpp's, text and all.
+fn qwen_chat(model: (&str, &str), fixture_file: &str, min_whole: usize) {
+    let mut e = wick::Engine::from_gguf_file(&model_path(model), &Device::Cpu).unwrap();
+    let llamacpp = fixture(fixture_file);
+    let chats = llamacpp["chat"].as_array().unwrap();
+    assert!(e.has_chat_template());
+    for chat in chats {
+        let messages = chat_messages(chat);
+        let rendered = e.render_chat(&messages).unwrap();
+        assert_eq!(rendered, chat["rendered_prompt"].as_str().unwrap());
+        assert_eq!(
+            e.tokenizer().encode(&rendered).unwrap(),
+            ids(&chat["prompt_ids"])
+        );
+    }
+    let f = follow_llama_cpp(e.model_mut(), chats, 0.3, &no_exact, &mut |_| None, &[]);
+    eprintln!(
+        "{}: {} of {} chats match llama.cpp token for token: {:?}; max |Δlogprob| {:.4}",
+        model.0,
+        f.whole.len(),
+        chats.len(),
+        f.whole,
+        f.worst
+    );
+    assert!(f.whole.len() >= min_whole, "{:?}", f.whole);
+    for chat in chats
+        .iter()
+        .filter(|c| f.whole.iter().any(|w| c["id"] == **w))
+    {
+        let messages = chat_messages(chat);
+        let mut want = ids(&chat["generated_ids"]);
+        let stopped = chat["finish_reason"] == "stop";
+        if stopped {
+            // llama.cpp lists the end-of-generation token; the engine stops on it.
+            want.pop();
+        }
+        e.reset();
+        e.start_chat(&messages, wick::SamplingParams::greedy(want.len() + 1))
+            .unwrap();
+        let (mut got, mut text) = (Vec::new(), String::new());
+        let reason = loop {
+            match e.step().unwrap() {
+                wick::Event::Prefill { .. } => {}
+                wick::Event::Token { id, text: t, .. } => {
+                    got.push(id);
+                    text.push_str(&t);
+                }
+                wick::Event::Done { reason, text: t } => {
+                    text.push_str(&t);
+                    break reason;
+                }
+            }
+        };
+        if stopped {
+            assert_eq!(reason, wick::StopReason::EndOfGeneration, "{}", chat["id"]);
+            assert_eq!(got, want, "{}", chat["id"]);
+        } else {
+            assert_eq!(got[..want.len()], want[..], "{}", chat["id"]);
+        }
+        if stopped {
+            assert_eq!(text, chat["reply"].as_str().unwrap(), "{}", chat["id"]);
+        }
+    }
+}
+
+fn chat_messages(chat: &Value) -> Vec<wick::Message> {
+    let text = |m: &Value, k: &str| m[k].as_str().unwrap().to_string();
+    chat["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| wick::Message::new(&text(m, "role"), &text(m, "content")))
+        .collect()
+}
+
+fn model_path((name, file): (&str, &str)) -> String {
+    let path = format!("models/{file}");
+    assert!(
+        std::path::Path::new(&path).exists(),
+        "{path} is missing. Run `scripts/fetch-models.sh {name}` to fetch it."
+    );
+    path
+}
+
+/// `wick generate` on `model`, greedy, with the model's own system message.
+fn cli_chat(model: (&str, &str), question: &str) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_wick"))
+        .args(["generate", "--temperature", "0", "--system", ""])
+        .args(["--model", &model_path(model), "--prompt", question])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    String::from_utf8_lossy(&out.stdout)
+        .trim_end_matches('\n')
+        .to_string()
+}
+
+#[test]
+fn qwen_0_5b_greedy_follows_llama_cpp() {
+    qwen_greedy(QWEN, "qwen2.5-coder-0.5b.llamacpp.json", 12);
+}
+
+#[test]
+fn qwen_0_5b_chat_replies_as_llama_cpp() {
+    qwen_chat(QWEN, "qwen2.5-coder-0.5b.llamacpp.json", 2);
+}
+
+/// Text in, text out on the command line: the mapped file, the GGUF's ChatML template and its
+/// default system message, greedy, as llama.cpp's chat completion (`capital`).
+#[test]
+fn qwen_0_5b_generate_answers_on_the_command_line() {
+    assert_eq!(
+        cli_chat(QWEN, "What is the capital of France?"),
+        "The capital of France is Paris."
+    );
+}
+
+/// The 1.5B is fetched only on request (`WICK_BIG_MODELS=1 scripts/test.sh` runs the ignored
+/// tests of this file).
+#[test]
+#[ignore = "the 1.5B model: WICK_BIG_MODELS=1 scripts/test.sh runs it"]
+fn qwen_1_5b_follows_llama_cpp_and_answers() {
+    qwen_greedy(QWEN_BIG, "qwen2.5-coder-1.5b.llamacpp.json", 6);
+    qwen_chat(QWEN_BIG, "qwen2.5-coder-1.5b.llamacpp.json", 1);
+    assert_eq!(
+        cli_chat(QWEN_BIG, "What is the capital of France?"),
+        "The capital of France is Paris."
+    );
+}
+
+/// `--context` bounds the conversation: a prompt longer than it is refused with the counts, and
+/// the model's own context caps a larger setting.
+#[test]
+fn generate_refuses_a_prompt_longer_than_the_context() {
+    let long = std::fs::read_to_string("tests/fixtures/real/long_prompt.txt").unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_wick"))
+        .args(["generate", "--raw", "--context", "512"])
+        .args(["--model", &model_path(QWEN), "--prompt", &long])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr
+            .contains("error: the prompt is too long: 809 tokens needed but the context holds 512"),
+        "{stderr}"
+    );
+    let mut e = wick::Engine::from_gguf_file(&model_path(QWEN), &Device::Cpu).unwrap();
+    assert_eq!(e.context_length(), e.config().context_length);
+    assert_eq!(e.set_context_length(1 << 30), 32_768);
+    assert_eq!(
+        e.set_context_length(wick::session::DEFAULT_CONTEXT_LENGTH),
+        4096
+    );
+    assert_eq!(e.model_mut().context_limit(), 4096);
+}
+
+/// `wick quantize` writes the 0.5B as an MLX folder (4 bits, groups of 32; its Q4_K, Q5_0 and
+/// Q6_K blocks dequantized and requantized, Q8_0 copied exactly) that loads, tokenizes as the
+/// GGUF does and answers. The logit error requantizing adds, at the last position of the 20
+/// greedy prompts (llama.cpp's token ids): max |Δlogit| and top-1 agreement, printed and bounded.
+#[test]
+fn qwen_0_5b_quantizes_to_an_mlx_folder_that_answers() {
+    let dir = std::env::temp_dir().join(format!("wick-real-{}-qwen-mlx", std::process::id()));
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_wick"))
+        .args(["quantize", &model_path(QWEN), &dir.to_string_lossy()])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    eprintln!("{}", stderr.trim());
+    let files: Vec<(String, Vec<u8>)> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap())
+        .map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            (name, std::fs::read(e.path()).unwrap())
+        })
+        .collect();
+    let mut mlx = wick::Engine::from_hf_files(&files, &Device::Cpu).unwrap();
+    let mut gguf = wick::Engine::from_gguf_file(&model_path(QWEN), &Device::Cpu).unwrap();
+    assert!(mlx.has_chat_template());
+    let llamacpp = fixture("qwen2.5-coder-0.5b.llamacpp.json");
+    let (mut worst, mut worst_top, mut agree, mut n) = (0f64, 0f64, 0, 0);
+    for run in llamacpp["greedy"].as_array().unwrap() {
+        let prompt = ids(&run["prompt_ids"]);
+        let text = run["prompt"].as_str().unwrap();
+        assert_eq!(
+            mlx.tokenizer().encode(text).unwrap(),
+            prompt,
+            "{}",
+            run["id"]
+        );
+        let mut logits = |e: &mut wick::Engine| -> Vec<f64> {
+            e.reset();
+            logprobs(e.model_mut(), &prompt)
+        };
+        let (a, b) = (logits(&mut gguf), logits(&mut mlx));
+        // Log-probabilities differ from logits by one constant per side: compare them.
+        let d = a
+            .iter()
+            .zip(&b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0f64, f64::max);
+        let d_top = top(&a, 10)
+            .into_iter()
+            .map(|i| (a[i] - b[i]).abs())
+            .fold(0f64, f64::max);
+        agree += usize::from(top(&a, 1) == top(&b, 1));
+        n += 1;
+        (worst, worst_top) = (worst.max(d), worst_top.max(d_top));
+        eprintln!(
+            "{}: max |Δlogprob| {d:.3}, over the GGUF's top 10 {d_top:.3}",
+            run["id"]
+        );
+    }
+    eprintln!(
+        "GGUF vs its MLX export: max |Δlogprob| {worst:.3} (top 10: {worst_top:.3}), top-1 \
+         agrees on {agree} of {n}"
+    );
+    assert!(
+        worst_top < 9.0,
+        "max |Δlogprob| over the top 10 {worst_top}"
+    );
+    assert!(agree >= 1, "top-1 agrees on {agree} of {n}");
+
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_wick"))
+        .args(["generate", "--temperature", "0", "--system", ""])
+        .args(["--model", &dir.to_string_lossy()])
+        .args(["--prompt", "What is the capital of France?"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let reply = String::from_utf8_lossy(&out.stdout);
+    assert!(reply.contains("Paris"), "{reply}");
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -127,6 +127,11 @@ mod cli {
         /// Worker threads for the matmuls (default: all cores).
         #[arg(long)]
         threads: Option<usize>,
+        /// Tokens a conversation may hold, prompt and reply (capped by the model's own context):
+        /// the KV cache never grows past it.
+        #[arg(long, default_value_t = wick::session::DEFAULT_CONTEXT_LENGTH as u64,
+              value_parser = clap::value_parser!(u64).range(2..))]
+        context: u64,
     }
 
     #[derive(Args)]
@@ -316,11 +321,13 @@ mod cli {
                 .build_global();
         }
         let t0 = std::time::Instant::now();
-        let engine = if std::path::Path::new(&args.model).is_dir() {
+        let mut engine = if std::path::Path::new(&args.model).is_dir() {
             Engine::from_hf_files(&read_folder(&args.model)?, &candle_core::Device::Cpu)?
         } else {
-            Engine::from_gguf_vec(read(&args.model)?, &candle_core::Device::Cpu)?
+            // Mapped, not read: the file's pages are the weights' only copy.
+            Engine::from_gguf_file(&args.model, &candle_core::Device::Cpu)?
         };
+        engine.set_context_length(usize::try_from(args.context).unwrap_or(usize::MAX));
         Ok((engine, t0.elapsed().as_secs_f64()))
     }
 
@@ -732,11 +739,18 @@ mod cli {
                 cells(&|r, p| format!("{:.2}×", r.decode / p.decode))
             );
         }
+        let kv = engine.model_mut().kv_bytes_at_limit();
+        println!(
+            "| model files + KV cache at --context {} | {:.0} MB + {:.0} MB |",
+            engine.context_length(),
+            file as f64 / 1e6,
+            kv as f64 / 1e6
+        );
         if let Some(peak) = peak_rss() {
             println!(
-                "| peak RSS | {:.0} MB ({:.2}× the model files) |",
+                "| peak RSS | {:.0} MB ({:.2}× files + KV) |",
                 peak as f64 / 1e6,
-                peak as f64 / file.max(1) as f64
+                peak as f64 / (file + kv as u64).max(1) as f64
             );
         }
         Ok(())

@@ -60,8 +60,8 @@ pub(super) struct CpuCache {
 
 impl CpuCache {
     /// Keeps positions `..pos` and appends the rows of `k` and `v` (position-major,
-    /// `kv_heads × head_dim` each) after them, growing by doubling (the layout is head-major, so
-    /// growing moves each head's rows once).
+    /// `kv_heads × head_dim` each) after them, growing by doubling up to `limit` positions (the
+    /// layout is head-major, so growing moves each head's rows once).
     pub(super) fn append(
         &mut self,
         pos: usize,
@@ -69,11 +69,12 @@ impl CpuCache {
         v: &[f32],
         kv_heads: usize,
         head_dim: usize,
+        limit: usize,
     ) {
         let rows = k.len() / (kv_heads * head_dim);
         let (keep, need) = (pos.min(self.len), pos + rows);
         if need > self.stride {
-            let stride = need.max(2 * self.stride).max(64);
+            let stride = need.max((2 * self.stride).max(64).min(limit));
             for buf in [&mut self.k, &mut self.v] {
                 let mut grown = vec![0f32; kv_heads * stride * head_dim];
                 for g in 0..kv_heads {

@@ -197,7 +197,9 @@ impl Model {
         Self::from_gguf_source(g, &Dequantized(g), device)
     }
 
-    fn from_gguf_source(g: &Gguf, src: &dyn TensorSource, device: &Device) -> Result<Self> {
+    /// [`Model::from_gguf`] with the tensors taken from `src` (a wrapper of `g`, such as
+    /// [`crate::weights::mapped::Mapped`]); the config and rope tables come from `g`.
+    pub fn from_gguf_source(g: &Gguf, src: &dyn TensorSource, device: &Device) -> Result<Self> {
         let cfg = Config::from_gguf(g)?;
         // llama.cpp stores Llama 3's rope scaling as per-frequency divisors.
         let divisors = match g.tensors.contains_key("rope_freqs.weight") {
@@ -303,6 +305,7 @@ impl Model {
             }
         };
         Ok(Self {
+            limit: cfg.context_length,
             config: cfg,
             embed,
             position_embd,

@@ -63,6 +63,8 @@ struct Step<'a> {
     q_scale: Option<f32>,
     /// Additive masks for global and sliding blocks (GPU path; `None` when nothing is hidden).
     masks: [Option<Tensor>; 2],
+    /// Positions a KV cache may grow to ([`Model::set_context_limit`]).
+    limit: usize,
 }
 
 impl Block {
@@ -88,7 +90,7 @@ impl Block {
                 q.iter_mut().for_each(|v| *v *= c);
             }
             let c = &mut self.cpu_cache;
-            c.append(s.pos, &k, &v, cfg.n_kv_heads, hd);
+            c.append(s.pos, &k, &v, cfg.n_kv_heads, hd, s.limit);
             let shape = kernels::attention::Shape {
                 heads: cfg.n_heads,
                 kv_heads: cfg.n_kv_heads,
@@ -170,12 +172,33 @@ pub struct Model {
     /// of their own (Gemma 3); each block names its set.
     ropes: Vec<Rope>,
     device: Device,
+    /// Positions the KV cache may hold: the model's context length unless the caller set less.
+    limit: usize,
 }
 
 impl Model {
     /// The model's configuration.
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// Positions the KV cache may hold (prompt and reply together).
+    pub fn context_limit(&self) -> usize {
+        self.limit
+    }
+
+    /// Bounds the KV cache to `n` positions (at least 1, at most the model's context length), so
+    /// it never takes more memory than that; returns the bound. Positions past it are forgotten.
+    pub fn set_context_limit(&mut self, n: usize) -> usize {
+        self.limit = n.clamp(1, self.config.context_length);
+        self.truncate_cache(self.limit);
+        self.limit
+    }
+
+    /// Bytes of KV cache the model holds at its context limit (f32 keys and values).
+    pub fn kv_bytes_at_limit(&self) -> usize {
+        let c = &self.config;
+        2 * c.n_layers * c.n_kv_heads * c.head_dim * self.limit * std::mem::size_of::<f32>()
     }
 
     /// Number of positions held in the KV cache.
@@ -254,10 +277,10 @@ impl Model {
         if seq == 0 {
             return Err(Error::EmptyPrompt);
         }
-        if pos + seq > self.config.context_length {
+        if pos + seq > self.limit {
             return Err(Error::ContextOverflow {
                 needed: pos + seq,
-                limit: self.config.context_length,
+                limit: self.limit,
             });
         }
         let cfg = &self.config;
@@ -292,6 +315,7 @@ impl Model {
                 .filter(|&s| s != hd)
                 .map(|s| (hd / s).sqrt()),
             masks: [mask(None)?, mask(cfg.sliding_window)?],
+            limit: self.limit,
         };
         for b in &mut self.blocks {
             x = b.forward(x, self.ropes.get_mut(b.rope), &step)?;

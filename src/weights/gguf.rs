@@ -40,20 +40,37 @@ pub struct Gguf<'a> {
     pub tensors: BTreeMap<String, TensorInfo>,
     bytes: &'a [u8],
     /// The buffer `bytes` lies in, when the caller shares it: tensors then point into it.
-    shared: Option<Arc<Vec<u8>>>,
+    shared: Option<SharedBytes>,
+}
+
+/// A file's bytes held for as long as any tensor uses them: a buffer read whole (the browser)
+/// or a memory map of the file (the CLI), so the file is the only copy of the weights.
+#[derive(Clone)]
+struct SharedBytes(Arc<dyn AsRef<[u8]> + Send + Sync>);
+
+impl SharedBytes {
+    fn bytes(&self) -> &[u8] {
+        (*self.0).as_ref()
+    }
+}
+
+impl std::fmt::Debug for SharedBytes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SharedBytes({} bytes)", self.bytes().len())
+    }
 }
 
 /// The bytes of one tensor: a window on the shared file buffer, or a copy of its own.
 #[derive(Debug, Clone)]
 pub struct TensorData {
-    buf: Arc<Vec<u8>>,
+    buf: SharedBytes,
     range: Range<usize>,
 }
 
 impl Deref for TensorData {
     type Target = [u8];
     fn deref(&self) -> &[u8] {
-        &self.buf[self.range.clone()]
+        &self.buf.bytes()[self.range.clone()]
     }
 }
 
@@ -62,7 +79,7 @@ impl TensorData {
     pub fn owned(bytes: Vec<u8>) -> Self {
         let range = 0..bytes.len();
         Self {
-            buf: Arc::new(bytes),
+            buf: SharedBytes(Arc::new(bytes)),
             range,
         }
     }
@@ -377,9 +394,9 @@ impl<'a> Gguf<'a> {
 
     /// Parses a file held in a shared buffer; [`Gguf::tensor_data`] then copies nothing, so the
     /// file's bytes are the only copy of the weights that use it.
-    pub fn parse_shared(file: &'a Arc<Vec<u8>>) -> Result<Self> {
-        let mut g = Self::parse(file)?;
-        g.shared = Some(file.clone());
+    pub fn parse_shared<T: AsRef<[u8]> + Send + Sync + 'static>(file: &'a Arc<T>) -> Result<Self> {
+        let mut g = Self::parse((**file).as_ref())?;
+        g.shared = Some(SharedBytes(file.clone()));
         Ok(g)
     }
 
@@ -392,7 +409,7 @@ impl<'a> Gguf<'a> {
                 range: info.range.clone(),
             },
             None => TensorData {
-                buf: Arc::new(raw.to_vec()),
+                buf: SharedBytes(Arc::new(raw.to_vec())),
                 range: 0..raw.len(),
             },
         };

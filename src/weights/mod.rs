@@ -8,6 +8,8 @@ pub mod affine;
 pub mod folder;
 pub mod gguf;
 pub mod hf;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod mapped;
 pub mod safetensors;
 pub mod tiny;
 
