@@ -3,10 +3,13 @@
 //! form the browser app loads by default.
 //!
 //! GGUF blocks that MLX's layout holds exactly (`Q4_1` as 4-bit, `Q8_0` as 8-bit, groups of 32)
-//! are copied without rounding, and config.json records those modules' own bits and group size;
+//! are copied without rounding (`Q4_K` as 4-bit groups of 32 with each group's scale and bias
+//! rounded to f16), and config.json records those modules' own bits and group size;
 //! everything else is dequantized and quantized with the chosen bits and group size. llama.cpp's
 //! `llama` files permute the rows of q and k for interleaved rotary embeddings: the export
-//! undoes that, since Hugging Face's layout rotates the two halves of each head.
+//! undoes that, since Hugging Face's layout rotates the two halves of each head. Gemma 3 is
+//! written as transformers' `gemma3_text` (its extra norms, and norm weights as w where
+//! llama.cpp stores 1 + w).
 
 use serde_json::{json, Map, Value};
 
@@ -16,6 +19,7 @@ use crate::tokenizer::Tokenizer;
 use crate::weights::affine::{Affine, BITS, GROUPS};
 use crate::weights::safetensors::Writer;
 use crate::weights::{TensorSource, WeightTensor};
+use candle_core::quantized::GgmlDType;
 use candle_core::Device;
 
 /// A model folder's files: `(file name, bytes)`.
@@ -69,9 +73,15 @@ pub fn to_mlx(
     if cfg.n_experts > 0 {
         return unsupported("mixtures of experts");
     }
-    if !cfg.llama_layout() {
-        return unsupported("Gemma's norms and embedding scale have no place in the Llama layout");
+    let gemma = is_gemma3(cfg);
+    if !cfg.llama_layout() && !gemma {
+        return unsupported("its switches have no place in the Llama or Gemma 3 layout");
     }
+    // Gemma's norms are `1 + w`: transformers stores w, llama.cpp's files 1 + w.
+    let norm_shift = match gemma {
+        true => 1.0 - cfg.norm_weight_offset,
+        false => 0.0,
+    };
     let interleaved = matches!(
         cfg.positions,
         Positions::Rotary {
@@ -102,6 +112,18 @@ pub fn to_mlx(
             ("ffn_up", "mlp.up_proj"),
             ("ffn_down", "mlp.down_proj"),
         ];
+        let gemma_roles = [
+            ("attn_norm", "input_layernorm"),
+            ("post_attention_norm", "post_attention_layernorm"),
+            ("ffn_norm", "pre_feedforward_layernorm"),
+            ("post_ffw_norm", "post_feedforward_layernorm"),
+            ("attn_q_norm", "self_attn.q_norm"),
+            ("attn_k_norm", "self_attn.k_norm"),
+        ];
+        let roles = match gemma {
+            true => [&gemma_roles[..], &roles[2..]].concat(),
+            false => roles.to_vec(),
+        };
         for (ours, hf) in roles {
             names.push((format!("blk.{i}.{ours}"), format!("model.layers.{i}.{hf}")));
         }
@@ -126,7 +148,10 @@ pub fn to_mlx(
         let t = src.load(&format!("{ours}.weight"), &device)?;
         let dims = t.dims().to_vec();
         if dims.len() == 1 {
-            let v = t.to_f32(&device)?.to_vec1::<f32>()?;
+            let mut v = t.to_f32(&device)?.to_vec1::<f32>()?;
+            if norm_shift != 0.0 {
+                v.iter_mut().for_each(|x| *x -= norm_shift);
+            }
             w.add_f32(&format!("{hf}.weight"), dims, &v);
             summary.float += 1;
             continue;
@@ -140,6 +165,12 @@ pub fn to_mlx(
         let exact = match &t {
             WeightTensor::Blocks { ty, data, .. } if !opts.requantize => {
                 Affine::from_blocks(*ty, data, rows, cols)
+            }
+            // Q4_K's groups of 32 are MLX's 4-bit groups up to the f16 rounding of their scales.
+            WeightTensor::Candle(q)
+                if !opts.requantize && q.dtype() == GgmlDType::Q4K && q.device().is_cpu() =>
+            {
+                Affine::from_q4k(&q.data()?, rows, cols)
             }
             _ => None,
         };
@@ -240,7 +271,9 @@ pub fn hf_config(
     tokenizer: &Tokenizer,
     quantization: Option<Value>,
 ) -> Result<Value> {
+    let gemma = is_gemma3(cfg);
     let model_type = match (cfg.architecture.as_str(), cfg.sliding_window) {
+        _ if gemma => "gemma3_text",
         ("qwen2", _) => "qwen2",
         (_, Some(_)) => "mistral",
         _ => "llama",
@@ -248,7 +281,7 @@ pub fn hf_config(
     let Positions::Rotary { theta, scaling, .. } = &cfg.positions else {
         return Err(Error::Metadata("rotary positions expected".into()));
     };
-    if !cfg.llama_layout() {
+    if !cfg.llama_layout() && !gemma {
         return Err(Error::Metadata(format!(
             "a {} decoder has switches the Llama layout cannot express",
             cfg.architecture
@@ -264,6 +297,7 @@ pub fn hf_config(
     let mut c = json!({
         "model_type": model_type,
         "architectures": [match model_type {
+            "gemma3_text" => "Gemma3ForCausalLM",
             "qwen2" => "Qwen2ForCausalLM",
             "mistral" => "MistralForCausalLM",
             _ => "LlamaForCausalLM",
@@ -310,10 +344,41 @@ pub fn hf_config(
     if let Some(wnd) = cfg.sliding_window {
         c["sliding_window"] = json!(wnd);
     }
+    if gemma {
+        // Gemma3TextConfig's keys for the switches `Config::from_hf` reads back.
+        let types: Vec<&str> = (0..cfg.n_layers)
+            .map(|i| match cfg.full_attention_layers.contains(&i) {
+                true => "full_attention",
+                false => "sliding_attention",
+            })
+            .collect();
+        c["layer_types"] = json!(types);
+        c["hidden_activation"] = json!(act);
+        // None: the head size, which transformers does not default to.
+        c["query_pre_attn_scalar"] =
+            json!(cfg.query_pre_attn_scalar.unwrap_or(cfg.head_dim as f32));
+        c["rope_local_base_freq"] = json!(cfg.local_rope_theta);
+        c["final_logit_softcapping"] = json!(cfg.final_logit_softcap);
+        c["attn_logit_softcapping"] = Value::Null;
+    }
     if cfg.architecture == "qwen2" || (cfg.qkv_bias && model_type != "qwen2") {
         c["attention_bias"] = json!(cfg.qkv_bias);
     }
     Ok(c)
+}
+
+/// Whether `cfg` is Gemma 3's decoder: the switches transformers' `gemma3_text` has, and no
+/// others.
+fn is_gemma3(cfg: &Config) -> bool {
+    cfg.qk_norm
+        && cfg.post_norms
+        && cfg
+            .embed_scale
+            .is_some_and(|e| (f64::from(e) - (cfg.hidden_size as f64).sqrt()).abs() < 1e-3)
+        && cfg.local_rope_theta.is_some()
+        && cfg.activation == Activation::GeluTanh
+        && !cfg.bias
+        && !cfg.qkv_bias
 }
 
 /// `tokenizer_config.json`: the special tokens and the chat template, if any.

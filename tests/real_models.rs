@@ -22,6 +22,15 @@
 //!   Measured: 5 of the 20 runs match for all 24 tokens (`prose`, `math`, `story`, `rust`,
 //!   `recipe`).
 //!
+//! Qwen2.5-Coder 0.5B Instruct (Q4_K_M, `qwen2`), against llama.cpp only (its greedy runs and
+//! its three chat completions, `tests/fixtures/real/qwen2.5-coder-0.5b.llamacpp.json`): the same
+//! rule with llama.cpp's picks within 0.3 of llama.cpp's log-probability (measured 0.225). 12 of
+//! the 20 runs match all 24 tokens, every other one parts at a near-tie (the table is in
+//! `tests/fixtures/real/README.md`); the chat template renders as llama.cpp's, and 2 of the 3
+//! chats match token for token. The MLX folder `wick quantize` writes from it answers; the
+//! logit error the export adds is printed and bounded. The 1.5B runs the same checks when asked
+//! (`WICK_BIG_MODELS=1`: the test is ignored otherwise, and `scripts/test.sh` runs it then).
+//!
 //! The models come from `scripts/fetch-models.sh` (the test command fetches them); a missing file
 //! fails with the command that fetches it.
 #![cfg(not(target_arch = "wasm32"))]
@@ -570,9 +579,9 @@ fn generate_refuses_a_prompt_longer_than_the_context() {
     assert_eq!(e.model_mut().context_limit(), 4096);
 }
 
-/// `wick quantize` writes the 0.5B as an MLX folder (4 bits, groups of 32; its Q4_K, Q5_0 and
-/// Q6_K blocks dequantized and requantized, Q8_0 copied exactly) that loads, tokenizes as the
-/// GGUF does and answers. The logit error requantizing adds, at the last position of the 20
+/// `wick quantize` writes the 0.5B as an MLX folder (4 bits, groups of 32: its Q4_K and Q8_0
+/// blocks copied exactly, up to f16 scales; Q5_0 and Q6_K dequantized and requantized) that
+/// loads, tokenizes as the GGUF does and answers. The logit error requantizing adds, at the last position of the 20
 /// greedy prompts (llama.cpp's token ids): max |Δlogit| and top-1 agreement, printed and bounded.
 #[test]
 fn qwen_0_5b_quantizes_to_an_mlx_folder_that_answers() {
@@ -606,7 +615,7 @@ fn qwen_0_5b_quantizes_to_an_mlx_folder_that_answers() {
             "{}",
             run["id"]
         );
-        let mut logits = |e: &mut wick::Engine| -> Vec<f64> {
+        let logits = |e: &mut wick::Engine| -> Vec<f64> {
             e.reset();
             logprobs(e.model_mut(), &prompt)
         };
@@ -633,11 +642,14 @@ fn qwen_0_5b_quantizes_to_an_mlx_folder_that_answers() {
         "GGUF vs its MLX export: max |Δlogprob| {worst:.3} (top 10: {worst_top:.3}), top-1 \
          agrees on {agree} of {n}"
     );
+    // Measured: 2.73 over the top 10 (4.55 over the vocabulary), top-1 the same on 15 of 20.
+    // Most of the error is the Q5_0 matrices' fifth bit (the 0.5B's 896-wide rows are not whole
+    // Q4_K super-blocks, so llama.cpp stores them as Q5_0); Q4_K itself is copied exactly.
     assert!(
-        worst_top < 9.0,
+        worst_top < 3.5,
         "max |Δlogprob| over the top 10 {worst_top}"
     );
-    assert!(agree >= 1, "top-1 agrees on {agree} of {n}");
+    assert!(agree >= 14, "top-1 agrees on {agree} of {n}");
 
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_wick"))
         .args(["generate", "--temperature", "0", "--system", ""])

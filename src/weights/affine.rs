@@ -242,6 +242,57 @@ impl Affine {
     }
 }
 
+impl Affine {
+    /// MLX 4/32 equal to GGML `Q4_K` blocks (`rows` × `cols`) up to the f16 rounding of each
+    /// group's scale and bias: a `Q4_K` super-block of 256 is eight groups of 32 four-bit values
+    /// with a 6-bit scale and minimum each, times the block's f16 `d` and `dmin`. `None` if the
+    /// bytes do not fit the shape.
+    pub fn from_q4k(data: &[u8], rows: usize, cols: usize) -> Option<Self> {
+        const SUPER: usize = 256;
+        const BYTES: usize = 144;
+        if !cols.is_multiple_of(SUPER) || data.len() != rows * cols / SUPER * BYTES {
+            return None;
+        }
+        let groups = rows * cols / BLOCK;
+        let mut a = Self {
+            bits: 4,
+            group: BLOCK,
+            rows,
+            cols,
+            q: Vec::with_capacity(rows * cols),
+            scales: Vec::with_capacity(groups),
+            biases: Vec::with_capacity(groups),
+        };
+        for b in data.chunks_exact(BYTES) {
+            let (d, dmin) = (
+                kernels::f16_to_f32(b[0], b[1]),
+                kernels::f16_to_f32(b[2], b[3]),
+            );
+            let (sc, qs) = (&b[4..16], &b[16..BYTES]);
+            // The 6-bit scale and minimum of group `j` (llama.cpp's packing of 8 pairs in 12 bytes).
+            let scale_min = |j: usize| -> (u8, u8) {
+                match j < 4 {
+                    true => (sc[j] & 63, sc[j + 4] & 63),
+                    false => (
+                        (sc[j + 4] & 15) | ((sc[j - 4] >> 6) << 4),
+                        (sc[j + 4] >> 4) | ((sc[j] >> 6) << 4),
+                    ),
+                }
+            };
+            // Each 32 bytes of `qs` hold two groups: low nibbles, then high nibbles.
+            for (pair, q) in qs.chunks_exact(32).enumerate() {
+                for (half, shift) in [(0, 0), (1, 4)] {
+                    let (s, m) = scale_min(2 * pair + half);
+                    a.scales.push(d * f32::from(s));
+                    a.biases.push(-dmin * f32::from(m));
+                    a.q.extend(q.iter().map(|v| (v >> shift) & 15));
+                }
+            }
+        }
+        Some(a)
+    }
+}
+
 /// The eight nibbles of `x`, lowest first, one per byte (low half) of the result.
 fn spread_nibbles(x: u32) -> u64 {
     let mut y = u64::from(x);
@@ -308,6 +359,35 @@ mod tests {
             let b = Affine::unpack(&bytes, bits, 64, 4, 128, a.scales.clone(), a.biases.clone());
             assert_eq!(a, b);
         }
+    }
+
+    /// Q4_K blocks (Candle's quantizer on noise) read as MLX 4/32 dequantize to what Candle's
+    /// own Q4_K dequantizer gives, up to the f16 rounding of each group's scale and bias.
+    #[test]
+    fn q4k_blocks_read_as_4_bit_groups_of_32() {
+        use candle_core::quantized::{GgmlDType, QTensor};
+        let (rows, cols) = (3, 512);
+        let w = noise(7, rows * cols);
+        let t = candle_core::Tensor::from_vec(w, (rows, cols), &candle_core::Device::Cpu).unwrap();
+        let q = QTensor::quantize(&t, GgmlDType::Q4K).unwrap();
+        let want: Vec<f32> = q
+            .dequantize(&candle_core::Device::Cpu)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        let a = Affine::from_q4k(&q.data().unwrap(), rows, cols).expect("fits the shape");
+        assert_eq!((a.bits, a.group, a.q.len()), (4, 32, rows * cols));
+        let scale = want.iter().fold(0f32, |m, v| m.max(v.abs()));
+        let d = a
+            .dequantize()
+            .iter()
+            .zip(&want)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0f32, f32::max);
+        assert!(d <= 2e-3 * scale, "off by {d} (largest weight {scale})");
+        assert!(Affine::from_q4k(&q.data().unwrap(), rows, cols + 256).is_none());
     }
 
     #[test]
