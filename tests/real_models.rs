@@ -507,7 +507,7 @@ fn qwen_chat(model: (&str, &str), fixture_file: &str, min_whole: usize) {
         let (mut got, mut text) = (Vec::new(), String::new());
         let reason = loop {
             match e.step().unwrap() {
-                wick::Event::Prefill { .. } => {}
+                wick::Event::Prefill { .. } | wick::Event::Search { .. } => {}
                 wick::Event::Token { id, text: t, .. } => {
                     got.push(id);
                     text.push_str(&t);

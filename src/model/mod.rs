@@ -245,9 +245,9 @@ impl Model {
         if row.blocks.len() != self.blocks.len() {
             return Err(Error::Sampling("a KV row of another model".into()));
         }
-        let c = &self.config;
+        let (c, limit) = (&self.config, self.limit);
         for (b, (k, v)) in self.blocks.iter_mut().zip(&row.blocks) {
-            b.cpu_cache.append(pos, k, v, c.n_kv_heads, c.head_dim);
+            b.cpu_cache.append(pos, k, v, c.n_kv_heads, c.head_dim, limit);
         }
         Ok(())
     }
