@@ -14,6 +14,7 @@
 use serde_json::{json, Map, Value};
 
 use crate::error::{Error, Result};
+use crate::kernels::WeightType;
 use crate::model::{Activation, Config, Positions, RopeScaling};
 use crate::tokenizer::Tokenizer;
 use crate::weights::affine::{Affine, BITS, GROUPS};
@@ -163,9 +164,10 @@ pub fn to_mlx(
             });
         };
         let exact = match &t {
-            WeightTensor::Blocks { ty, data, .. } if !opts.requantize => {
-                Affine::from_blocks(*ty, data, rows, cols)
-            }
+            WeightTensor::Blocks { ty, data, .. } if !opts.requantize => match ty {
+                WeightType::Q4K => Affine::from_q4k(data, rows, cols),
+                _ => Affine::from_blocks(*ty, data, rows, cols),
+            },
             // Q4_K's groups of 32 are MLX's 4-bit groups up to the f16 rounding of their scales.
             WeightTensor::Candle(q)
                 if !opts.requantize && q.dtype() == GgmlDType::Q4K && q.device().is_cpu() =>
