@@ -429,7 +429,7 @@ fn qwen_greedy(model: (&str, &str), fixture_file: &str, min_whole: usize) {
     let f = follow_llama_cpp(
         e.model_mut(),
         runs,
-        0.3,
+        1.0,
         &no_exact,
         &mut |_| None,
         &eog,

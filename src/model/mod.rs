@@ -247,7 +247,8 @@ impl Model {
         }
         let (c, limit) = (&self.config, self.limit);
         for (b, (k, v)) in self.blocks.iter_mut().zip(&row.blocks) {
-            b.cpu_cache.append(pos, k, v, c.n_kv_heads, c.head_dim, limit);
+            b.cpu_cache
+                .append(pos, k, v, c.n_kv_heads, c.head_dim, limit);
         }
         Ok(())
     }
