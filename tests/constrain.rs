@@ -6,6 +6,7 @@
 //! The MLX folder's reply to `SCHEMA_PROMPT` is written to `tests/fixtures/constrain_smollm2.json`
 //! (`WICK_REGEN_FIXTURES=1 cargo test --release --test constrain fixture`), where the browser test
 //! (`tests/e2e/constrain.test.mjs`) finds the text the tab must give through `response_format`.
+#![cfg(not(target_arch = "wasm32"))]
 
 use std::path::PathBuf;
 use std::process::Command;
