@@ -91,10 +91,35 @@ pub unsafe fn q4_1_unpack(b: *const u8) -> (v128, v128) {
 /// `q` must point at 32 readable bytes.
 #[inline(always)]
 pub unsafe fn q4_1_dot(nibbles: (v128, v128), q: *const i8) -> v128 {
-    small_dot(nibbles, q)
+    nibble_dot(nibbles, q)
 }
 
 /// Products of 32 weights that fit 7 bits signed (−64‥63; `a` holds the first 16, `b` the
+/// rest) and 32 activations at `q`, as four i32 lanes, in plain simd128: relaxed SIMD's dot
+/// leaves a weight with its top bit set (a negative one) to the engine, so signed weights
+/// (Q5_0's `q − 16`) never go through it.
+///
+/// # Safety
+/// `q` must point at 32 readable bytes.
+#[inline(always)]
+pub unsafe fn small_dot((a, b): (v128, v128), q: *const i8) -> v128 {
+    let y0 = v128_load(q as *const v128);
+    let y1 = v128_load(q.add(16) as *const v128);
+    // Products of 7-bit and 8-bit values widen straight to i16, and four of them
+    // (|sum| ≤ 4·64·128) still fit one.
+    i32x4_extadd_pairwise_i16x8(i16x8_add(
+        i16x8_add(
+            i16x8_extmul_low_i8x16(a, y0),
+            i16x8_extmul_high_i8x16(a, y0),
+        ),
+        i16x8_add(
+            i16x8_extmul_low_i8x16(b, y1),
+            i16x8_extmul_high_i8x16(b, y1),
+        ),
+    ))
+}
+
+/// Products of 32 non-negative 7-bit weights (0‥127; `a` holds the first 16, `b` the
 /// rest) and 32 activations at `q`, as four i32 lanes. With relaxed SIMD they go through
 /// `i32x4.relaxed_dot_i8x16_i7x16_add`, one instruction per 16 products: the weights are 7-bit
 /// values, so the result does not depend on the engine.
@@ -102,7 +127,7 @@ pub unsafe fn q4_1_dot(nibbles: (v128, v128), q: *const i8) -> v128 {
 /// # Safety
 /// `q` must point at 32 readable bytes.
 #[inline(always)]
-pub unsafe fn small_dot((a, b): (v128, v128), q: *const i8) -> v128 {
+pub unsafe fn nibble_dot((a, b): (v128, v128), q: *const i8) -> v128 {
     let y0 = v128_load(q as *const v128);
     let y1 = v128_load(q.add(16) as *const v128);
     #[cfg(target_feature = "relaxed-simd")]
@@ -134,9 +159,6 @@ pub unsafe fn small_dot((a, b): (v128, v128), q: *const i8) -> v128 {
 #[inline(always)]
 unsafe fn small_dot16(a: v128, q: *const i8) -> v128 {
     let y = v128_load(q as *const v128);
-    #[cfg(target_feature = "relaxed-simd")]
-    return i32x4_relaxed_dot_i8x16_i7x16_add(y, a, i32x4_splat(0));
-    #[cfg(not(target_feature = "relaxed-simd"))]
     i32x4_extadd_pairwise_i16x8(i16x8_add(
         i16x8_extmul_low_i8x16(a, y),
         i16x8_extmul_high_i8x16(a, y),
@@ -185,8 +207,8 @@ pub unsafe fn q4_k_dot(qs: *const u8, sc: &[u8; 8], q: *const i8) -> v128 {
         let a = v128_load(qs.add(32 * i) as *const v128);
         let b = v128_load(qs.add(32 * i + 16) as *const v128);
         let m = u8x16_splat(0x0F);
-        let lo = small_dot((v128_and(a, m), v128_and(b, m)), q.add(64 * i));
-        let hi = small_dot((u8x16_shr(a, 4), u8x16_shr(b, 4)), q.add(64 * i + 32));
+        let lo = nibble_dot((v128_and(a, m), v128_and(b, m)), q.add(64 * i));
+        let hi = nibble_dot((u8x16_shr(a, 4), u8x16_shr(b, 4)), q.add(64 * i + 32));
         acc = i32x4_add(acc, i32x4_mul(lo, i32x4_splat(i32::from(sc[2 * i]))));
         acc = i32x4_add(acc, i32x4_mul(hi, i32x4_splat(i32::from(sc[2 * i + 1]))));
     }
