@@ -387,7 +387,7 @@ test('an AbortSignal ends a stream with WickError(aborted), and the next request
 test('interrupt() stops the running and the waiting requests', async () => {
   const r = await inPage(async (messages) => {
     const e = window.engine;
-    const long = e.chat.completions.create({ messages: [{ role: 'user', content: 'Count from one to two hundred.' }], max_tokens: 300 });
+    const long = e.chat.completions.create({ messages: [{ role: 'user', content: 'Count from one to two hundred.' }], max_tokens: 300, ignore_eos: true });
     const waiting = e.chat.completions.create({ messages, max_tokens: 300 });
     await new Promise((r) => setTimeout(r, 300));
     e.interrupt();

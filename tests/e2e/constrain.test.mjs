@@ -85,7 +85,7 @@ test('a schema the engine cannot follow is a WickError before any token', async 
     assert.deepEqual([e.code, e.param], [code, param], e.message);
     assert.match(e.message, message);
   }
-  const r = await inPage((b) => window.engine.chat.completions.create(b), { messages: [{ role: 'user', content: 'What is the capital of France?' }], temperature: 0, max_tokens: 16 });
+  const r = await inPage((b) => window.engine.chat.completions.create(b), { messages: [{ role: 'system', content: 'You are a helpful AI assistant.' }, { role: 'user', content: 'What is the capital of France?' }], temperature: 0, max_tokens: 16 });
   assert.match(r.choices[0].message.content, /Paris/);
 });
 
