@@ -63,7 +63,7 @@ test('Qwen2.5-Coder-0.5B answers in the page as llama.cpp does, and the menu lis
 });
 
 test('Gemma-3-270M, a base model, continues text in the page as llama.cpp does', async () => {
-  const ref = greedy(reference('gemma3-270m'), 'sequence');
+  const ref = greedy(reference('gemma3-270m'), 'recipe');
   const page = await openPage(GEMMA, { max_tokens: '24' });
   const status = await page.textContent('#status');
   assert.match(status, /Ready: gemma-3-270m-q4_k_m\.gguf \(GGUF Q4_K_M, gemma3, 18 layers, context 4096 of 32768 tokens\) · text completion \(base model, no chat template\)/);

@@ -15,7 +15,7 @@ const REPO = 'HuggingFaceTB/SmolLM2-135M-Instruct';
 /** What the package holds: the API's modules, its types and the four wasm builds. */
 const PACKAGED = [
   'README.md', 'package.json',
-  ...['wick.js', 'wick.d.ts', 'error.js', 'cache.js', 'model-files.js', 'openai.js', 'protocol.js', 'wasm.js', 'worker.js'].map((f) => `www/${f}`),
+  ...['wick.js', 'wick.d.ts', 'error.js', 'cache.js', 'gguf.js', 'memory.js', 'model-files.js', 'openai.js', 'protocol.js', 'wasm.js', 'worker.js'].map((f) => `www/${f}`),
   ...['pkg', 'pkg-relaxed', 'pkg-threads', 'pkg-threads-relaxed'].flatMap((p) => [`www/${p}/wick.js`, `www/${p}/wick_bg.wasm`]),
 ].sort();
 
