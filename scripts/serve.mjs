@@ -26,7 +26,7 @@ const TYPES = {
 
 // Only these paths (and what is under them) are served; the rest of the checkout (target/,
 // .git/, the other packages in node_modules/) is not.
-const PUBLIC = ['index.html', 'www', 'models', 'examples', 'node_modules/openai'];
+const PUBLIC = ['index.html', 'sw.js', 'www', 'models', 'examples', 'node_modules/openai'];
 
 /**
  * The models in `dir` (the checkout's models/), for the page's model picker: each GGUF file and

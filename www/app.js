@@ -1,8 +1,16 @@
 // The chat UI, built on Wick's public API alone (wick.js): it loads a model into an engine and
 // streams each reply with engine.chat.completions.create, or for a base model (one without a chat
-// template) continues each message as raw text with engine.completions.create. Model output is
-// only ever inserted as text (textContent), never as HTML.
+// template) continues each message as raw text with engine.completions.create. Replies render as
+// Markdown through DOMPurify (markdown.js); everything else the model or user wrote is inserted
+// as text. Conversations are kept in IndexedDB (conversations.js), the app offline (offline.js).
 import { Wick, WickError } from './wick.js';
+import { markdownStream, renderMarkdown } from './markdown.js';
+import {
+  newConversation, listConversations, saveConversation, deleteConversation, clearConversations,
+  conversationsSize, lastOpen, rememberOpen,
+} from './conversations.js';
+import { showConversations } from './chat-list.js';
+import { startOffline, keepShell } from './offline.js';
 
 // A Hugging Face folder of MLX-quantized safetensors (made from the GGUF by `wick quantize`).
 const DEFAULT_MODEL = 'models/SmolLM2-135M-Instruct-MLX-4bit/';
@@ -18,7 +26,9 @@ const ui = {
   loader: $('loader'), progress: $('progress'), progressLabel: $('progress-label'),
   error: $('error'), messages: $('messages'), form: $('composer'), input: $('input'),
   send: $('send'), stop: $('stop'), status: $('status'), newChat: $('new-chat'), file: $('model-file'),
-  modelChoice: $('model-choice'), quantize: $('quantize'),
+  modelChoice: $('model-choice'), quantize: $('quantize'), list: $('conversation-list'),
+  sidebar: $('sidebar'), toggleList: $('toggle-list'), storage: $('storage-use'),
+  clearChats: $('clear-chats'), clearModels: $('clear-models'),
 };
 
 /** @type {import('./wick.d.ts').WickEngine | null} */
@@ -26,8 +36,9 @@ let engine = null;
 let modelName = '';
 let modelLine = '';
 let completionMode = false; // the model has no chat template: each message is continued as text
-const conversation = []; // [{ role, content }] of finished turns
-let reply = null; // { el, text, question, controller } of the reply being streamed
+/** The open conversation; its `turns` are the finished messages `[{ role, content, note? }]`. */
+let chat = newConversation();
+let reply = null; // { el, text, question, controller, view } of the reply being streamed
 let loading = null; // the AbortController of the load in progress
 
 const mb = (n) => (n / 1e6).toFixed(1);
@@ -41,15 +52,74 @@ function setBusy() {
   ui.input.disabled = !engine;
   ui.send.disabled = !engine || Boolean(reply);
   ui.stop.disabled = !reply;
+  showActions();
 }
 
+/**
+ * A message: its text in `.body` (a reply as Markdown, a question as text), then an optional
+ * note and the buttons that act on it.
+ */
 function addMessage(role, text) {
   const el = document.createElement('div');
   el.className = `msg ${role}`;
-  el.textContent = text;
+  const body = document.createElement('div');
+  body.className = 'body';
+  if (role === 'assistant') renderMarkdown(body, text);
+  else body.textContent = text;
+  el.append(body);
   ui.messages.append(el);
   el.scrollIntoView({ block: 'end' });
   return el;
+}
+
+function addNote(el, note) {
+  const span = document.createElement('span');
+  span.className = 'note';
+  span.textContent = note;
+  el.append(span);
+}
+
+/** A button that shows its name from the stylesheet and says it to assistive technology. */
+function actionButton(action, label) {
+  const b = document.createElement('button');
+  b.type = 'button';
+  b.className = `action ${action}`;
+  b.dataset.action = action;
+  b.setAttribute('aria-label', label);
+  return b;
+}
+
+/** Copy on every reply; Regenerate on the last one, Edit on the last question (when idle). */
+function showActions() {
+  for (const bar of ui.messages.querySelectorAll('.actions')) bar.remove();
+  const messages = [...ui.messages.querySelectorAll('.msg')];
+  const idle = engine && !reply;
+  messages.forEach((el, i) => {
+    if (el.classList.contains('pending')) return;
+    const buttons = [];
+    const last = i === messages.length - 1;
+    if (el.classList.contains('assistant')) {
+      buttons.push(actionButton('copy', 'Copy reply'));
+      if (last && idle) buttons.push(actionButton('regenerate', 'Regenerate reply'));
+    } else if (idle && i >= messages.length - 2) {
+      buttons.push(actionButton('edit', 'Edit and resend'));
+    }
+    if (!buttons.length) return;
+    const bar = document.createElement('div');
+    bar.className = 'actions';
+    bar.append(...buttons);
+    el.append(bar);
+  });
+}
+
+/** Shows the open conversation's messages. */
+function showChat() {
+  ui.messages.replaceChildren();
+  for (const turn of chat.turns) {
+    const el = addMessage(turn.role, turn.content);
+    if (turn.note) addNote(el, turn.note);
+  }
+  setBusy();
 }
 
 function systemMessages() {
@@ -72,7 +142,8 @@ function request(question) {
     repetition_penalty: num('repeat_penalty'), max_tokens: num('max_tokens'), seed: num('seed'),
   };
   if (completionMode) return { prompt: question, ...sampling };
-  return { messages: [...systemMessages(), ...conversation, { role: 'user', content: question }], ...sampling };
+  const history = chat.turns.map(({ role, content }) => ({ role, content }));
+  return { messages: [...systemMessages(), ...history, { role: 'user', content: question }], ...sampling };
 }
 
 function statusLine(usage, timings) {
@@ -82,15 +153,14 @@ function statusLine(usage, timings) {
     `first token ${(timings.first_token_ms / 1000).toFixed(2)} s`;
 }
 
-async function send() {
-  const question = ui.input.value.trim();
+async function send(question) {
   if (!engine || reply || !question) return;
   ui.error.hidden = true;
-  ui.input.value = '';
   addMessage('user', question);
   const el = addMessage('assistant', '');
   el.classList.add('pending');
-  const current = { el, text: '', question, controller: new AbortController() };
+  const view = markdownStream(el.querySelector('.body'));
+  const current = { el, text: '', question, controller: new AbortController(), view, chat };
   reply = current;
   ui.status.textContent = 'Reading the prompt…';
   setBusy();
@@ -107,7 +177,7 @@ async function send() {
       if (piece) {
         if (!current.text) ui.status.textContent = 'Writing…';
         current.text += piece;
-        el.textContent = current.text;
+        view.update(current.text);
         el.scrollIntoView({ block: 'end' });
       }
       if (choice?.finish_reason) finished = choice.finish_reason;
@@ -121,7 +191,10 @@ async function send() {
     const error = WickError.from(e);
     if (error.code !== 'aborted') {
       showError(error.message);
+      // The question goes back to the text box, out of the conversation.
+      el.previousElementSibling?.remove();
       el.remove();
+      if (!ui.input.value) ui.input.value = question;
       if (error.code === 'engine_crashed' || error.code === 'out_of_memory') dropEngine();
       finish(current, null);
       return;
@@ -133,24 +206,169 @@ async function send() {
 }
 
 /**
- * Ends a reply: it joins the conversation, with a note on why it ended, unless its message was
- * removed meanwhile (a failure, New chat, another model).
+ * Ends a reply: it joins its conversation (which is kept), with a note on why it ended, unless
+ * its message was removed meanwhile (a failure, New chat, another model or conversation).
  */
 function finish(r, note) {
   if (reply === r) reply = null;
   r.el.classList.remove('pending');
+  r.view.flush();
   if (r.el.isConnected) {
-    // A text completion stands alone: the next message is continued by itself.
-    if (!completionMode) conversation.push({ role: 'user', content: r.question }, { role: 'assistant', content: r.text });
-    if (note) {
-      const span = document.createElement('span');
-      span.className = 'note';
-      span.textContent = note;
-      r.el.append(span);
-    }
+    r.chat.turns.push({ role: 'user', content: r.question }, { role: 'assistant', content: r.text, ...(note ? { note } : {}) });
+    if (note) addNote(r.el, note);
+    keep(r.chat);
   }
   setBusy();
   ui.input.focus();
+}
+
+/** Stops the reply being written, if any (it is not kept). */
+function dropReply() {
+  reply?.controller.abort();
+  reply = null;
+}
+
+/** Keeps `c` in IndexedDB and redraws the list; a storage failure is shown, the chat goes on. */
+async function keep(c) {
+  try {
+    await saveConversation(c);
+    rememberOpen(c.id);
+  } catch (e) {
+    console.warn(`could not keep the conversation: ${e.message}`);
+  }
+  await showList();
+}
+
+async function showList() {
+  let all = [];
+  try {
+    all = await listConversations();
+  } catch (e) {
+    console.warn(`could not read the kept conversations: ${e.message}`);
+  }
+  showConversations(ui.list, all, chat.id, { open: openChat, rename: renameChat, remove: removeChat });
+  showStorage();
+}
+
+async function openChat(id) {
+  const found = (await listConversations()).find((c) => c.id === id);
+  if (!found) return;
+  dropReply();
+  chat = found;
+  rememberOpen(id);
+  showChat();
+  await showList();
+  closeSidebar();
+  ui.input.focus();
+}
+
+async function renameChat(id, title) {
+  if (title) {
+    const found = id === chat.id ? chat : (await listConversations()).find((c) => c.id === id);
+    if (found) {
+      found.title = title;
+      found.named = true;
+      await saveConversation(found).catch((e) => showError(`Could not rename: ${e.message}`));
+    }
+  }
+  await showList();
+  ui.list.querySelector(`li[data-id="${CSS.escape(id)}"] .rename`)?.focus();
+}
+
+async function removeChat(id) {
+  await deleteConversation(id).catch((e) => showError(`Could not delete: ${e.message}`));
+  if (id === chat.id) startChat();
+  await showList();
+  ui.newChat.focus();
+}
+
+/** Opens a new, empty conversation (kept from its first reply on). */
+function startChat() {
+  dropReply();
+  chat = newConversation();
+  rememberOpen(null);
+  showChat();
+  warmUp();
+}
+
+/** Sends the last question again in place of its reply. */
+function regenerate() {
+  const turns = chat.turns;
+  if (reply || turns.length < 2 || turns.at(-1).role !== 'assistant') return;
+  const question = turns.at(-2).content;
+  chat.turns = turns.slice(0, -2);
+  showChat();
+  send(question);
+}
+
+/** Turns the last question into a text box; sending it replaces the question and its reply. */
+function editLast(el) {
+  const index = chat.turns.findLastIndex((t) => t.role === 'user');
+  if (reply || index < 0) return;
+  const form = document.createElement('form');
+  form.className = 'edit';
+  const box = document.createElement('textarea');
+  box.value = chat.turns[index].content;
+  box.rows = Math.min(8, box.value.split('\n').length + 1);
+  box.setAttribute('aria-label', 'Edit your message');
+  const resend = document.createElement('button');
+  resend.type = 'submit';
+  resend.textContent = 'Send';
+  const cancel = document.createElement('button');
+  cancel.type = 'button';
+  cancel.textContent = 'Cancel';
+  form.append(box, resend, cancel);
+  el.replaceChildren(form);
+  box.focus();
+  const submit = () => {
+    const question = box.value.trim();
+    if (!question || !engine || reply) return;
+    chat.turns = chat.turns.slice(0, index);
+    showChat();
+    send(question);
+  };
+  form.addEventListener('submit', (e) => {
+    e.preventDefault();
+    submit();
+  });
+  box.addEventListener('keydown', (e) => {
+    if (e.key === 'Enter' && !e.shiftKey) {
+      e.preventDefault();
+      submit();
+    } else if (e.key === 'Escape') {
+      e.preventDefault();
+      showChat();
+    }
+  });
+  cancel.addEventListener('click', () => showChat());
+}
+
+/** Copies `text`, saying so on the button that asked. */
+async function copy(button, text) {
+  try {
+    await navigator.clipboard.writeText(text);
+    button.dataset.done = 'copied';
+  } catch {
+    button.dataset.done = 'failed';
+  }
+  setTimeout(() => delete button.dataset.done, 1500);
+}
+
+/** What this site keeps in the browser, for the storage panel. */
+async function showStorage() {
+  try {
+    const [{ usage, quota, models }, chats] = await Promise.all([Wick.cache.estimate(), conversationsSize()]);
+    const offline = navigator.serviceWorker?.controller ? 'works offline' : 'online only';
+    ui.storage.textContent = `${mb(usage)} MB used of ${mb(quota)} MB: downloaded models ${mb(models)} MB, ` +
+      `${chats.count} chat${chats.count === 1 ? '' : 's'} ${(chats.bytes / 1e3).toFixed(1)} kB · ${offline}`;
+  } catch (e) {
+    ui.storage.textContent = `Storage figures unavailable (${e.message}).`;
+  }
+}
+
+function closeSidebar() {
+  ui.sidebar.classList.remove('open');
+  ui.toggleList.setAttribute('aria-expanded', 'false');
 }
 
 function dropEngine() {
@@ -183,11 +401,10 @@ async function loadModel(model, name) {
     });
     if (engine) {
       // A new model starts a new conversation.
-      reply?.controller.abort();
-      reply = null;
+      dropReply();
       await engine.unload();
-      conversation.length = 0;
-      ui.messages.replaceChildren();
+      engine = null;
+      startChat();
     }
     engine = next;
     const { info } = next;
@@ -222,22 +439,54 @@ async function loadModel(model, name) {
 
 ui.form.addEventListener('submit', (e) => {
   e.preventDefault();
-  send();
+  sendInput();
 });
 ui.input.addEventListener('keydown', (e) => {
   if (e.key === 'Enter' && !e.shiftKey) {
     e.preventDefault();
-    send();
+    sendInput();
   }
 });
+
+/** Sends what the text box holds. */
+function sendInput() {
+  const question = ui.input.value.trim();
+  if (!engine || reply || !question) return;
+  ui.input.value = '';
+  send(question);
+}
+
 ui.stop.addEventListener('click', () => reply?.controller.abort());
 ui.newChat.addEventListener('click', () => {
-  reply?.controller.abort();
-  reply = null;
-  setBusy();
-  conversation.length = 0;
-  ui.messages.replaceChildren();
-  warmUp();
+  startChat();
+  showList();
+  closeSidebar();
+  ui.input.focus();
+});
+ui.messages.addEventListener('click', (e) => {
+  const button = e.target.closest('button');
+  const el = button?.closest('.msg');
+  if (!el) return;
+  if (button.classList.contains('copy-code')) copy(button, button.nextElementSibling.textContent);
+  else if (button.dataset.action === 'copy') copy(button, chat.turns[[...ui.messages.children].indexOf(el)]?.content ?? '');
+  else if (button.dataset.action === 'regenerate') regenerate();
+  else if (button.dataset.action === 'edit') editLast(el);
+});
+ui.toggleList.addEventListener('click', () => {
+  const open = ui.sidebar.classList.toggle('open');
+  ui.toggleList.setAttribute('aria-expanded', String(open));
+  if (open) ui.newChat.focus();
+});
+ui.clearChats.addEventListener('click', async () => {
+  dropReply();
+  await clearConversations().catch((e) => showError(`Could not delete the chats: ${e.message}`));
+  startChat();
+  await showList();
+});
+ui.clearModels.addEventListener('click', async () => {
+  // The model in use stays loaded; the next visit downloads it again.
+  await Wick.cache.clear().catch((e) => showError(`Could not delete the models: ${e.message}`));
+  await showStorage();
 });
 ui.file.addEventListener('change', () => {
   const files = [...ui.file.files];
@@ -279,8 +528,31 @@ async function listModels() {
   ui.modelChoice.dataset.listed = String(models.length);
 }
 
+/** Reopens the conversation that was open before the reload, if it is still kept. */
+async function restoreChat() {
+  const id = lastOpen();
+  let found = null;
+  try {
+    found = id && (await listConversations()).find((c) => c.id === id);
+  } catch (e) {
+    console.warn(`could not read the kept conversations: ${e.message}`);
+  }
+  if (found && !reply) {
+    chat = found;
+    showChat();
+  }
+  await showList();
+}
+
 const startModel = query.get('model') ?? DEFAULT_MODEL;
 if ([...ui.modelChoice.options].some((o) => o.value === startModel)) ui.modelChoice.value = startModel;
-loadPath(startModel);
-listModels();
 setBusy();
+restoreChat();
+// The engine's worker and wasm are fetched once the service worker serves the page, so they are
+// kept for offline use too.
+startOffline().then(async (controlled) => {
+  loadPath(startModel);
+  listModels();
+  if (controlled) await keepShell();
+  showStorage();
+});

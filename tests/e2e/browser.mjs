@@ -24,12 +24,20 @@ export async function openBrowser({ alsoServe = [], root = undefined } = {}) {
   const context = await chromium.launchPersistentContext(profile, {
     executablePath: CHROMIUM, headless: true, args: CHROMIUM_FLAGS, viewport: { width: 1000, height: 800 },
   });
+  let serving = true;
+  /** Stops the server (open connections too), as if the site went away. */
+  const stopServer = async () => {
+    if (!serving) return;
+    serving = false;
+    server.closeAllConnections();
+    await new Promise((r) => server.close(r));
+  };
   const close = async () => {
     await context.close();
-    await new Promise((r) => server.close(r));
+    await stopServer();
     rmSync(profile, { recursive: true, force: true });
   };
-  return { base, context, requests, close };
+  return { base, context, requests, close, stopServer };
 }
 
 /** Resolves when the page says the model is ready (or rejects with the error it shows). */
