@@ -477,6 +477,13 @@ ui.toggleList.addEventListener('click', () => {
   ui.toggleList.setAttribute('aria-expanded', String(open));
   if (open) ui.newChat.focus();
 });
+ui.sidebar.addEventListener('keydown', (e) => {
+  // Escape folds the list away again at phone width (where it is a panel over the chat).
+  if (e.key === 'Escape' && ui.sidebar.classList.contains('open') && !e.target.classList.contains('rename-box')) {
+    closeSidebar();
+    ui.toggleList.focus();
+  }
+});
 ui.clearChats.addEventListener('click', async () => {
   dropReply();
   await clearConversations().catch((e) => showError(`Could not delete the chats: ${e.message}`));

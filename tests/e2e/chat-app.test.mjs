@@ -340,6 +340,13 @@ test('at phone width the page fits, the chat list folds away, and axe-core finds
   assert.ok(await fits());
   assert.deepEqual(await axeViolations(page), []);
   await page.screenshot({ path: `${SCREENS}/chat-phone-list.png` });
+  // Escape folds it away and gives the focus back to the button; Enter opens it again.
+  await page.keyboard.press('Escape');
+  assert.ok(await page.isHidden('#sidebar'));
+  assert.equal(await page.evaluate(() => document.activeElement.id), 'toggle-list');
+  await page.keyboard.press('Enter');
+  assert.ok(await page.isVisible('#sidebar'));
+  assert.equal(await page.evaluate(() => document.activeElement.id), 'new-chat');
   // Opening a conversation folds the list again.
   await page.locator('#conversation-list .open').first().click();
   await page.waitForSelector('#sidebar', { state: 'hidden' });
