@@ -317,6 +317,10 @@ test('storage use is shown and clearing the chats empties the list for good', as
   await page.waitForFunction(() => /, 0 chats/.test(document.getElementById('storage-use').textContent));
   assert.equal(await page.locator('#conversation-list li').count(), 0);
   assert.equal(await page.locator('#messages .msg').count(), 0);
+  // Deleting the downloaded models empties the model cache; the loaded model keeps answering.
+  await page.click('#clear-models');
+  await page.waitForFunction(() => /downloaded models 0\.0 MB/.test(document.getElementById('storage-use').textContent));
+  assert.deepEqual(await page.evaluate(async () => (await import('/www/wick.js')).Wick.cache.list()), []);
 });
 
 test('axe-core finds nothing serious or critical at desktop width', async () => {
