@@ -4,21 +4,27 @@
 //! call to [`Engine::step`] (a chunk of prompt, or one token) so a caller — the CLI's loop or the
 //! browser worker — can stream text and cancel between steps. The KV cache outlives a reply: the
 //! next prompt only prefills the tokens past the longest prefix already cached.
+//!
+//! What a step reports lives in `session/event.rs`; the steps of a beam-search reply in
+//! `session/search.rs`.
 
-use std::collections::VecDeque;
+mod event;
+mod search;
+
 use std::sync::Arc;
 
 use candle_core::{Device, Tensor};
-use serde::Serialize;
 use web_time::Instant;
 
-use crate::beam::{BeamReport, BeamSearch};
+pub use event::{Event, Stats, StopReason, TokenLogprob, TokenLogprobs};
+use search::BeamReply;
+
 use crate::chat::{ChatTemplate, Message};
 use crate::constrain::{Constraint, Vocabulary};
 use crate::error::{Error, Result};
 use crate::kernels;
 use crate::model::{Config, Model};
-use crate::sample::{Logprobs, Sampler, SamplingParams};
+use crate::sample::{Sampler, SamplingParams};
 use crate::stop::StopStrings;
 use crate::tokenizer::{TextStream, Tokenizer};
 use crate::weights::safetensors::Bytes;
@@ -42,122 +48,6 @@ fn on_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
     rayon::scope(|_| kernels::team::scope(f))
 }
 
-/// Why a reply ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum StopReason {
-    /// The model produced an end-of-generation token.
-    EndOfGeneration,
-    /// The reply reached `max_tokens`.
-    MaxTokens,
-    /// The context window is full.
-    ContextFull,
-    /// The text reached one of the reply's stop strings (which is not shown).
-    StopSequence,
-    /// The caller cancelled it.
-    Cancelled,
-}
-
-/// Counters of one reply, for the status line and benchmarks.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct Stats {
-    /// Tokens of the rendered prompt.
-    pub prompt_tokens: usize,
-    /// Of those, tokens actually run (the rest were already in the KV cache).
-    pub prefilled_tokens: usize,
-    /// Seconds spent running prompt tokens.
-    pub prefill_seconds: f64,
-    /// Tokens generated.
-    pub generated_tokens: usize,
-    /// Seconds spent generating (sampling and running each generated token).
-    pub decode_seconds: f64,
-    /// Seconds from the start of the request to the first generated token.
-    pub first_token_seconds: f64,
-    /// The beam search's scores and memory, when the reply came from one.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub beam: Option<BeamReport>,
-    /// Of `decode_seconds`, those spent computing and applying the output constraint's token
-    /// masks (0 without a constraint).
-    pub constraint_seconds: f64,
-}
-
-/// One token's log-probability as OpenAI's API reports it: its text (U+FFFD for part of a
-/// character), its bytes when they can be known, and the log-probability.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct TokenLogprob {
-    /// The token's text.
-    pub token: String,
-    /// The token's bytes (`None` if unknown).
-    pub bytes: Option<Vec<u8>>,
-    /// Its log-probability under the model's distribution.
-    pub logprob: f32,
-}
-
-/// A generated token's log-probability and the most likely alternatives at its position.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct TokenLogprobs {
-    /// The generated token.
-    #[serde(flatten)]
-    pub chosen: TokenLogprob,
-    /// The most likely tokens, most likely first.
-    pub top_logprobs: Vec<TokenLogprob>,
-}
-
-impl TokenLogprobs {
-    fn new(tok: &Tokenizer, id: u32, l: &Logprobs) -> Self {
-        let entry = |id: u32, logprob: f32| {
-            let (token, bytes) = tok.token_bytes(id);
-            TokenLogprob {
-                token,
-                bytes,
-                logprob,
-            }
-        };
-        Self {
-            chosen: entry(id, l.chosen),
-            top_logprobs: l.top.iter().map(|&(id, lp)| entry(id, lp)).collect(),
-        }
-    }
-}
-
-/// What one [`Engine::step`] did.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum Event {
-    /// Part of the prompt was run: `done` of `total` new prompt tokens.
-    Prefill {
-        /// Prompt tokens run so far.
-        done: usize,
-        /// Prompt tokens to run in all.
-        total: usize,
-    },
-    /// A token was generated; `text` is what it completes (empty while a character is partial
-    /// or while it may start a stop string).
-    Token {
-        /// The token id.
-        id: u32,
-        /// Text to append to the reply.
-        text: String,
-        /// Its log-probabilities, when the sampling parameters asked for them.
-        #[serde(skip_serializing_if = "Option::is_none")]
-        logprobs: Option<TokenLogprobs>,
-    },
-    /// A beam search extended its beams by one token (its reply follows as tokens when it ends).
-    Search {
-        /// Tokens each beam has.
-        depth: usize,
-        /// Beams still being extended.
-        beams: usize,
-    },
-    /// The reply is over; `text` is whatever was still held back.
-    Done {
-        /// Why it ended.
-        reason: StopReason,
-        /// Text to append to the reply.
-        text: String,
-    },
-}
-
 struct Generation {
     sampler: Sampler,
     /// The grammar the reply must follow, if any.
@@ -172,10 +62,8 @@ struct Generation {
     ending: Option<StopReason>,
     started: Instant,
     stats: Stats,
-    /// The beam search, once the prompt has run, when the parameters ask for one.
-    beam: Option<BeamSearch>,
-    /// The reply the beam search chose, still to be streamed, and why it ends.
-    chosen: Option<(VecDeque<u32>, StopReason)>,
+    /// The beam search and the reply it chose, when the parameters ask for one.
+    beam: BeamReply,
 }
 
 /// A model ready to chat, with its conversation state.
@@ -436,8 +324,7 @@ impl Engine {
             logits: None,
             stream: TextStream::new(),
             started: Instant::now(),
-            beam: None,
-            chosen: None,
+            beam: BeamReply::default(),
             stats: Stats {
                 prompt_tokens: ids.len(),
                 prefilled_tokens: ids.len() - common,
@@ -575,81 +462,6 @@ impl Engine {
         }
         let logprobs = sampled.logprobs.map(|l| TokenLogprobs::new(tok, id, &l));
         Ok(Event::Token { id, text, logprobs })
-    }
-
-    /// A step of a beam search after the prompt ran: one token deeper, or once the search is
-    /// over, one token of the reply it chose.
-    fn advance_beam(
-        gen: &mut Generation,
-        model: &mut Model,
-        tok: &Tokenizer,
-        prompt_len: usize,
-        limit: usize,
-    ) -> Result<Event> {
-        if gen.chosen.is_none() {
-            let t0 = Instant::now();
-            if gen.beam.is_none() {
-                let (Some(logits), Some(params)) = (gen.logits.take(), gen.params.beam()) else {
-                    return Err(Error::NotGenerating);
-                };
-                let end = match gen.params.ignore_eog {
-                    true => &[][..],
-                    false => tok.end_of_generation(),
-                };
-                let rb = model.kv_row_bytes();
-                gen.beam = Some(BeamSearch::new(
-                    params, end, &logits, prompt_len, limit, rb,
-                )?);
-            }
-            let Some(search) = gen.beam.as_mut() else {
-                return Err(Error::NotGenerating);
-            };
-            let done = search.step(model)?;
-            let event = Event::Search {
-                depth: search.depth(),
-                beams: search.live(),
-            };
-            if done {
-                let Some((best, report)) = search.report() else {
-                    return Err(Error::NotGenerating);
-                };
-                let reason = if best.end.is_some() {
-                    StopReason::EndOfGeneration
-                } else if prompt_len + best.ids.len() >= limit {
-                    StopReason::ContextFull
-                } else {
-                    StopReason::MaxTokens
-                };
-                gen.stats.beam = Some(report);
-                gen.chosen = Some((best.ids.into(), reason));
-            }
-            gen.stats.decode_seconds += t0.elapsed().as_secs_f64();
-            return Ok(event);
-        }
-        let Some((queue, reason)) = gen.chosen.as_mut() else {
-            return Err(Error::NotGenerating);
-        };
-        let reason = *reason;
-        let Some(id) = queue.pop_front() else {
-            return Self::done(gen, tok, reason);
-        };
-        let last = queue.is_empty();
-        gen.stats.generated_tokens += 1;
-        if gen.stats.generated_tokens == 1 {
-            gen.stats.first_token_seconds = gen.started.elapsed().as_secs_f64();
-        }
-        let piece = gen.stream.push(tok, id)?.unwrap_or_default();
-        let (text, hit) = gen.stop.push(&piece);
-        if hit {
-            gen.ending = Some(StopReason::StopSequence);
-        } else if last {
-            gen.ending = Some(reason);
-        }
-        Ok(Event::Token {
-            id,
-            text,
-            logprobs: None,
-        })
     }
 
     /// The end of a reply: the text held back, unless it completes a stop string.

@@ -4,7 +4,8 @@
 //! special tokens written in the text are cut out first ([`vocab`]), then each piece of text goes
 //! through the file's model, SentencePiece ([`spm`], `tokenizer.ggml.model = llama`) or
 //! byte-level BPE ([`bpe`], `gpt2`: the pre-tokenizer runs on Hugging Face `tokenizers`). A
-//! Hugging Face `tokenizer.json` is run whole by `tokenizers`.
+//! Hugging Face `tokenizer.json` is run whole by `tokenizers`; either GGUF vocabulary can be
+//! written as one ([`Tokenizer::to_json`]) that tokenizes alike.
 
 mod bpe;
 mod spm;
@@ -152,9 +153,7 @@ impl Tokenizer {
         match &self.model {
             Model::Hf(hf) => hf.to_string(false).map_err(tok_err),
             Model::Bpe(vocab, bpe) => bpe.to_hf(vocab)?.to_string(false).map_err(tok_err),
-            Model::Spm(_) => Err(Error::Tokenizer(
-                "a SentencePiece vocabulary cannot be written as a tokenizer.json yet".into(),
-            )),
+            Model::Spm(vocab) => spm::to_hf(vocab)?.to_string(false).map_err(tok_err),
         }
     }
 

@@ -2,12 +2,24 @@
 //! `▁`, the text starts as one symbol per character, and the adjacent pair whose joined text is
 //! the best-scoring token is merged, again and again (on equal scores, the leftmost pair). A
 //! symbol that never became a token is written as its bytes (`<0xNN>` tokens).
+//!
+//! As a Hugging Face `tokenizer.json` ([`to_hf`]) the same vocabulary is a BPE model whose merges
+//! come from the scores: every way of cutting a token into two tokens is a merge, ranked by the
+//! token's score, so `tokenizers` merges pairs in llama.cpp's order.
 
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 
-use super::vocab::Vocab;
-use crate::error::Result;
+use tokenizers::decoders::byte_fallback::ByteFallback;
+use tokenizers::decoders::fuse::Fuse;
+use tokenizers::decoders::sequence::Sequence as Decoders;
+use tokenizers::models::bpe::{Vocab as BpeVocab, BPE};
+use tokenizers::normalizers::{Prepend, Replace, Sequence as Normalizers};
+use tokenizers::processors::template::TemplateProcessing;
+use tokenizers::AddedToken;
+
+use super::vocab::{Kind, Vocab};
+use crate::error::{Error, Result};
 
 /// SentencePiece's stand-in for a space.
 pub const SPACE: char = '▁';
@@ -145,6 +157,100 @@ pub fn unescape(text: &str, out: &mut Vec<u8>) {
         let c = if c == SPACE { ' ' } else { c };
         out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
     }
+}
+
+/// The merges of a SentencePiece vocabulary: each token cut into two tokens, best-scoring token
+/// first (on equal scores, the lower id, then the shorter left part).
+fn merges(vocab: &Vocab) -> Vec<(String, String)> {
+    let mut cuts: Vec<(u32, usize)> = Vec::new();
+    for (id, text) in vocab.texts().iter().enumerate() {
+        for (at, _) in text.char_indices().skip(1) {
+            if vocab.id(&text[..at]).is_some() && vocab.id(&text[at..]).is_some() {
+                cuts.push((id as u32, at));
+            }
+        }
+    }
+    cuts.sort_by(|a, b| vocab.score(b.0).total_cmp(&vocab.score(a.0)).then(a.cmp(b)));
+    cuts.into_iter()
+        .filter_map(|(id, at)| {
+            let text = vocab.text(id)?;
+            Some((text[..at].to_string(), text[at..].to_string()))
+        })
+        .collect()
+}
+
+/// The vocabulary as a Hugging Face tokenizer that encodes as [`encode`] does: spaces become `▁`
+/// (with a leading one where the vocabulary asks for it, at the start and after each special
+/// token), a BPE model with [`merges`], byte fallback, and the special tokens cut out first. Its
+/// post-processor adds BOS/EOS as the vocabulary does, for other readers of the file (Wick adds
+/// them itself).
+pub fn to_hf(vocab: &Vocab) -> Result<tokenizers::Tokenizer> {
+    let hf_err = |e: tokenizers::Error| Error::Tokenizer(format!("tokenizer.json: {e}"));
+    let ids: BpeVocab = vocab
+        .texts()
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (t.to_string(), i as u32))
+        .collect();
+    let mut bpe = BPE::builder()
+        .vocab_and_merges(ids, merges(vocab))
+        .byte_fallback(true);
+    let unknown = (0..vocab.len() as u32).find(|&i| vocab.kind(i) == Some(Kind::Unknown));
+    if let Some(unk) = unknown.and_then(|i| vocab.text(i)) {
+        bpe = bpe.unk_token(unk.to_string());
+    }
+    let bpe = bpe
+        .build()
+        .map_err(|e| Error::Tokenizer(format!("SentencePiece merges: {e}")))?;
+    let mut hf = tokenizers::Tokenizer::new(bpe);
+    let space = SPACE.to_string();
+    let replace = Replace::new(" ", space.as_str()).map_err(hf_err)?;
+    hf.with_normalizer(Some(match vocab.add_space_prefix {
+        true => Normalizers::new(vec![Prepend::new(space.clone()).into(), replace.into()]),
+        false => Normalizers::new(vec![replace.into()]),
+    }));
+    hf.with_decoder(Some(Decoders::new(vec![
+        Replace::new(space.as_str(), " ").map_err(hf_err)?.into(),
+        ByteFallback::new().into(),
+        Fuse::new().into(),
+    ])));
+    let (mut special, mut user) = (Vec::new(), Vec::new());
+    for (i, t) in vocab.texts().iter().enumerate() {
+        match vocab.kind(i as u32) {
+            Some(Kind::Control | Kind::Unknown) => special.push(AddedToken::from(t, true)),
+            Some(Kind::UserDefined) => user.push(AddedToken::from(t, false).normalized(false)),
+            _ => {}
+        }
+    }
+    hf.add_special_tokens(&special);
+    hf.add_tokens(&user);
+    let bos = vocab.bos.filter(|_| vocab.add_bos);
+    let eos = vocab.eos.filter(|_| vocab.add_eos);
+    if bos.is_some() || eos.is_some() {
+        let named = |id: Option<u32>| id.and_then(|i| Some((vocab.text(i)?.to_string(), i)));
+        let (bos, eos) = (named(bos), named(eos));
+        // One sequence of type `kind` between the BOS and EOS it gets, in template syntax.
+        let around = |seq: &str, kind: u32| {
+            let mut parts: Vec<String> = bos.iter().map(|(t, _)| format!("{t}:{kind}")).collect();
+            parts.push(format!("{seq}:{kind}"));
+            parts.extend(eos.iter().map(|(t, _)| format!("{t}:{kind}")));
+            parts.join(" ")
+        };
+        let (single, pair) = (
+            around("$A", 0),
+            format!("{} {}", around("$A", 0), around("$B", 1)),
+        );
+        let post_err = |e: String| Error::Tokenizer(format!("tokenizer.json post-processor: {e}"));
+        let post = TemplateProcessing::builder()
+            .try_single(single)
+            .and_then(|b| b.try_pair(pair))
+            .map_err(post_err)?
+            .special_tokens(bos.into_iter().chain(eos).collect::<Vec<_>>())
+            .build()
+            .map_err(|e| post_err(e.to_string()))?;
+        hf.with_post_processor(Some(post));
+    }
+    Ok(hf)
 }
 
 #[cfg(test)]
@@ -328,6 +434,57 @@ mod tests {
         assert_eq!(tok.end_of_generation(), [1, eot]);
         assert_eq!(tok.eos_token().as_deref(), Some("<eos>"));
         assert_eq!(tok.bos_token().as_deref(), Some("<bos>"));
+    }
+
+    #[test]
+    fn tokenizer_json_tokenizes_alike() {
+        let tokens = [
+            ("▁", -1.0, NORMAL),
+            ("h", -1.0, NORMAL),
+            ("i", -1.0, NORMAL),
+            ("hi", -2.0, NORMAL),
+            ("▁hi", -3.0, NORMAL),
+            ("a", -1.5, NORMAL),
+            ("b", -1.5, NORMAL),
+            ("c", -1.5, NORMAL),
+            ("ab", -4.0, NORMAL),
+            ("bc", -3.5, NORMAL),
+            ("abc", -6.0, NORMAL),
+            ("aa", -5.0, NORMAL),
+            ("aaa", -7.0, NORMAL),
+            ("<end_of_turn>", 0.0, CONTROL),
+            ("  ", 0.0, USER),
+            ("\n", 0.0, USER),
+        ];
+        let texts = [
+            "hi hi",
+            " hi",
+            "abc aaaaa",
+            "xé🙂 abc  hi\n\nhi",
+            "hi<end_of_turn>hi",
+            "<eos>hi<bos>",
+        ];
+        let no_prefix = [("tokenizer.ggml.add_space_prefix", Value::Bool(false))];
+        for extra in [&no_prefix[..], &[]] {
+            let tok = spm(&tokens, extra);
+            let json = tok.to_json().unwrap();
+            let bos = tok.bos_token();
+            let back =
+                Tokenizer::from_json(json.as_bytes(), Some("<eos>"), bos.as_deref()).unwrap();
+            for text in texts {
+                for (add, parse) in [(true, true), (false, true), (false, false)] {
+                    let want = tok.encode_with(text, add, parse).unwrap();
+                    let got = back.encode_with(text, add, parse).unwrap();
+                    assert_eq!(got, want, "{text:?}, add {add}, parse {parse}");
+                    assert_eq!(back.decode(&got).unwrap(), tok.decode(&want).unwrap());
+                }
+            }
+            assert_eq!(back.end_of_generation(), tok.end_of_generation());
+            // Read by `tokenizers` alone, the file adds BOS itself.
+            let hf = tokenizers::Tokenizer::from_bytes(json.as_bytes()).unwrap();
+            let ids = hf.encode("hi abc", true).unwrap().get_ids().to_vec();
+            assert_eq!(ids, tok.encode("hi abc").unwrap());
+        }
     }
 
     #[test]
