@@ -1,32 +1,44 @@
-// Browser benchmark: Wick (through its public API, www/wick.js) and wllama (llama.cpp in wasm, npm @wllama/wllama) in
-// the same headless Debian Chromium, against the dev server, at 1 and 2 threads: Wick on the
-// app's default model (the MLX 4-bit safetensors folder) and on the GGUF it was made from,
-// wllama on the GGUF. Prints one table of medians with Wick/wllama ratios.
+// Browser benchmark: Wick (through its public API, www/wick.js) and wllama (llama.cpp in wasm, npm
+// @wllama/wllama) in the same headless Debian Chromium, against the dev server, at 1 and 2 threads:
+// Wick on the app's default model (the MLX 4-bit safetensors folder) and on the GGUF it was made
+// from, wllama on the GGUF. The engines stay loaded side by side and their runs are interleaved
+// (one run of each in turn), so a slow spell of a noisy machine hits all of them alike. Prints
+// one table of median (min–max) over the runs, with Wick/wllama ratios of the medians.
 // --model PATH benchmarks another GGUF under models/ (the real models of scripts/fetch-models.sh)
-// the same way, Wick on the GGUF alone: prefill and decode tok/s, load time and peak memory.
-//   node scripts/bench-browser.mjs [--model models/X.gguf] [--runs 3] [--decode 128] [--no-wllama] [--simd simd128]
+// the same way, Wick on the GGUF alone.
+// --prompt-tokens 512,2048 measures prompts of those lengths (in Wick's tokens: bench_prompt
+// repeated and cut there, the same text given to wllama; each engine's own token count is shown)
+// instead of bench_prompt itself.
+//   node scripts/bench-browser.mjs [--model models/X.gguf] [--runs 3] [--decode 128]
+//        [--prompt-tokens N,N] [--no-wllama] [--simd simd128]
 import { readFileSync, statSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import { openBrowser, waitReady } from '../tests/e2e/browser.mjs';
 
-const arg = (name, fallback) => {
-  const i = process.argv.indexOf(name);
-  return i > 0 ? Number(process.argv[i + 1]) : fallback;
-};
-const RUNS = arg('--runs', 3);
-const DECODE = arg('--decode', 128);
+const value = (name) => (process.argv.includes(name) ? process.argv[process.argv.indexOf(name) + 1] : null);
+const RUNS = Number(value('--runs') ?? 3);
+const DECODE = Number(value('--decode') ?? 128);
 const THREADS = [1, 2];
+const PROMPT_TOKENS = value('--prompt-tokens')?.split(',').map(Number) ?? [];
+if (PROMPT_TOKENS.some((n) => !Number.isInteger(n) || n < 1)) throw new Error('--prompt-tokens takes whole numbers ≥ 1, comma-separated');
 // --no-wllama: Wick's rows only (a quick check while working on the kernels).
 const WLLAMA = !process.argv.includes('--no-wllama');
 // --simd simd128: the plain-SIMD builds (what browsers without relaxed SIMD run).
-const SIMD = process.argv.includes('--simd') ? process.argv[process.argv.indexOf('--simd') + 1] : 'relaxed';
-const MODEL_ARG = process.argv.includes('--model') ? process.argv[process.argv.indexOf('--model') + 1] : null;
+const SIMD = value('--simd') ?? 'relaxed';
+const MODEL_ARG = value('--model');
 const MODEL = MODEL_ARG ?? 'models/SmolLM2-135M-Instruct.Q4_1.gguf';
 // The page's default model is benchmarked beside its GGUF unless --model names another model.
 const DEFAULT_MODEL = MODEL_ARG ? null : 'models/SmolLM2-135M-Instruct-MLX-4bit/';
 const BENCH_PROMPT = readFileSync(new URL('../tests/fixtures/bench_prompt.txt', import.meta.url), 'utf8');
-const median = (v) => [...v].sort((a, b) => a - b)[Math.floor(v.length / 2)];
 const modelBytes = statSync(new URL(`../${MODEL}`, import.meta.url)).size;
+
+/** min, median and max of a measurement's runs. */
+const spread = (v) => {
+  const s = [...v].sort((a, b) => a - b);
+  return { min: s[0], median: s[Math.floor(s.length / 2)], max: s[s.length - 1] };
+};
+const show = (s, digits = 1) => (Number.isNaN(s.median) ? '–' : `${s.median.toFixed(digits)} (${s.min.toFixed(digits)}–${s.max.toFixed(digits)})`);
+const ratio = (a, b) => (Number.isNaN(a.median / b.median) ? '–' : `${(a.median / b.median).toFixed(2)}×`);
 
 /** Resident memory of Chromium's renderer processes, in bytes (largest one). */
 function rendererRss() {
@@ -35,46 +47,70 @@ function rendererRss() {
   return Math.max(0, ...rss);
 }
 
-/** Raw-prompt runs in a fresh engine (Wick's public API) with `threads` threads. */
-async function engineRuns(page, threads, model) {
-  return page.evaluate(async ({ model, prompt, decode, runs, threads, simd }) => {
+/** Loads a Wick engine in the page under `name` (Wick's public API, `threads` threads). */
+async function loadWick(page, name, model, threads) {
+  return page.evaluate(async ({ name, model, threads, simd }) => {
     const { Wick } = await import('/www/wick.js');
     const engine = await Wick.load(new URL(model, location.origin + '/').href, { threads, simd });
-    const { loadSeconds, source, build } = engine.info;
-    const out = [];
-    for (let i = 0; i < runs; i++) {
-      // cache_prompt: false runs the whole prompt each time.
-      const { timings } = await engine.completions.create({ prompt, temperature: 0, max_tokens: decode, ignore_eos: true, cache_prompt: false });
-      out.push({
-        prefilled_tokens: timings.prompt_n, prefill_seconds: timings.prompt_ms / 1000,
-        generated_tokens: timings.predicted_n, decode_seconds: timings.predicted_ms / 1000,
-        loadSeconds, source, memoryBytes: engine.info.memoryBytes, threads: build.threads, simd: build.simd,
-      });
-    }
-    await engine.unload();
-    return out;
-  }, { model, prompt: BENCH_PROMPT, decode: DECODE, runs: RUNS, threads, simd: SIMD });
+    (window.__engines ??= {})[name] = engine;
+    const { loadSeconds, build } = engine.info;
+    return { loadSeconds, threads: build.threads, simd: build.simd };
+  }, { name, model, threads, simd: SIMD });
 }
 
-/** The same measurements for wllama: raw completion of the same prompt, greedy, EOS ignored. */
-async function wllamaRuns(page, threads) {
-  return page.evaluate(async ({ model, prompt, decode, runs, threads }) => {
+/** Loads wllama in the page on the GGUF, from the page's model cache. */
+async function loadWllama(page, threads) {
+  return page.evaluate(async ({ model, threads, ctx }) => {
     const { Wllama } = await import('/node_modules/@wllama/wllama/esm/index.js');
     const wllama = new Wllama({ default: '/node_modules/@wllama/wllama/esm/wasm/wllama.wasm' }, { suppressNativeLog: true });
     const url = new URL(model, location.origin + '/').href;
     const cached = await (await caches.open('wick-models-v1')).match(url);
     const blob = await (cached ?? (await fetch(url))).blob();
     const t0 = performance.now();
-    await wllama.loadModel([blob], { n_threads: threads, n_ctx: 1024, n_gpu_layers: 0 });
-    const loadSeconds = (performance.now() - t0) / 1000;
-    const out = [];
-    for (let i = 0; i < runs; i++) {
-      const r = await wllama.createCompletion({ prompt, max_tokens: decode, temperature: 0, ignore_eos: true, cache_prompt: false });
-      out.push({ ...r.timings, loadSeconds });
+    await wllama.loadModel([blob], { n_threads: threads, n_ctx: ctx, n_gpu_layers: 0 });
+    (window.__engines ??= {}).wllama = wllama;
+    return { loadSeconds: (performance.now() - t0) / 1000 };
+  }, { model: MODEL, threads, ctx: Math.max(1024, ...PROMPT_TOKENS.map((n) => n + DECODE + 64)) });
+}
+
+/** One raw-prompt run of engine `name`: prefill and decode tok/s, prompt tokens, wasm memory. */
+async function runOnce(page, name, prompt) {
+  return page.evaluate(async ({ name, prompt, decode }) => {
+    const engine = window.__engines[name];
+    if (name === 'wllama') {
+      const { timings: t } = await engine.createCompletion({ prompt, max_tokens: decode, temperature: 0, ignore_eos: true, cache_prompt: false });
+      return { prefill: t.prompt_per_second, decode: t.predicted_per_second, promptTokens: t.prompt_n };
     }
-    await wllama.exit();
+    // cache_prompt: false runs the whole prompt each time.
+    const { timings: t } = await engine.completions.create({ prompt, temperature: 0, max_tokens: decode, ignore_eos: true, cache_prompt: false });
+    return {
+      prefill: t.prompt_n / (t.prompt_ms / 1000), decode: t.predicted_n / (t.predicted_ms / 1000),
+      promptTokens: t.prompt_n, memoryBytes: engine.info.memoryBytes,
+    };
+  }, { name, prompt, decode: DECODE });
+}
+
+/** The prompts to measure: bench_prompt, or per length the text of its first N Wick tokens repeated. */
+async function prompts(page, name) {
+  if (!PROMPT_TOKENS.length) return [{ label: '122-token bench_prompt', text: BENCH_PROMPT }];
+  return page.evaluate(async ({ name, base, lengths }) => {
+    const engine = window.__engines[name];
+    const per = (await engine.tokenize(base)).length;
+    const out = [];
+    for (const n of lengths) {
+      const ids = (await engine.tokenize(base.repeat(Math.ceil(n / per) + 1))).slice(0, n);
+      out.push({ label: `${n}-token prompt`, text: await engine.detokenize(ids) });
+    }
     return out;
-  }, { model: MODEL, prompt: BENCH_PROMPT, decode: DECODE, runs: RUNS, threads });
+  }, { name, base: BENCH_PROMPT, lengths: PROMPT_TOKENS });
+}
+
+/** Unloads every engine of the page. */
+async function unloadAll(page) {
+  await page.evaluate(async () => {
+    for (const [name, e] of Object.entries(window.__engines ?? {})) await (name === 'wllama' ? e.exit() : e.unload());
+    window.__engines = {};
+  });
 }
 
 /** Seconds from opening the page to the first token of a chat reply (weights cached). */
@@ -91,7 +127,8 @@ async function timeToFirstToken(context, base, threads) {
 }
 
 const browser = await openBrowser({ alsoServe: ['node_modules', 'tests/e2e/pages'] });
-const rows = {};
+const results = {};
+let promptList = [];
 try {
   const page = await browser.context.newPage();
   if (MODEL_ARG) {
@@ -106,91 +143,62 @@ try {
     const cache = await caches.open('wick-models-v1');
     if (!(await cache.match(url))) await cache.add(url);
   }, new URL(MODEL, browser.base).href);
+  // A blank page for the runs: the app's own engine leaves the renderer.
+  if (!MODEL_ARG) await page.goto(`${browser.base}tests/e2e/pages/api.html`);
   for (const threads of THREADS) {
-    const gg = await engineRuns(page, threads, MODEL);
-    const ggRss = rendererRss();
-    const runs = DEFAULT_MODEL ? await engineRuns(page, threads, DEFAULT_MODEL) : gg;
-    const rss = DEFAULT_MODEL ? rendererRss() : ggRss;
+    const engines = { gguf: await loadWick(page, 'gguf', MODEL, threads) };
+    if (DEFAULT_MODEL) engines.wick = await loadWick(page, 'wick', DEFAULT_MODEL, threads);
+    if (WLLAMA) engines.wllama = await loadWllama(page, threads);
+    promptList = await prompts(page, 'gguf');
+    const runs = {};
+    for (const p of promptList) {
+      runs[p.label] = Object.fromEntries(Object.keys(engines).map((n) => [n, []]));
+      // Interleaved: one run of each engine in turn.
+      for (let i = 0; i < RUNS; i++) {
+        for (const name of Object.keys(engines)) runs[p.label][name].push(await runOnce(page, name, p.text));
+      }
+    }
+    const rss = rendererRss();
+    await unloadAll(page);
     const ttft = [];
     for (let i = 0; i < RUNS; i++) ttft.push(await timeToFirstToken(browser.context, browser.base, threads));
-    const memory = Math.max(...runs.map((r) => r.memoryBytes));
-    const none = { prompt_per_second: NaN, predicted_per_second: NaN, loadSeconds: NaN, prompt_n: 0, predicted_n: 0 };
-    const wl = WLLAMA ? await wllamaRuns(page, threads) : [none];
-    const wlRss = rendererRss();
-    const wlPrefill = median(wl.map((r) => r.prompt_per_second));
-    const wlDecode = median(wl.map((r) => r.predicted_per_second));
-    const prefill = median(runs.map((r) => r.prefilled_tokens / r.prefill_seconds));
-    const decode = median(runs.map((r) => r.generated_tokens / r.decode_seconds));
-    const ggPrefill = median(gg.map((r) => r.prefilled_tokens / r.prefill_seconds));
-    const ggDecode = median(gg.map((r) => r.generated_tokens / r.decode_seconds));
-    const ggMemory = Math.max(...gg.map((r) => r.memoryBytes));
-    rows[threads] = {
-      ggPrefill: ggPrefill.toFixed(1),
-      ggDecode: ggDecode.toFixed(1),
-      ggLoad: median(gg.map((r) => r.loadSeconds)).toFixed(2),
-      ggMemory: `${(ggMemory / 1e6).toFixed(0)} MB (${(ggMemory / modelBytes).toFixed(2)}×)`,
-      ggRss: `${(ggRss / 1e6).toFixed(0)} MB`,
-      ggRatioPrefill: `${(ggPrefill / wlPrefill).toFixed(2)}×`,
-      ggRatioDecode: `${(ggDecode / wlDecode).toFixed(2)}×`,
-      ggBuild: `${gg[0].threads === 1 ? 'single-threaded' : `threaded (${gg[0].threads} workers)`}, ${gg[0].simd}`,
-      ggRatio: `${(ggPrefill / wlPrefill).toFixed(1)}× / ${(ggDecode / wlDecode).toFixed(1)}×`,
-      wlPrefill: `${wlPrefill.toFixed(1)} (${wl[0].prompt_n} tok)`,
-      wlDecode: `${wlDecode.toFixed(1)} (${wl[0].predicted_n} tok)`,
-      wlLoad: median(wl.map((r) => r.loadSeconds)).toFixed(2),
-      wlRss: `${(wlRss / 1e6).toFixed(0)} MB`,
-      prefillRatio: `${(prefill / wlPrefill).toFixed(1)}×`,
-      decodeRatio: `${(decode / wlDecode).toFixed(1)}×`,
-      build: `${runs[0].threads === 1 ? 'single-threaded' : `threaded (${runs[0].threads} workers)`}, ${runs[0].simd}`,
-      prefill: prefill.toFixed(1),
-      decode: decode.toFixed(1),
-      load: median(runs.map((r) => r.loadSeconds)).toFixed(2),
-      ttft: median(ttft).toFixed(2),
-      memory: `${(memory / 1e6).toFixed(0)} MB (${(memory / modelBytes).toFixed(2)}×)`,
-      rss: `${(rss / 1e6).toFixed(0)} MB`,
-    };
+    results[threads] = { engines, runs, rss, ttft: spread(ttft) };
   }
   const version = await page.evaluate(() => navigator.userAgent.match(/Chrome\/[\d.]+/)?.[0]);
-  const line = (label, key) => console.log(`| ${label} | ${THREADS.map((t) => rows[t][key]).join(' | ')} |`);
-  if (MODEL_ARG) {
-    console.log(`\nWick and wllama in headless Chromium (${version}), ${MODEL} (${(modelBytes / 1e6).toFixed(0)} MB), medians of ${RUNS}`);
-    console.log(`| metric | ${THREADS.map((t) => `${t} thread${t > 1 ? 's' : ''}`).join(' | ')} |`);
-    console.log(`|---|${THREADS.map(() => '---|').join('')}`);
-    line('Wick wasm build', 'ggBuild');
-    line('Wick prefill tok/s (bench_prompt)', 'ggPrefill');
-    line(`Wick decode tok/s (${DECODE} greedy tokens)`, 'ggDecode');
-    line('Wick model load, weights cached (s)', 'ggLoad');
-    line('Wick page open → first token, weights cached (s)', 'ttft');
-    line('Wick peak wasm memory (× model file)', 'ggMemory');
-    line('renderer RSS after Wick (largest renderer)', 'ggRss');
-    line('wllama prefill tok/s', 'wlPrefill');
-    line('wllama decode tok/s', 'wlDecode');
-    line('wllama model load (s)', 'wlLoad');
-    line('renderer RSS after wllama (largest renderer)', 'wlRss');
-    line('**Wick / wllama, prefill**', 'ggRatioPrefill');
-    line('**Wick / wllama, decode**', 'ggRatioDecode');
-  } else {
-  console.log(`\nWick in headless Chromium (${version}), ${DEFAULT_MODEL} (and ${MODEL}), medians of ${RUNS}`);
+  const line = (label, f) => console.log(`| ${label} | ${THREADS.map((t) => f(results[t])).join(' | ')} |`);
+  const main = DEFAULT_MODEL ? 'wick' : 'gguf';
+  const build = (e) => `${e.threads === 1 ? 'single-threaded' : `threaded (${e.threads} workers)`}, ${e.simd}`;
+  const of = (r, label, name, key) => spread((r.runs[label][name] ?? []).map((x) => x[key]).concat(r.runs[label][name]?.length ? [] : [NaN]));
+  const memory = (r, name) => {
+    const m = Math.max(...Object.values(r.runs).flatMap((p) => (p[name] ?? []).map((x) => x.memoryBytes)));
+    return `${(m / 1e6).toFixed(0)} MB (${(m / modelBytes).toFixed(2)}×)`;
+  };
+  console.log(`\nWick${WLLAMA ? ' and wllama' : ''} in headless Chromium (${version}), ${DEFAULT_MODEL ?? MODEL}${DEFAULT_MODEL ? ` (and ${MODEL})` : ''}, ${RUNS} interleaved runs each: median (min–max)`);
   console.log(`| metric | ${THREADS.map((t) => `${t} thread${t > 1 ? 's' : ''}`).join(' | ')} |`);
   console.log(`|---|${THREADS.map(() => '---|').join('')}`);
-  line('wasm build', 'build');
-  line('prefill tok/s (122-token bench_prompt)', 'prefill');
-  line(`decode tok/s (${DECODE} greedy tokens)`, 'decode');
-  line('model load, weights cached (s)', 'load');
-  line('page open → first token, weights cached (s)', 'ttft');
-  line('peak wasm memory (× model file)', 'memory');
-  line('renderer RSS after the runs', 'rss');
-  line('GGUF: prefill tok/s', 'ggPrefill');
-  line('GGUF: decode tok/s', 'ggDecode');
-  line('GGUF: model load, weights cached (s)', 'ggLoad');
-  line('GGUF: peak wasm memory (× model file, in a fresh worker)', 'ggMemory');
-  line('wllama 3.13 prefill tok/s', 'wlPrefill');
-  line('wllama 3.13 decode tok/s', 'wlDecode');
-  line('wllama model load (s)', 'wlLoad');
-  line('renderer RSS after wllama (largest renderer)', 'wlRss');
-  line('**Wick / wllama, prefill**', 'prefillRatio');
-  line('**Wick / wllama, decode**', 'decodeRatio');
-  line('Wick GGUF / wllama, prefill / decode', 'ggRatio');
+  line('Wick wasm build', (r) => build(r.engines[main]));
+  for (const { label } of promptList) {
+    const names = DEFAULT_MODEL ? [['wick', 'Wick'], ['gguf', 'Wick GGUF']] : [['gguf', 'Wick']];
+    for (const [name, who] of names) {
+      line(`${who} prefill tok/s (${label})`, (r) => show(of(r, label, name, 'prefill')));
+      line(`${who} decode tok/s (${DECODE} greedy tokens after it)`, (r) => show(of(r, label, name, 'decode')));
+    }
+    if (WLLAMA) {
+      line(`wllama prefill tok/s (${label}; its tokens)`, (r) => `${show(of(r, label, 'wllama', 'prefill'))}, ${r.runs[label].wllama[0].promptTokens} tok`);
+      line(`wllama decode tok/s (${DECODE} greedy tokens after it)`, (r) => show(of(r, label, 'wllama', 'decode')));
+      for (const [name, who] of names) {
+        line(`**${who} / wllama, prefill** (${label})`, (r) => ratio(of(r, label, name, 'prefill'), of(r, label, 'wllama', 'prefill')));
+        line(`**${who} / wllama, decode** (${label})`, (r) => ratio(of(r, label, name, 'decode'), of(r, label, 'wllama', 'decode')));
+      }
+    }
   }
+  line('Wick model load, weights cached (s)', (r) => r.engines[main].loadSeconds.toFixed(2));
+  if (DEFAULT_MODEL) line('Wick GGUF model load, weights cached (s)', (r) => r.engines.gguf.loadSeconds.toFixed(2));
+  if (WLLAMA) line('wllama model load (s)', (r) => r.engines.wllama.loadSeconds.toFixed(2));
+  line('page open → first token, weights cached (s)', (r) => show(r.ttft, 2));
+  line('Wick peak wasm memory (× model file)', (r) => memory(r, main));
+  if (DEFAULT_MODEL) line('Wick GGUF peak wasm memory (× model file)', (r) => memory(r, 'gguf'));
+  line(`renderer RSS with ${WLLAMA ? 'all engines' : 'the engines'} loaded (largest renderer)`, (r) => `${(r.rss / 1e6).toFixed(0)} MB`);
   for (const dir of ['pkg', 'pkg-threads', 'pkg-relaxed', 'pkg-threads-relaxed']) {
     console.log(`| wasm size, www/${dir} | ${statSync(new URL(`../www/${dir}/wick_bg.wasm`, import.meta.url)).size} bytes |`);
   }

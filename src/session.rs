@@ -36,7 +36,7 @@ use crate::weights::{Gguf, ModelFolder};
 pub const DEFAULT_CONTEXT_LENGTH: usize = 4096;
 
 /// Prompt tokens fed per step, so a long prefill still yields to the caller now and then.
-const PREFILL_CHUNK: usize = 128;
+pub const PREFILL_CHUNK: usize = 128;
 
 /// Runs `f` on a thread of rayon's pool with the pool's other threads kept awake as a team
 /// ([`kernels::team`]). Called from outside, every parallel matmul would block its caller and

@@ -202,3 +202,107 @@ fn quantize_reads_a_sharded_folder_by_its_index() {
     let _ = std::fs::remove_dir_all(&dir);
     let _ = std::fs::remove_dir_all(&out);
 }
+
+/// The last cell of the table row that starts with `label` (`| label | … | cell |`).
+fn last_cell<'a>(out: &'a str, label: &str) -> &'a str {
+    let line = out
+        .lines()
+        .find(|l| l.starts_with(&format!("| {label} |")))
+        .unwrap_or_else(|| panic!("no row {label:?} in\n{out}"));
+    line.trim_end_matches('|')
+        .rsplit('|')
+        .next()
+        .map_or("", str::trim)
+}
+
+#[test]
+fn bench_prints_min_median_max_at_a_prompt_length_and_a_profile() {
+    let model = temp_file(
+        "tiny-bench-table.gguf",
+        &wick::weights::tiny::tiny_gguf(5).unwrap(),
+    );
+    let (ok, out, err) = wick(&[
+        "bench",
+        "--model",
+        &model,
+        "--prompt-tokens",
+        "64",
+        "--runs",
+        "1",
+        "--decode-tokens",
+        "4",
+        "--thread-counts",
+        "1",
+        "--profile",
+    ]);
+    assert!(ok, "{err}");
+    assert!(
+        out.lines().any(|l| l == "| metric | 1 thread(s) |"),
+        "{out}"
+    );
+    // `median (min–max)`, min ≤ median ≤ max.
+    let spread = regex::Regex::new(r"^(\d+\.\d+) \((\d+\.\d+)–(\d+\.\d+)\)$").unwrap();
+    for label in [
+        "prefill tok/s (64-token prompt)",
+        "decode tok/s (4 greedy tokens after it)",
+        "time to first token (s), 64-token prompt",
+    ] {
+        let cell = last_cell(&out, label);
+        let c = spread
+            .captures(cell)
+            .unwrap_or_else(|| panic!("{label}: {cell:?}"));
+        let v: Vec<f64> = (1..=3).map(|i| c[i].parse().unwrap()).collect();
+        assert!(
+            v[1] <= v[0] && v[0] <= v[2] && v[0] > 0.0,
+            "{label}: {cell}"
+        );
+    }
+    assert!(
+        last_cell(&out, "peak RSS").ends_with("files + KV)"),
+        "{out}"
+    );
+
+    // The profile: one row per stage and the rest, each `ms (share%)`, for the prefill of the
+    // 64-token prompt (one chunk) and the decode steps after it; the shares add up to the total.
+    let header = "| stage | prefill, 64-token prompt | decode after 64 tokens |";
+    assert!(out.lines().any(|l| l == header), "{out}");
+    let share = regex::Regex::new(r"^(\d+\.\d+) \((\d+\.\d)%\)$").unwrap();
+    let mut sums = [0f64; 2];
+    for stage in wick::model::profile::Stage::ALL
+        .iter()
+        .map(|s| s.name())
+        .chain(["other (tensor copies, glue)"])
+    {
+        let line = out
+            .lines()
+            .find(|l| l.starts_with(&format!("| {stage} |")))
+            .unwrap_or_else(|| panic!("no stage {stage:?} in\n{out}"));
+        let cells: Vec<&str> = line.trim_matches('|').split('|').map(str::trim).collect();
+        assert_eq!(cells.len(), 3, "{line}");
+        for (sum, cell) in sums.iter_mut().zip(&cells[1..]) {
+            let c = share.captures(cell).unwrap_or_else(|| panic!("{line}"));
+            *sum += c[2].parse::<f64>().unwrap();
+        }
+    }
+    for sum in sums {
+        assert!((sum - 100.0).abs() < 1.5, "shares add up to {sum}%\n{out}");
+    }
+    // The matmuls, attention and the head ran in both phases; sampling only while decoding.
+    for stage in ["matmul q/k/v", "attention", "matmul down", "lm_head"] {
+        let line = out
+            .lines()
+            .find(|l| l.starts_with(&format!("| {stage} |")))
+            .unwrap();
+        assert!(!line.contains("| 0.0000 "), "{line}");
+    }
+    let sampling = out.lines().find(|l| l.starts_with("| sampling |")).unwrap();
+    assert!(
+        sampling.starts_with("| sampling | 0.0000 (0.0%) |"),
+        "{sampling}"
+    );
+    assert!(
+        !last_cell(&out, "sampling").starts_with("0.0000 "),
+        "{sampling}"
+    );
+    assert_eq!(last_cell(&out, "total").split(' ').nth(1), Some("(100.0%)"));
+}

@@ -292,14 +292,22 @@ pub(super) struct Mlp {
 
 impl Mlp {
     pub(super) fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        use super::profile::{time, Stage};
         let h = match &self.gate {
             Some(g) => {
-                let [g, u] = Linear::forward_many([g, &self.up], x)?;
-                (self.act.apply(&g)? * u)?
+                let [g, u] = time(Stage::GateUpMatmul, || {
+                    Linear::forward_many([g, &self.up], x)
+                })?;
+                time(Stage::Activation, || -> Result<Tensor> {
+                    Ok((self.act.apply(&g)? * u)?)
+                })?
             }
-            None => self.act.apply(&self.up.forward(x)?)?,
+            None => {
+                let u = time(Stage::GateUpMatmul, || self.up.forward(x))?;
+                time(Stage::Activation, || self.act.apply(&u))?
+            }
         };
-        self.down.forward(&h)
+        time(Stage::DownMatmul, || self.down.forward(&h))
     }
 }
 

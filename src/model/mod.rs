@@ -15,6 +15,7 @@ mod cache;
 mod config;
 mod layers;
 mod load;
+pub mod profile;
 
 use candle_core::{Device, Tensor, D};
 use candle_nn::ops::softmax_last_dim;
@@ -26,6 +27,7 @@ use crate::error::{Error, Result};
 use crate::kernels;
 use cache::{CpuCache, GpuCache};
 use layers::{Embedding, Ffn, Linear, NormLayer, Rope};
+use profile::{time, Stage};
 
 /// One transformer block's weights and cache.
 struct Block {
@@ -72,8 +74,11 @@ impl Block {
     /// output projection: Wick's kernel on the CPU, Candle's ops elsewhere.
     fn attend(&mut self, h: &Tensor, tables: Option<&mut Rope>, s: &Step) -> Result<Tensor> {
         let (cfg, hd) = (s.cfg, s.cfg.head_dim);
-        let [mut q, mut k, v] = Linear::forward_many([&self.wq, &self.wk, &self.wv], h)?;
+        let [mut q, mut k, v] = time(Stage::QkvMatmul, || {
+            Linear::forward_many([&self.wq, &self.wk, &self.wv], h)
+        })?;
         if let Some((qn, kn)) = &self.qk_norms {
+            let _span = profile::span(Stage::Norm);
             q = qn.forward_heads(&q, hd)?;
             k = kn.forward_heads(&k, hd)?;
         }
@@ -81,6 +86,7 @@ impl Block {
         if device.is_cpu() {
             let rows = |t: Tensor| -> Result<Vec<f32>> { Ok(t.flatten_all()?.to_vec1::<f32>()?) };
             let (mut q, mut k, v) = (rows(q)?, rows(k)?, rows(v)?);
+            let rope_span = profile::span(Stage::Rope);
             if let Some(tables) = tables {
                 let t = tables.rows(s.pos + s.seq, cfg.context_length);
                 kernels::attention::rope(&mut q, s.pos, cfg.n_heads, hd, t, s.interleaved);
@@ -89,8 +95,11 @@ impl Block {
             if let Some(c) = s.q_scale {
                 q.iter_mut().for_each(|v| *v *= c);
             }
+            drop(rope_span);
             let c = &mut self.cpu_cache;
-            c.append(s.pos, &k, &v, cfg.n_kv_heads, hd, s.limit);
+            time(Stage::KvCache, || {
+                c.append(s.pos, &k, &v, cfg.n_kv_heads, hd, s.limit)
+            });
             let shape = kernels::attention::Shape {
                 heads: cfg.n_heads,
                 kv_heads: cfg.n_kv_heads,
@@ -98,7 +107,9 @@ impl Block {
                 window: self.window,
                 stride: c.stride,
             };
-            let y = kernels::attention::attend(&q, &c.k, &c.v, s.pos, shape);
+            let y = time(Stage::Attention, || {
+                kernels::attention::attend(&q, &c.k, &c.v, s.pos, shape)
+            });
             return Ok(Tensor::from_vec(y, (1, s.seq, cfg.n_heads * hd), device)?);
         }
         let heads = |t: Tensor, n: usize| -> Result<Tensor> {
@@ -132,12 +143,15 @@ impl Block {
 
     /// The block on `x` (`[1, seq, hidden]`): attention and feed-forward, each added back.
     fn forward(&mut self, x: Tensor, tables: Option<&mut Rope>, s: &Step) -> Result<Tensor> {
-        let h = self.attn_norm.forward(&x)?;
+        let h = time(Stage::Norm, || self.attn_norm.forward(&x))?;
         let y = self.attend(&h, tables, s)?;
-        let y = self.wo.forward(&y)?;
-        let x = (x + NormLayer::maybe(&self.post_attn_norm, y)?)?;
-        let y = self.ffn.forward(&self.ffn_norm.forward(&x)?)?;
-        Ok((x + NormLayer::maybe(&self.post_ffn_norm, y)?)?)
+        let y = time(Stage::OutMatmul, || self.wo.forward(&y))?;
+        let y = time(Stage::Norm, || NormLayer::maybe(&self.post_attn_norm, y))?;
+        let x = time(Stage::Residual, || x + y)?;
+        let h = time(Stage::Norm, || self.ffn_norm.forward(&x))?;
+        let y = self.ffn.forward(&h)?;
+        let y = time(Stage::Norm, || NormLayer::maybe(&self.post_ffn_norm, y))?;
+        Ok(time(Stage::Residual, || x + y)?)
     }
 }
 
@@ -285,6 +299,7 @@ impl Model {
             });
         }
         let cfg = &self.config;
+        let embed_span = profile::span(Stage::Embed);
         let mut x = self.embed.forward(ids, &self.device)?;
         if let Some(scale) = cfg.embed_scale {
             x = (x * f64::from(scale))?;
@@ -293,6 +308,7 @@ impl Model {
             x = (x + pe.narrow(0, pos, seq)?)?;
         }
         let mut x = x.unsqueeze(0)?;
+        drop(embed_span);
         let gpu = !self.device.is_cpu();
         let mask = |window| match gpu {
             true => attention_mask(seq, pos, window, &self.device),
@@ -322,7 +338,8 @@ impl Model {
             x = b.forward(x, self.ropes.get_mut(b.rope), &step)?;
         }
         let last = x.narrow(1, seq - 1, 1)?;
-        let last = self.norm.forward(&last)?;
+        let last = time(Stage::Norm, || self.norm.forward(&last))?;
+        let _span = profile::span(Stage::LmHead);
         let logits = self.head.forward(&last)?.flatten_all()?;
         match cfg.final_logit_softcap {
             Some(cap) => softcap(&logits, cap),
