@@ -183,12 +183,15 @@ fn prompts(engine: &Engine, lengths: &[usize]) -> Result<Vec<Prompt>, Error> {
     Ok(out)
 }
 
+/// Each stage's seconds and calls, in [`Stage::ALL`]'s order (what `profile::take` gives).
+type Stages = Vec<(Stage, f64, u64)>;
+
 /// One run's timings, and with the profiler on, each stage's seconds and calls per phase.
 struct Run {
     prefill: f64,
     first_token: f64,
     decode: f64,
-    stages: Option<[Vec<(Stage, f64, u64)>; 2]>,
+    stages: Option<[Stages; 2]>,
 }
 
 /// Prefills `ids` in the chunks the engine uses, then samples and runs `decode` greedy tokens,
@@ -322,7 +325,7 @@ fn print_profiles(a: &BenchArgs, prompts: &[Prompt], rows: &[BenchRow]) {
              decode token, share of the phase"
         );
         let mut head = vec!["stage".to_string()];
-        let mut columns: Vec<(Vec<(Stage, f64, u64)>, f64, f64)> = Vec::new();
+        let mut columns: Vec<(Stages, f64, f64)> = Vec::new();
         for (p, r) in prompts.iter().zip(&row.prompts) {
             let Some(run) = &r.profile else { continue };
             let Some([pre, dec]) = &run.stages else {
