@@ -10,7 +10,9 @@
 # model's name, so an interrupted or corrupt download never leaves a file that looks complete.
 # The cache (${XDG_CACHE_HOME:-~/.cache}/wick/models) is shared by every clone; a stamp beside
 # each file (FILE.sha256) records a verified hash so a second run does not rehash a 1 GB file
-# (the file is hashed again when the stamp is missing, wrong or older than the file).
+# (the file is hashed again when the stamp is missing, wrong or older than the file). Beside each
+# model goes its manifest, FILE.manifest.json (its size and sha256), which the browser checks the
+# download and its kept copy against.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -187,11 +189,17 @@ fetch() {
     done
   fi
 
-  # The repo's copy is a link to the cache (a regular file there was adopted above).
+  # The manifest the page checks the file against (same format as `wick quantize` writes).
+  local manifest="$dest.manifest.json"
+  printf '{\n  "version": 1,\n  "files": {\n    "%s": {\n      "size": %s,\n      "sha256": "%s"\n    }\n  }\n}\n' \
+    "$FILE" "$(stat -L -c %s "$dest")" "$SHA256" >"$manifest.tmp" && mv "$manifest.tmp" "$manifest"
+
+  # The repo's copies are links to the cache (a regular file there was adopted above).
   if [ "$(readlink "$link" 2>/dev/null)" != "$dest" ]; then
     rm -f "$link"
     ln -s "$dest" "$link"
   fi
+  ln -sfn "$manifest" "$link.manifest.json"
   log "$1 ok: $link -> $dest"
 }
 

@@ -231,7 +231,7 @@ pub fn to_mlx(
             pretty(&tokenizer_config(tokenizer, chat_template)),
         ),
     ];
-    Ok((files, summary))
+    Ok((crate::weights::manifest::with_manifest(files), summary))
 }
 
 fn pretty(v: &Value) -> Vec<u8> {

@@ -11,6 +11,8 @@ import {
 } from './conversations.js';
 import { showConversations } from './chat-list.js';
 import { startOffline, keepShell } from './offline.js';
+import { showRestart } from './recovery.js';
+import { ContextWindow } from './context-window.js';
 
 // A Hugging Face folder of MLX-quantized safetensors (made from the GGUF by `wick quantize`).
 const DEFAULT_MODEL = 'models/SmolLM2-135M-Instruct-MLX-4bit/';
@@ -19,6 +21,9 @@ const query = new URLSearchParams(location.search);
 const THREADS = Math.max(1, Number(query.get('threads')) || navigator.hardwareConcurrency || 1);
 // ?simd=simd128 keeps to the plain SIMD builds even where relaxed SIMD runs.
 const SIMD = query.get('simd') === 'simd128' ? 'simd128' : 'relaxed';
+// ?context=N: tokens a conversation may hold (else the engine's default); older turns slide out.
+const CONTEXT = Number(query.get('context')) || undefined;
+const contextWindow = new ContextWindow();
 
 const $ = (id) => document.getElementById(id);
 const CHAT_PLACEHOLDER = $('input').placeholder;
@@ -167,6 +172,8 @@ async function send(question) {
   let note = null;
   try {
     const body = request(question);
+    const left = completionMode ? null : await contextWindow.fit(engine, body);
+    if (left) el.previousElementSibling.before(addMessage('notice', left)); // before the question
     const api = completionMode ? engine.completions : engine.chat.completions;
     const stream = await api.create({ ...body, signal: current.controller.signal });
     let finished = null;
@@ -195,7 +202,6 @@ async function send(question) {
       el.previousElementSibling?.remove();
       el.remove();
       if (!ui.input.value) ui.input.value = question;
-      if (error.code === 'engine_crashed' || error.code === 'out_of_memory') dropEngine();
       finish(current, null);
       return;
     }
@@ -388,7 +394,8 @@ async function loadModel(model, name) {
   ui.loader.classList.remove('done');
   try {
     const next = await Wick.load(model, {
-      threads: THREADS, simd: SIMD, quantize: ui.quantize.value || null, signal: controller.signal,
+      threads: THREADS, simd: SIMD, contextLength: CONTEXT, quantize: ui.quantize.value || null, signal: controller.signal,
+      onRestart: (e) => showRestart(ui, e, dropEngine),
       onProgress: ({ loaded, total, phase }) => {
         ui.loader.classList.remove('done');
         ui.progress.max = total || 1;

@@ -1,7 +1,12 @@
 // Model files: downloaded with progress and kept in the Cache API across visits, under the URL a
 // download ends at after redirects (so one file reached through two URLs is stored once), with a
 // small API to see and delete what is kept. Used by the engine's worker and by `Wick.cache`.
+// Every file is checked: its size and sha256 against the model's manifest when there is one
+// (else against what was recorded when it was kept), hashed as it streams in; a download that
+// breaks off resumes with a Range request; a kept copy that is damaged is downloaded again; a
+// Cache API that throws is treated as an empty one.
 import { WickError } from './error.js';
+import { sha256 } from './vendor/noble-hashes/sha2.js';
 
 /** Name of the Cache API store that keeps downloaded model files. */
 export const MODEL_CACHE = 'wick-models-v1';
@@ -9,6 +14,10 @@ export const MODEL_CACHE = 'wick-models-v1';
 const ALIAS = 'x-wick-alias-of';
 /** Header of a file entry: when it was stored (ms since 1970). */
 const CACHED_AT = 'x-wick-cached-at';
+/** Header of a file entry: the sha256 of its bytes (hex), measured as they were downloaded. */
+const SHA256 = 'x-wick-sha256';
+/** Times in a row a broken download is resumed without getting any further before it fails. */
+const MAX_RESUMES = 3;
 /** wasm32 memory ends at 4 GiB, so no file past that can become a model. */
 export const MAX_MODEL_BYTES = 4 * 2 ** 30;
 
@@ -22,9 +31,18 @@ async function openCache() {
   }
 }
 
+/** `cache.match(key)`, or null where the store throws (it is then taken as empty). */
+async function match(cache, key) {
+  try {
+    return (await cache.match(key)) ?? null;
+  } catch {
+    return null;
+  }
+}
+
 /** The URL of the file `url` leads to in the store: itself, or where it redirected to. */
 async function resolve(cache, url) {
-  const hit = await cache.match(url);
+  const hit = await match(cache, url);
   return hit?.headers.get(ALIAS) ?? (hit ? url : null);
 }
 
@@ -36,8 +54,8 @@ async function list() {
   const cache = await openCache();
   if (!cache) return [];
   const out = [];
-  for (const request of await cache.keys()) {
-    const r = await cache.match(request);
+  for (const request of await cache.keys().catch(() => [])) {
+    const r = await match(cache, request);
     if (!r || r.headers.has(ALIAS)) continue;
     const at = Number(r.headers.get(CACHED_AT));
     out.push({ url: request.url, bytes: Number(r.headers.get('content-length')) || 0, cachedAt: at || null });
@@ -64,16 +82,21 @@ async function remove(url) {
   if (!cache) return false;
   const target = await resolve(cache, absolute(url));
   if (!target) return false;
-  for (const request of await cache.keys()) {
-    const r = await cache.match(request);
-    if (request.url === target || r?.headers.get(ALIAS) === target) await cache.delete(request);
-  }
+  await forget(cache, target);
   return true;
+}
+
+/** Deletes the entry of file `target` and every alias that leads to it. */
+async function forget(cache, target) {
+  for (const request of await cache.keys().catch(() => [])) {
+    const r = await match(cache, request);
+    if (request.url === target || r?.headers.get(ALIAS) === target) await cache.delete(request).catch(() => {});
+  }
 }
 
 /** Forgets every kept model file. */
 async function clear() {
-  return typeof caches === 'undefined' ? false : caches.delete(MODEL_CACHE);
+  return typeof caches === 'undefined' ? false : caches.delete(MODEL_CACHE).catch(() => false);
 }
 
 /**
@@ -150,6 +173,48 @@ function httpError(url, response) {
   return new WickError('network', `Could not download ${url}: HTTP ${response.status}${response.statusText ? ` ${response.statusText}` : ''}.`);
 }
 
+/** Lowercase hex of `bytes`. */
+const hex = (bytes) => Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('');
+
+/** The sha256 of `bytes` in one go: Web Crypto where the context has it (fast), else in JS. */
+async function digest(bytes) {
+  if (globalThis.crypto?.subtle) return hex(new Uint8Array(await crypto.subtle.digest('SHA-256', bytes)));
+  return hex(sha256(bytes));
+}
+
+/**
+ * @typedef {{ size: number, sha256: string }} Expected a file's size and sha256, from its manifest
+ */
+
+/**
+ * A kept copy of a file, checked: its bytes, or null with `onDamaged(why)` called when they are
+ * not whole (a truncated body, a size or sha256 other than the manifest's or than what was
+ * recorded when it was kept).
+ */
+async function readKept(hit, key, expect, onBytes, onDamaged) {
+  let bytes;
+  try {
+    bytes = await readBody(hit, key, (l, t) => onBytes(l, t, 'cache'));
+  } catch (e) {
+    onDamaged(WickError.from(e).message);
+    return null;
+  }
+  const size = expect?.size ?? (Number(hit.headers.get('content-length')) || bytes.length);
+  if (bytes.length !== size) {
+    onDamaged(`it holds ${bytes.length} bytes, ${expect ? 'the manifest says' : 'it was kept with'} ${size}`);
+    return null;
+  }
+  const want = expect?.sha256 ?? hit.headers.get(SHA256);
+  if (want) {
+    const got = await digest(bytes);
+    if (got !== want) {
+      onDamaged(`its sha256 is ${got}, ${expect ? 'the manifest says' : 'it was kept with'} ${want}`);
+      return null;
+    }
+  }
+  return bytes;
+}
+
 /**
  * One model file's bytes: from the store when it keeps the file `url` leads to, else from the
  * network (following redirects), and then kept. A HEAD request first learns where `url` leads
@@ -157,18 +222,27 @@ function httpError(url, response) {
  * too big for wasm memory is refused before downloading (a server that refuses HEAD is just
  * asked with GET).
  * @param {string} url absolute URL
- * @param {{ optional?: boolean, signal?: AbortSignal, onBytes?: (loaded: number, total: number, phase: 'download'|'cache') => void, onCacheError?: (e: WickError) => void, beforeDownload?: (url: string, size: number) => Promise<void> }} [options]
- *   `optional`: a missing file gives null instead of an error; `onCacheError`: the file could
- *   not be kept (a full quota, say); it is still returned; `beforeDownload`: called with the
- *   file's final URL and size (from HEAD) before a download starts; what it throws stops it.
- * @returns {Promise<{ url: string, bytes: Uint8Array, source: 'network'|'cache' } | null>}
+ * @param {{ optional?: boolean, signal?: AbortSignal, expect?: Expected | null, onBytes?: (loaded: number, total: number, phase: 'download'|'cache') => void, onCacheError?: (e: WickError) => void, beforeDownload?: (url: string, size: number) => Promise<void> }} [options]
+ *   `optional`: a missing file gives null instead of an error; `expect`: the size and sha256 the
+ *   bytes must have (a kept copy that differs is downloaded again; a download that differs
+ *   fails); `onCacheError`: the file could not be kept (a full quota, say), or a kept copy was
+ *   damaged; it is still returned; `beforeDownload`: called with the file's final URL and size
+ *   (from HEAD) before a download starts; what it throws stops it.
+ * @returns {Promise<{ url: string, bytes: Uint8Array, source: 'network'|'cache', sha256: string | null } | null>}
  */
-export async function fetchFile(url, { optional = false, signal, onBytes = () => {}, onCacheError = () => {}, beforeDownload } = {}) {
+export async function fetchFile(url, { optional = false, signal, expect = null, onBytes = () => {}, onCacheError = () => {}, beforeDownload } = {}) {
   const cache = await openCache();
   const fromCache = async (key) => {
-    const hit = key && cache && (await cache.match(key));
+    const hit = key && cache && (await match(cache, key));
     if (!hit) return null;
-    return { url: key, bytes: await readBody(hit, key, (l, t) => onBytes(l, t, 'cache')), source: 'cache' };
+    const bytes = await readKept(hit, key, expect, onBytes, (why) => {
+      onCacheError(new WickError('model_format', `The browser's copy of ${key} was damaged (${why}); it is downloaded again.`));
+    });
+    if (!bytes) {
+      await forget(cache, key);
+      return null;
+    }
+    return { url: key, bytes, source: 'cache', sha256: expect?.sha256 ?? hit.headers.get(SHA256) };
   };
   const kept = cache && (await fromCache(await resolve(cache, url)));
   if (kept) return kept;
@@ -204,20 +278,126 @@ export async function fetchFile(url, { optional = false, signal, onBytes = () =>
     throw httpError(url, response);
   }
   target = response.url || target;
-  let bytes;
-  try {
-    bytes = await readBody(response, url, (l, t) => onBytes(l, t, 'download'));
-  } catch (e) {
-    if (signal?.aborted || e?.name === 'AbortError') throw new WickError('aborted', `The download of ${url} was aborted.`);
-    if (e instanceof WickError) throw e;
-    throw WickError.from(e);
-  }
-  const headers = { 'content-type': 'application/octet-stream', 'content-length': String(bytes.length), [CACHED_AT]: String(Date.now()) };
+  const { bytes, sha256: hash } = await download(url, target, response, { signal, expect, onBytes: (l, t) => onBytes(l, t, 'download') });
+  const headers = { 'content-type': 'application/octet-stream', 'content-length': String(bytes.length), [CACHED_AT]: String(Date.now()), [SHA256]: hash };
   // The file first, then the alias, so an alias never points at nothing.
   if (await keep(cache, target, new Response(bytes, { headers }), onCacheError) && target !== url) {
     await keep(cache, url, new Response('', { headers: { [ALIAS]: target } }), onCacheError);
   }
-  return { url: target, bytes, source: 'network' };
+  return { url: target, bytes, source: 'network', sha256: hash };
+}
+
+/** The first byte a 206 answer holds (its Content-Range `bytes START-END/TOTAL`), or -1. */
+function rangeStart(response) {
+  const m = response.headers.get('content-range')?.match(/^bytes (\d+)-\d+\/(\d+|\*)$/);
+  return m ? Number(m[1]) : -1;
+}
+
+/** Resolves after `ms`, or rejects with `aborted` when `signal` aborts first. */
+function pause(ms, signal, url) {
+  return new Promise((resolve, reject) => {
+    const aborted = () => new WickError('aborted', `The download of ${url} was aborted.`);
+    if (signal?.aborted) return reject(aborted());
+    const onAbort = () => {
+      clearTimeout(timer);
+      reject(aborted());
+    };
+    const timer = setTimeout(() => {
+      signal?.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    signal?.addEventListener('abort', onAbort, { once: true });
+  });
+}
+
+/**
+ * Reads a download to its end, hashing it as it streams in. When the connection breaks or the
+ * body ends short of the size, it asks for the rest (`Range: bytes=N-`) and goes on from there
+ * (a server that answers with the whole file again is read from the start), up to MAX_RESUMES
+ * times in a row without progress. With `expect`, a size that differs fails as soon as it shows
+ * and a sha256 that differs at the end.
+ * @returns {Promise<{ bytes: Uint8Array, sha256: string }>}
+ */
+async function download(url, target, first, { signal, expect, onBytes }) {
+  const declared = Number(first.headers.get('content-length')) || 0;
+  if (expect && declared && declared !== expect.size) {
+    throw new WickError('network', `${url} is ${declared} bytes on the server, but the model's manifest says ${expect.size}: one of them is out of date.`);
+  }
+  const total = expect?.size || declared;
+  let buffer = new Uint8Array(total);
+  let loaded = 0;
+  let hash = sha256.create();
+  let response = first;
+  let stalls = 0;
+  let lastReport = 0;
+  for (;;) {
+    const from = loaded;
+    let broke = null;
+    if (response) {
+      try {
+        const reader = response.body.getReader();
+        for (;;) {
+          const { done, value } = await reader.read();
+          if (done) break;
+          if (total && loaded + value.length > total) {
+            throw new WickError('network', `${url} sent more than the ${total} bytes ${expect ? 'its manifest lists' : 'it declared'}.`);
+          }
+          if (loaded + value.length > buffer.length) {
+            // Nothing was declared: grow by doubling.
+            const grown = new Uint8Array(Math.max(2 * buffer.length, loaded + value.length, 1 << 20));
+            grown.set(buffer.subarray(0, loaded));
+            buffer = grown;
+          }
+          buffer.set(value, loaded);
+          hash.update(value);
+          loaded += value.length;
+          const now = performance.now();
+          if (now - lastReport > 50) {
+            onBytes(loaded, total);
+            lastReport = now;
+          }
+        }
+      } catch (e) {
+        if (signal?.aborted || e?.name === 'AbortError') throw new WickError('aborted', `The download of ${url} was aborted.`);
+        if (e instanceof WickError) throw e;
+        broke = e;
+      }
+      if (!broke && (!total || loaded === total)) break;
+    }
+    // The connection broke off, or the body ended early: ask for the rest.
+    stalls = loaded > from ? 1 : stalls + 1;
+    if (stalls > MAX_RESUMES) {
+      const why = broke ? ` (${broke.message})` : '';
+      throw new WickError('network', `The download of ${url} ended early: ${loaded} of ${total || '?'} bytes arrived${why}, and resuming it failed ${MAX_RESUMES} times. Check the connection and load again.`);
+    }
+    await pause(250 * (stalls - 1), signal, url);
+    try {
+      response = await request(target, { signal, cache: 'no-store', headers: { Range: `bytes=${loaded}-` } });
+    } catch (e) {
+      if (e.code === 'aborted') throw e;
+      response = null; // unreachable for now: counts as a try
+      continue;
+    }
+    const start = rangeStart(response);
+    const rest = Number(response.headers.get('content-length'));
+    // A CDN that does not expose Content-Range to this origin still sends the bytes asked for.
+    if (response.status === 206 && (start === loaded || (start === -1 && (!total || rest === total - loaded)))) continue;
+    if (response.status === 200) {
+      // The server ignores ranges: the whole file again, from its first byte.
+      loaded = 0;
+      hash = sha256.create();
+      continue;
+    }
+    if (!response.ok) throw httpError(url, response);
+    throw new WickError('network', `${url} answered a request for its bytes from ${loaded} on with other bytes (${response.headers.get('content-range') ?? 'no Content-Range'}).`);
+  }
+  onBytes(loaded, loaded);
+  const bytes = loaded === buffer.length ? buffer : buffer.slice(0, loaded);
+  const got = hex(hash.digest());
+  if (expect && (loaded !== expect.size || got !== expect.sha256)) {
+    throw new WickError('network', `The download of ${url} does not match the model's manifest (${loaded} bytes with sha256 ${got}; the manifest says ${expect.size} bytes with ${expect.sha256}): it was damaged on the way, or the file changed. Load it again.`);
+  }
+  return { bytes, sha256: got };
 }
 
 /** Puts an entry in the store; a failure (a full quota, say) is reported, not thrown. */

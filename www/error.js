@@ -76,7 +76,7 @@ export class WickError extends Error {
       return new WickError('out_of_memory', `Out of memory (${message}): this model needs more memory than this browser gives the tab; try a smaller model or a smaller contextLength.`);
     }
     if (typeof WebAssembly !== 'undefined' && e instanceof WebAssembly.RuntimeError) {
-      return new WickError('engine_crashed', `The engine crashed (${message}); load the model again.`);
+      return new WickError('engine_crashed', `The engine crashed (${message}).`);
     }
     return new WickError('internal', message, { cause: e });
   }

@@ -61,7 +61,8 @@ export function describeModel(model, { hubUrl = DEFAULT_HUB, revision = 'main' }
 
 /**
  * @typedef {{ name: string, bytes: Uint8Array }} NamedBytes
- * @typedef {{ gguf: Uint8Array, source: string } | { files: NamedBytes[], source: string }} ModelBytes
+ * @typedef {({ gguf: Uint8Array } | { files: NamedBytes[] }) & { source: string, verified: boolean }} ModelBytes
+ *   `verified`: every file was checked against the model's manifest
  * @typedef {{
  *   wasm: Promise<{ mod: any }>,
  *   signal?: AbortSignal,
@@ -95,9 +96,9 @@ async function readFiles(files) {
     throw new WickError('out_of_memory', `These files are ${(total / 2 ** 30).toFixed(1)} GiB; a model in the browser must fit in 4 GiB of WebAssembly memory.`);
   }
   if (files.length === 1 && !files[0].name.endsWith('.safetensors') && !files[0].name.endsWith('.json')) {
-    return { gguf: await read(files[0]), source: 'file' };
+    return { gguf: await read(files[0]), source: 'file', verified: false };
   }
-  return { files: await Promise.all(files.map(async (f) => ({ name: f.name, bytes: await read(f) }))), source: 'file' };
+  return { files: await Promise.all(files.map(async (f) => ({ name: f.name, bytes: await read(f) }))), source: 'file', verified: false };
 }
 
 /** Progress over several files: bytes of finished files plus the current one's. */
@@ -143,6 +144,43 @@ async function fetchHead(url, n, signal) {
   return head.subarray(0, got);
 }
 
+/** Name of a model folder's manifest; a GGUF's is its own name followed by `.manifest.json`. */
+export const MANIFEST = 'manifest.json';
+
+/**
+ * A model's manifest: `{ "files": { NAME: { "size": BYTES, "sha256": HEX } } }`, written by
+ * `wick quantize` and scripts/fetch-models.sh beside the model. Resolves to a Map from file name
+ * to what that file must be, or null when the server has none (or cannot be reached: the files
+ * are then checked against what was recorded when they were kept). Never kept in the browser's
+ * cache, so it always says what the server holds now.
+ * @returns {Promise<Map<string, import('./cache.js').Expected> | null>}
+ */
+async function fetchManifest(url, signal) {
+  let response;
+  try {
+    response = await fetch(url, { signal, cache: 'no-store', mode: 'cors', credentials: 'same-origin' });
+  } catch {
+    if (signal?.aborted) throw new WickError('aborted', `The download of ${url} was aborted.`);
+    return null;
+  }
+  if (!response.ok) return null;
+  const bad = (why) => new WickError('model_format', `${url} is not a model manifest: ${why}.`);
+  let json;
+  try {
+    json = JSON.parse(await response.text());
+  } catch (e) {
+    throw bad(e.message);
+  }
+  if (!json || typeof json.files !== 'object' || !json.files) throw bad('it has no "files" object');
+  const files = new Map();
+  for (const [name, f] of Object.entries(json.files)) {
+    if (!Number.isSafeInteger(f?.size) || f.size < 0) throw bad(`"${name}" has no size in bytes`);
+    if (typeof f.sha256 !== 'string' || !/^[0-9a-f]{64}$/.test(f.sha256)) throw bad(`"${name}" has no sha256 (64 lowercase hex digits)`);
+    files.set(name, { size: f.size, sha256: f.sha256 });
+  }
+  return files;
+}
+
 async function fetchGguf(url, { signal, onProgress, onCacheError, fits }) {
   const file = progress(onProgress).file(url);
   // Before downloading, the head of the file says the model's shape, so that with the size the
@@ -152,8 +190,12 @@ async function fetchGguf(url, { signal, onProgress, onCacheError, fits }) {
     const meta = head && readMetadata(head);
     fits(size, describe(meta ?? new Map()));
   });
-  const got = await fetchFile(url, { signal, onBytes: file.onBytes, onCacheError, beforeDownload });
-  return { gguf: got.bytes, source: got.source };
+  const manifestUrl = new URL(url);
+  manifestUrl.pathname += `.${MANIFEST}`;
+  const manifest = await fetchManifest(manifestUrl.href, signal);
+  const expect = manifest?.get(decodeURIComponent(new URL(url).pathname.split('/').at(-1))) ?? null;
+  const got = await fetchFile(url, { signal, expect, onBytes: file.onBytes, onCacheError, beforeDownload });
+  return { gguf: got.bytes, source: got.source, verified: Boolean(expect) };
 }
 
 /**
@@ -165,10 +207,14 @@ async function fetchFolder(url, { signal, onProgress, onCacheError, onTokenizerF
   const files = [];
   const sources = new Set();
   const counter = progress(onProgress);
+  const manifest = await fetchManifest(url + MANIFEST, signal);
+  let verified = Boolean(manifest);
   const add = async (name, optional = false) => {
     const file = counter.file(url + name);
-    const got = await fetchFile(url + name, { optional, signal, onBytes: file.onBytes, onCacheError });
+    const expect = manifest?.get(name) ?? null;
+    const got = await fetchFile(url + name, { optional, signal, expect, onBytes: file.onBytes, onCacheError });
     if (!got) return null;
+    if (!expect) verified = false;
     file.finish(got.bytes);
     files.push({ name, bytes: got.bytes });
     sources.add(got.source);
@@ -201,5 +247,5 @@ async function fetchFolder(url, { signal, onProgress, onCacheError, onTokenizerF
       await add(shard);
     }
   }
-  return { files, source: sources.has('network') ? 'network' : 'cache' };
+  return { files, source: sources.has('network') ? 'network' : 'cache', verified };
 }

@@ -18,7 +18,7 @@
  *   hidden_size: number, n_layers: number, n_heads: number, n_kv_heads: number,
  *   context_length: number, model_context_length: number, source: 'network'|'cache'|'file',
  *   bytes: number, loadSeconds: number, build: { simd: 'relaxed-simd'|'simd128', threads: number },
- *   memoryBytes: number }} EngineInfo
+ *   memoryBytes: number, verified: boolean }} EngineInfo
  */
 
 /** Page → worker. */
@@ -39,6 +39,15 @@ export const ToWorker = Object.freeze({
   TOKENIZE: 'tokenize',
   /** `{ id, ids: number[] }`: answers RESULT with the text. */
   DETOKENIZE: 'detokenize',
+  /** `{}`: answers PONG as soon as the worker is between two steps (wick.js's watchdog). */
+  PING: 'ping',
+  /**
+   * `{ action: 'trap'|'oom'|'hang'|'break-cache' }`: a test hook no page control or API call
+   * sends (the browser tests post it to the worker themselves): the next step of a reply traps,
+   * runs the engine's allocator out of memory, or never returns; 'break-cache' makes the Cache
+   * API throw from then on (sent before LOAD).
+   */
+  TEST: '__test',
 });
 
 /** Worker → page. */
@@ -57,6 +66,8 @@ export const FromWorker = Object.freeze({
   TOKEN: 'token',
   /** `{ id, reason, text, stats: Stats, memoryBytes }`: the reply ended (text: a last piece, possibly empty). */
   DONE: 'done',
+  /** `{}`: the answer to PING. */
+  PONG: 'pong',
   /** `{ id, value }`: the answer to WARM, TOKENIZE or DETOKENIZE. */
   RESULT: 'result',
   /**

@@ -24,7 +24,8 @@ export const hasRelaxedSimd = () => WebAssembly.validate(RELAXED_SIMD_PROBE);
  * 'simd128' keeps to the plain SIMD builds.
  * @param {number} threads
  * @param {'relaxed'|'simd128'} simd
- * @returns {Promise<{ mod: any, memory: WebAssembly.Memory, build: { simd: 'relaxed-simd'|'simd128', threads: number } }>}
+ * @returns {Promise<{ mod: any, exports: any, memory: WebAssembly.Memory, build: { simd: 'relaxed-simd'|'simd128', threads: number } }>}
+ *   `exports`: the instance's raw exports (the worker's test hooks use its allocator)
  */
 export async function loadWasm(threads, simd) {
   const relaxed = simd !== 'simd128' && hasRelaxedSimd();
@@ -35,12 +36,12 @@ export async function loadWasm(threads, simd) {
       const mod = await import(`./pkg-threads${suffix}/wick.js`);
       const wasm = await mod.default();
       await mod.initThreadPool(threads);
-      return { mod, memory: wasm.memory, build: { simd: flavour, threads } };
+      return { mod, exports: wasm, memory: wasm.memory, build: { simd: flavour, threads } };
     } catch (e) {
       console.warn(`threaded build unavailable (${e.message}); using one thread`);
     }
   }
   const mod = await import(`./pkg${suffix}/wick.js`);
   const wasm = await mod.default();
-  return { mod, memory: wasm.memory, build: { simd: flavour, threads: 1 } };
+  return { mod, exports: wasm, memory: wasm.memory, build: { simd: flavour, threads: 1 } };
 }

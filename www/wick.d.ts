@@ -48,8 +48,18 @@ export interface LoadOptions {
   contextLength?: number;
   /** Called as files download or are read from the cache, then while the engine is built. */
   onProgress?: (progress: LoadProgress) => void;
-  /** Called when the model could not be kept in the browser's storage (code 'quota' when it is full); the model still runs. */
+  /** Called when the model could not be kept in the browser's storage (code 'quota' when it is full), or a kept copy of a file was damaged and is downloaded again; the model still runs. */
   onCacheError?: (error: WickError) => void;
+  /**
+   * Called when the engine's worker crashed (a wasm trap, out of memory) or stopped answering:
+   * 'crashed' as the requests in flight fail and a fresh worker starts loading the model again,
+   * then 'restarted' (the next requests run on it; they waited meanwhile), or 'failed' when it
+   * could not be loaded again or crashed again before any request succeeded (the engine is then
+   * stopped).
+   */
+  onRestart?: (event: RestartEvent) => void;
+  /** Seconds a busy engine may leave a ping unanswered before it counts as crashed; default 60, 0: no watchdog. */
+  watchdogSeconds?: number;
   /** Aborting cancels the download (nothing half-downloaded is kept) and rejects with WickError('aborted'). */
   signal?: AbortSignal;
   /** Where hub repo ids are looked up; default 'https://huggingface.co'. */
@@ -58,6 +68,15 @@ export interface LoadOptions {
   revision?: string;
   /** Quantize a float model's weights at load: 'q4' or 'q8' (default null: keep them). */
   quantize?: 'q4' | 'q8' | null;
+}
+
+/** A crash of the engine's worker and what became of it (`LoadOptions.onRestart`). */
+export interface RestartEvent {
+  phase: 'crashed' | 'restarted' | 'failed';
+  /** The crash ('engine_crashed' or 'out_of_memory'); for 'failed', why the engine stopped. */
+  error: WickError;
+  /** For 'restarted': the engine as loaded again. */
+  info?: EngineInfo;
 }
 
 /** What an engine runs and how. */
@@ -90,6 +109,10 @@ export interface EngineInfo {
   build: { simd: 'relaxed-simd' | 'simd128'; threads: number };
   /** Size of the engine's wasm memory after the last request. */
   memoryBytes: number;
+  /** Whether every file was checked against the model's manifest (sizes and sha256). */
+  verified: boolean;
+  /** Times the engine's worker crashed and was started again with the model. */
+  restarts: number;
 }
 
 export interface ChatMessage {

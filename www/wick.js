@@ -15,7 +15,13 @@ export { WickError };
 /** The model files the browser keeps: `list()`, `has(url)`, `delete(url)`, `clear()`, `estimate()`. */
 export const cache = modelCache;
 
-const LOAD_OPTIONS = new Set(['threads', 'simd', 'contextLength', 'onProgress', 'onCacheError', 'signal', 'hubUrl', 'revision', 'quantize']);
+const LOAD_OPTIONS = new Set(['threads', 'simd', 'contextLength', 'onProgress', 'onCacheError', 'onRestart', 'watchdogSeconds', 'signal', 'hubUrl', 'revision', 'quantize']);
+
+/**
+ * Seconds a busy engine may go without answering before it is taken for hung: one step (a
+ * token, or a chunk of the prompt) of the largest model Wick runs takes a few seconds at most.
+ */
+const WATCHDOG_SECONDS = 60;
 
 /** An error for an aborted request or load. */
 const aborted = (what) => new WickError('aborted', `${what} was aborted.`);
@@ -65,10 +71,11 @@ export async function load(model, options = {}) {
   for (const key of Object.keys(options)) {
     if (!LOAD_OPTIONS.has(key)) throw new WickError('invalid_request', `Unknown load option ${key} (known: ${[...LOAD_OPTIONS].join(', ')}).`, { param: key });
   }
-  const { threads, simd = 'relaxed', contextLength, onProgress, onCacheError, signal, hubUrl, revision, quantize = null } = options;
+  const { threads, simd = 'relaxed', contextLength, onProgress, onCacheError, onRestart, watchdogSeconds = WATCHDOG_SECONDS, signal, hubUrl, revision, quantize = null } = options;
   const cores = globalThis.navigator?.hardwareConcurrency || 1;
   if (threads !== undefined && !(Number.isSafeInteger(threads) && threads >= 1)) throw new WickError('invalid_request', 'threads must be a whole number ≥ 1.', { param: 'threads' });
   if (contextLength !== undefined && !(Number.isSafeInteger(contextLength) && contextLength >= 2)) throw new WickError('invalid_request', 'contextLength must be a whole number ≥ 2.', { param: 'contextLength' });
+  if (!(typeof watchdogSeconds === 'number' && watchdogSeconds >= 0 && watchdogSeconds < 2 ** 31 / 1000)) throw new WickError('invalid_request', 'watchdogSeconds must be a number ≥ 0 (0: no watchdog).', { param: 'watchdogSeconds' });
   if (simd !== 'relaxed' && simd !== 'simd128') throw new WickError('invalid_request', 'simd must be "relaxed" or "simd128".', { param: 'simd' });
   if (quantize !== null && quantize !== 'q4' && quantize !== 'q8') throw new WickError('invalid_request', 'quantize must be "q4", "q8" or null.', { param: 'quantize' });
   if (signal?.aborted) throw aborted('Loading the model');
@@ -76,12 +83,13 @@ export async function load(model, options = {}) {
   const source = describeModel(model, { hubUrl, revision }, base);
   const loadOptions = { threads: Math.min(threads ?? cores, cores), simd, contextLength, quantize };
   const { worker, info } = await startWorker(source, loadOptions, { onProgress, onCacheError, signal });
-  return new Engine(worker, info, onCacheError);
+  return new Engine(worker, info, { source, options: loadOptions, onProgress, onCacheError, onRestart, watchdogMs: watchdogSeconds * 1000 });
 }
 
 /**
- * Starts an engine's worker and has it load `source`; resolves once the engine is ready. (A
- * worker that crashed is replaced by starting another the same way.)
+ * Starts an engine's worker and has it load `source`; resolves once the engine is ready. A
+ * worker that crashed is replaced by starting another the same way: a new worker is a new wasm
+ * instance (wasm-bindgen's init keeps the first instance of its module for good).
  * @param {import('./model-files.js').ModelSource} source
  * @param {import('./protocol.js').LoadOptions} options
  * @param {{ onProgress?: Function, onCacheError?: Function, signal?: AbortSignal }} callbacks
@@ -114,7 +122,18 @@ function startWorker(source, options, { onProgress, onCacheError, signal }) {
   });
 }
 
-/** A loaded model in its own worker, answering OpenAI-shaped requests one at a time. */
+/**
+ * @typedef {{ source: import('./model-files.js').ModelSource, options: import('./protocol.js').LoadOptions,
+ *   onProgress?: Function, onCacheError?: Function, onRestart?: Function, watchdogMs: number }} Reload
+ *   what the engine was loaded from and how, to load it again after a crash
+ */
+
+/**
+ * A loaded model in its own worker, answering OpenAI-shaped requests one at a time. When the
+ * worker crashes (a wasm trap, out of memory) or stops answering (the watchdog), the requests
+ * in flight fail with that error and a fresh worker loads the model again; the requests after
+ * them wait for it.
+ */
 class Engine {
   #worker;
   #info;
@@ -127,23 +146,26 @@ class Engine {
   #requests = new Set();
   /** @type {WickError | null} why the engine no longer answers */
   #dead = null;
-  /** @type {WickError | null} the crash that stopped the engine, if one did */
+  /** @type {WickError | null} the crash that stopped the engine for good, if one did */
   #crashed = null;
   #memoryBytes;
+  /** @type {Reload} */
+  #reload;
+  /** @type {Promise<void> | null} a fresh worker loading the model after a crash */
+  #restarting = null;
+  /** Crashes since a request last succeeded: a crash right after a restart is not restarted. */
+  #crashesInARow = 0;
+  #restarts = 0;
+  /** The watchdog's timer, and when it last pinged and last heard from the worker (ms). */
+  #watchdog = null;
+  #pingedAt = null;
+  #heardAt = 0;
 
-  constructor(worker, info, onCacheError) {
-    this.#worker = worker;
+  constructor(worker, info, reload) {
     this.#info = info;
     this.#memoryBytes = info.memoryBytes;
-    worker.onmessage = ({ data }) => {
-      if (data.type === FromWorker.CACHE_ERROR) onCacheError?.(WickError.from(data.error));
-      else if (data.type === FromWorker.ERROR && data.fatal) this.#die(WickError.from(data.error), data.id);
-      else this.#inboxes.get(data.id)?.push(data);
-    };
-    worker.onerror = (e) => {
-      e.preventDefault?.();
-      this.#die(new WickError('engine_crashed', `The engine's worker crashed${e.message ? ` (${e.message})` : ''}; load the model again.`));
-    };
+    this.#reload = reload;
+    this.#attach(worker);
     /** OpenAI's chat API: `create(body)` gives a ChatCompletion, or with `stream: true` an async iterable of ChatCompletionChunk. */
     this.chat = Object.freeze({ completions: Object.freeze({ create: (body, options) => this.#chat(body, options) }) });
     /** OpenAI's completions API for raw prompts: `create(body)` gives a Completion (or chunks of one). */
@@ -153,31 +175,138 @@ class Engine {
     Object.freeze(this);
   }
 
-  /** What is loaded and how: model id, architecture, format, context length, wasm build, load time… */
+  /** What is loaded and how: model id, architecture, format, context length, wasm build, load time, restarts… */
   get info() {
-    return Object.freeze({ ...this.#info, memoryBytes: this.#memoryBytes });
+    return Object.freeze({ ...this.#info, memoryBytes: this.#memoryBytes, restarts: this.#restarts });
+  }
+
+  /** Makes `worker` the engine's worker. */
+  #attach(worker) {
+    this.#worker = worker;
+    worker.onmessage = ({ data }) => {
+      this.#heardAt = performance.now();
+      if (data.type === FromWorker.PONG) return;
+      if (data.type === FromWorker.DONE || data.type === FromWorker.RESULT) this.#crashesInARow = 0;
+      if (data.type === FromWorker.CACHE_ERROR) this.#reload.onCacheError?.(WickError.from(data.error));
+      else if (data.type === FromWorker.ERROR && data.fatal) this.#crash(WickError.from(data.error));
+      else this.#inboxes.get(data.id)?.push(data);
+    };
+    worker.onerror = (e) => {
+      e.preventDefault?.();
+      this.#crash(new WickError('engine_crashed', `The engine's worker crashed${e.message ? ` (${e.message})` : ''}.`));
+    };
+  }
+
+  /**
+   * The worker is lost: the requests in flight fail with `error`, and a fresh worker loads the
+   * model again (unless the engine crashed again before any request succeeded, or was unloaded).
+   */
+  #crash(error) {
+    if (this.#dead || this.#restarting) return;
+    this.#unwatch();
+    this.#worker.onmessage = null;
+    this.#worker.onerror = null;
+    this.#worker.terminate();
+    for (const inbox of this.#inboxes.values()) inbox.push({ type: FromWorker.ERROR, error: error.toJSON(), fatal: true });
+    this.#inboxes.clear();
+    this.#crashesInARow += 1;
+    if (this.#crashesInARow > 1) {
+      this.#kill(new WickError(error.code, `${error.message} It crashed again right after a restart, so it was stopped; load the model again.`));
+      this.#reload.onRestart?.({ phase: 'failed', error: this.#dead });
+      return;
+    }
+    this.#reload.onRestart?.({ phase: 'crashed', error });
+    const restart = this.#restart(error);
+    this.#restarting = restart;
+    restart.finally(() => {
+      if (this.#restarting === restart) this.#restarting = null;
+    });
+  }
+
+  /** Loads the model again in a fresh worker (a new wasm instance). */
+  async #restart(error) {
+    const { source, options, onProgress, onCacheError, onRestart } = this.#reload;
+    try {
+      const { worker, info } = await startWorker(source, options, { onProgress, onCacheError });
+      if (this.#dead) {
+        worker.terminate(); // unloaded meanwhile
+        return;
+      }
+      this.#info = info;
+      this.#memoryBytes = info.memoryBytes;
+      this.#restarts += 1;
+      this.#attach(worker);
+      onRestart?.({ phase: 'restarted', error, info: this.info });
+    } catch (e) {
+      if (this.#dead) return;
+      this.#kill(new WickError(error.code, `${error.message} Loading the model again failed: ${WickError.from(e).message}`));
+      onRestart?.({ phase: 'failed', error: this.#dead });
+    }
   }
 
   /** Stops the engine for good: every request fails with `error`, and the worker is dropped. */
-  #die(error, id) {
-    if (id !== undefined) this.#inboxes.get(id)?.push({ type: FromWorker.ERROR, error: error.toJSON(), fatal: true });
+  #kill(error) {
     this.#dead ??= error;
     this.#crashed ??= error;
-    for (const [key, inbox] of this.#inboxes) if (key !== id) inbox.push({ type: FromWorker.ERROR, error: this.#dead.toJSON(), fatal: true });
+    this.#unwatch();
+    for (const inbox of this.#inboxes.values()) inbox.push({ type: FromWorker.ERROR, error: this.#dead.toJSON(), fatal: true });
     for (const c of this.#requests) c.abort();
     this.#worker.terminate();
+  }
+
+  /** Resolves once the engine can take a message (after a restart in progress); throws if it cannot. */
+  async #ready(signal) {
+    while (this.#restarting) await abortable(this.#restarting, signal, 'The request');
+    this.#alive();
   }
 
   #alive() {
     if (this.#dead) throw new WickError(this.#dead.code, this.#dead.message);
   }
 
-  /** Sends a message that answers RESULT, and resolves to its value. */
-  async #call(type, payload) {
-    this.#alive();
-    const id = this.#nextId++;
+  /** An inbox for the answers to message `id`; the watchdog runs while any is open. */
+  #open(id) {
     const inbox = new Inbox();
     this.#inboxes.set(id, inbox);
+    this.#watch();
+    return inbox;
+  }
+
+  #close(id) {
+    this.#inboxes.delete(id);
+    if (!this.#inboxes.size) this.#unwatch();
+  }
+
+  /**
+   * While requests are in flight, pings the worker, which answers between two steps; a ping
+   * left unanswered for the watchdog's time means the engine hangs, and counts as a crash.
+   * (Only an unanswered ping counts: a page whose timers are throttled pings late, not falsely.)
+   */
+  #watch() {
+    const ms = this.#reload.watchdogMs;
+    if (this.#watchdog || !ms) return;
+    this.#pingedAt = null;
+    this.#watchdog = setInterval(() => {
+      const now = performance.now();
+      if (this.#pingedAt !== null && this.#heardAt < this.#pingedAt) {
+        if (now - this.#pingedAt > ms) this.#crash(new WickError('engine_crashed', `The engine stopped answering (nothing for ${(ms / 1000).toFixed(1)} s).`));
+        return;
+      }
+      this.#pingedAt = now;
+      this.#worker.postMessage({ type: ToWorker.PING });
+    }, Math.max(20, ms / 4));
+  }
+
+  #unwatch() {
+    clearInterval(this.#watchdog);
+    this.#watchdog = null;
+  }
+
+  /** Sends a message that answers RESULT, and resolves to its value. */
+  async #call(type, payload) {
+    await this.#ready();
+    const id = this.#nextId++;
+    const inbox = this.#open(id);
     this.#worker.postMessage({ type, id, ...payload });
     try {
       const msg = await inbox.next();
@@ -185,7 +314,7 @@ class Engine {
       if (msg.type !== FromWorker.RESULT) throw aborted('The request');
       return msg.value;
     } finally {
-      this.#inboxes.delete(id);
+      this.#close(id);
     }
   }
 
@@ -231,19 +360,19 @@ class Engine {
    * context fails here); returns an async iterator of its TOKEN events, ending with DONE.
    */
   async #start(payload, signal) {
-    this.#alive();
+    await this.#ready(signal);
     if (signal.aborted) throw aborted('The request');
     const id = this.#nextId++;
-    const inbox = new Inbox();
-    this.#inboxes.set(id, inbox);
-    const onAbort = () => this.#worker.postMessage({ type: ToWorker.CANCEL, id });
+    const inbox = this.#open(id);
+    const worker = this.#worker;
+    const onAbort = () => worker.postMessage({ type: ToWorker.CANCEL, id });
     signal.addEventListener('abort', onAbort, { once: true });
     this.#worker.postMessage({ type: ToWorker.GENERATE, id, ...payload });
     let finished = false;
     const finish = () => {
       finished = true;
       signal.removeEventListener('abort', onAbort);
-      this.#inboxes.delete(id);
+      this.#close(id);
     };
     const read = async () => {
       for (;;) {
@@ -268,7 +397,7 @@ class Engine {
     }
     /** Stops the reply if it still runs, and waits until the engine is free again. */
     const close = async () => {
-      if (!finished) this.#worker.postMessage({ type: ToWorker.CANCEL, id });
+      if (!finished) worker.postMessage({ type: ToWorker.CANCEL, id });
       while (!finished) await read().catch(() => {});
     };
     return {
@@ -435,6 +564,7 @@ class Engine {
     this.interrupt();
     this.#dead = new WickError('invalid_request', 'This engine was unloaded; load the model again with Wick.load.');
     for (const inbox of this.#inboxes.values()) inbox.push({ type: FromWorker.DONE, reason: 'cancelled', text: '', stats: null, memoryBytes: this.#memoryBytes });
+    this.#unwatch();
     this.#worker.terminate();
   }
 }

@@ -17,15 +17,57 @@ let current = null;
 
 const post = (type, payload = {}) => self.postMessage({ type, ...payload });
 
+/** The instance's raw exports (the test hooks reach its allocator through them). */
+let wasmExports = null;
+/** @type {'trap' | 'oom' | 'hang' | null} what the next step of a reply does instead (a test hook) */
+let armed = null;
+
+/** Growth, in 64 KiB pages, that a trap must leave impossible to be blamed on memory (256 MiB). */
+const OOM_HEADROOM_PAGES = 4096;
+
 /**
  * Reports a failure; a trap (panic, out of memory) leaves the wasm instance unusable, so the
- * engine is dropped and the page is told the model must be loaded again.
+ * engine is dropped and the page is told (wick.js then starts a fresh worker). Rust's allocator
+ * aborts with the same trap as a panic, so a trap after which the memory cannot grow another
+ * 256 MiB is reported as out of memory.
  */
 function fail(id, e) {
-  const error = WickError.from(e);
-  const fatal = error.code === 'engine_crashed' || (error.code === 'out_of_memory' && e instanceof WebAssembly.RuntimeError);
+  let error = WickError.from(e);
+  const trap = e instanceof WebAssembly.RuntimeError;
+  if (trap && error.code !== 'out_of_memory' && memory && !canGrow(memory, OOM_HEADROOM_PAGES)) {
+    error = new WickError('out_of_memory', `The engine ran out of memory (${e.message}) at ${(memory.buffer.byteLength / 2 ** 30).toFixed(2)} GiB of WebAssembly memory.`);
+  }
+  const fatal = error.code === 'engine_crashed' || (error.code === 'out_of_memory' && trap);
   if (fatal) engine = null;
   post(FromWorker.ERROR, { id, error: error.toJSON(), fatal });
+}
+
+/** Whether `mem` can still grow by `pages` (it grows if so: the instance is being dropped). */
+function canGrow(mem, pages) {
+  try {
+    mem.grow(pages);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Runs an armed test hook inside the engine's step: a trap through the allocator's abort (an
+ * impossible alignment), allocations until wasm memory runs out, or a loop that never returns.
+ */
+function fireTestHook() {
+  const action = armed;
+  armed = null;
+  if (action === 'trap') wasmExports.__wbindgen_malloc(1, 3);
+  if (action === 'oom') for (;;) wasmExports.__wbindgen_malloc(64 * 2 ** 20, 8);
+  if (action === 'hang') for (;;);
+}
+
+/** The Cache API as broken storage shows it: every call throws (a test hook). */
+function breakCacheApi() {
+  const broken = () => Promise.reject(new DOMException('The Cache API is broken (a test hook).', 'UnknownError'));
+  Object.defineProperty(self, 'caches', { configurable: true, value: { open: broken, has: broken, delete: broken, keys: broken, match: broken } });
 }
 
 /** Fetches the model (the tokenizer is parsed while the weights are still read) and builds the engine. */
@@ -47,8 +89,9 @@ async function load({ source, options }) {
         tokenizer = wasm.then(({ mod }) => mod.WickTokenizer.fromFiles(files.map((f) => f.name), files.map((f) => f.bytes))).catch(() => null);
       },
     });
-    const { mod, memory: mem, build } = await wasm;
+    const { mod, exports, memory: mem, build } = await wasm;
     memory = mem;
+    wasmExports = exports;
     const bytes = model.gguf ? model.gguf.length : model.files.reduce((n, f) => n + f.bytes.length, 0);
     post(FromWorker.PROGRESS, { phase: 'init', loaded: bytes, total: bytes, file: source.id });
     // A GGUF's metadata names its quantization; a file that came from the cache or from the
@@ -68,7 +111,7 @@ async function load({ source, options }) {
     const quantization = shape ? (shape.quantization ?? 'unknown quantization') : details.format.replace(/^safetensors, /, '');
     const info = {
       id: source.id, name: source.id, ...details, quantization, source: model.source, bytes, build,
-      loadSeconds: (performance.now() - t0) / 1000, memoryBytes: memory.buffer.byteLength,
+      loadSeconds: (performance.now() - t0) / 1000, memoryBytes: memory.buffer.byteLength, verified: model.verified,
     };
     post(FromWorker.READY, { info });
   } catch (e) {
@@ -111,6 +154,7 @@ async function generate({ id, messages, prompt, params, fresh }) {
         post(FromWorker.DONE, { id, reason: 'cancelled', text: ev ? ev.text : '', stats: JSON.parse(engine.stats()), memoryBytes: memory.buffer.byteLength });
         return;
       }
+      if (armed) fireTestHook();
       const ev = JSON.parse(engine.step());
       if (ev.kind === 'prefill') post(FromWorker.PREFILL, { id, done: ev.done, total: ev.total });
       else if (ev.kind === 'token') post(FromWorker.TOKEN, { id, text: ev.text, logprobs: ev.logprobs });
@@ -157,6 +201,13 @@ self.onmessage = ({ data }) => {
       break;
     case ToWorker.DETOKENIZE:
       answer(data.id, () => engine.detokenize(Uint32Array.from(data.ids)));
+      break;
+    case ToWorker.PING:
+      post(FromWorker.PONG);
+      break;
+    case ToWorker.TEST:
+      if (data.action === 'break-cache') breakCacheApi();
+      else if (['trap', 'oom', 'hang'].includes(data.action)) armed = data.action;
       break;
     default:
       post(FromWorker.ERROR, { id: data.id, error: { code: 'internal', message: `unknown message ${data.type}` }, fatal: false });

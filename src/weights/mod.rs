@@ -8,6 +8,7 @@ pub mod affine;
 pub mod folder;
 pub mod gguf;
 pub mod hf;
+pub mod manifest;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod mapped;
 pub mod safetensors;

@@ -10,7 +10,7 @@ import { join, normalize, sep } from 'node:path';
 
 const CORS = {
   'Access-Control-Allow-Origin': '*',
-  'Access-Control-Expose-Headers': 'Content-Length, ETag, Location',
+  'Access-Control-Expose-Headers': 'Content-Length, Content-Range, Accept-Ranges, ETag, Location',
   'Cross-Origin-Resource-Policy': 'cross-origin',
   'Cache-Control': 'no-cache',
 };
@@ -20,17 +20,20 @@ const CORS = {
  * are the revisions that resolve (all to the same files); `throttle` (bytes per second) slows
  * the CDN down so a test can abort mid-file; `declared` maps `org/name/file` to a size the hub
  * announces for a file it never sends (a model too big to load), or to `{ size, head }`, whose
- * `head` (a Buffer) it sends to a ranged GET of the file's start. `requests` records
- * `{ method, url, status }`. Resolves to `{ url, requests, close }`.
- * @param {{ repos: Record<string, string>, revisions?: string[], throttle?: number, declared?: Record<string, number | { size: number, head: Buffer }> }} options
+ * `head` (a Buffer) it sends to a ranged GET of the file's start; `cut` maps `org/name/file` to
+ * a byte count after which the first whole-file GET of it breaks off (the connection is
+ * dropped, as a flaky network does). The CDN answers `Range: bytes=START-[END]` with 206.
+ * `requests` records `{ method, url, status, range }`. Resolves to `{ url, requests, close }`.
+ * @param {{ repos: Record<string, string>, revisions?: string[], throttle?: number, declared?: Record<string, number | { size: number, head: Buffer }>, cut?: Record<string, number> }} options
  */
-export async function startMockHub({ repos, revisions = ['main'], throttle = 0, declared = {} }) {
+export async function startMockHub({ repos, revisions = ['main'], throttle = 0, declared = {}, cut = {} }) {
+  const cuts = { ...cut };
   const requests = [];
   const server = createServer(async (req, res) => {
     const send = (status, headers = {}, body = undefined) => {
       res.writeHead(status, { ...CORS, ...headers });
       res.end(body);
-      requests.push({ method: req.method, url: req.url, status });
+      requests.push({ method: req.method, url: req.url, status, range: req.headers.range ?? null });
     };
     if (req.method === 'OPTIONS') return send(204, { 'Access-Control-Allow-Methods': 'GET, HEAD', 'Access-Control-Allow-Headers': '*' });
     if (req.method !== 'GET' && req.method !== 'HEAD') return send(405);
@@ -67,11 +70,29 @@ export async function startMockHub({ repos, revisions = ['main'], throttle = 0, 
     } catch {
       return send(404, {}, 'Entry not found');
     }
-    const headers = { ...CORS, 'Content-Type': 'application/octet-stream', 'Content-Length': info.size, ETag: `"${info.size}-${info.mtimeMs}"` };
-    res.writeHead(200, headers);
-    requests.push({ method: req.method, url: req.url, status: 200 });
+    const headers = { ...CORS, 'Content-Type': 'application/octet-stream', 'Accept-Ranges': 'bytes', ETag: `"${info.size}-${info.mtimeMs}"` };
+    const range = req.headers.range?.match(/^bytes=(\d+)-(\d*)$/);
+    let [start, end] = [0, info.size - 1];
+    if (range) {
+      [start, end] = [Number(range[1]), Math.min(range[2] ? Number(range[2]) : info.size - 1, info.size - 1)];
+      if (start > end) return send(416, { 'Content-Range': `bytes */${info.size}` });
+      res.writeHead(206, { ...headers, 'Content-Length': end - start + 1, 'Content-Range': `bytes ${start}-${end}/${info.size}` });
+    } else {
+      res.writeHead(200, { ...headers, 'Content-Length': info.size });
+    }
+    requests.push({ method: req.method, url: req.url, status: range ? 206 : 200, range: req.headers.range ?? null });
     if (req.method === 'HEAD') return res.end();
-    const stream = createReadStream(full, { highWaterMark: 256 * 1024 });
+    const key = `${org}/${name}/${file}`;
+    const breakAt = !range && req.method === 'GET' && cuts[key];
+    if (breakAt) {
+      // Sends the first bytes, then drops the connection mid-file.
+      delete cuts[key];
+      const part = createReadStream(full, { start: 0, end: breakAt - 1 });
+      part.on('data', (chunk) => res.write(chunk));
+      part.on('end', () => setTimeout(() => res.destroy(), 50));
+      return;
+    }
+    const stream = createReadStream(full, { start, end, highWaterMark: 256 * 1024 });
     stream.on('error', () => res.destroy());
     res.on('close', () => stream.destroy());
     if (!throttle) return stream.pipe(res);
