@@ -53,7 +53,8 @@ fi
 scripts/fetch-models.sh smollm2-135m
 
 # The app's default model: the same weights as MLX-quantized safetensors, written by
-# `wick quantize` (Q4_1 and Q8_0 blocks are copied exactly, so the replies are the same).
+# `wick quantize` (Q4_1 and Q8_0 blocks are copied exactly, so the replies are the same), with
+# the manifest.json (each file's size and sha256) the page checks the download against.
 MLX_DIR=models/SmolLM2-135M-Instruct-MLX-4bit
 log "building the native CLI and writing $MLX_DIR"
 cargo build --release --quiet --bin wick

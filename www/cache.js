@@ -117,7 +117,7 @@ export const modelCache = Object.freeze({ list, has, delete: remove, clear, esti
 const absolute = (url) => new URL(url, globalThis.location?.href).href;
 
 /**
- * Reads a Response body into one Uint8Array, calling `onBytes(loaded, total)` as it goes
+ * Reads a kept Response body into one Uint8Array, calling `onBytes(loaded, total)` as it goes
  * (`total` is 0 while unknown). With a known length the buffer is allocated once up front.
  */
 async function readBody(response, url, onBytes) {
@@ -149,7 +149,7 @@ async function readBody(response, url, onBytes) {
     }
   }
   if (declared && loaded < declared) {
-    throw new WickError('network', `The download of ${url} ended early: ${loaded} of ${declared} bytes arrived. Check the connection and load again.`);
+    throw new WickError('network', `${url} ended early: ${loaded} of its ${declared} bytes could be read`);
   }
   onBytes(loaded, loaded);
   return loaded === buffer.length ? buffer : buffer.slice(0, loaded);
@@ -339,11 +339,11 @@ async function download(url, target, first, { signal, expect, onBytes }) {
         for (;;) {
           const { done, value } = await reader.read();
           if (done) break;
-          if (total && loaded + value.length > total) {
-            throw new WickError('network', `${url} sent more than the ${total} bytes ${expect ? 'its manifest lists' : 'it declared'}.`);
+          if (expect && loaded + value.length > expect.size) {
+            throw new WickError('network', `${url} sent more than the ${expect.size} bytes its manifest lists.`);
           }
           if (loaded + value.length > buffer.length) {
-            // Nothing was declared: grow by doubling.
+            // Nothing was declared (or a compressed length): grow by doubling.
             const grown = new Uint8Array(Math.max(2 * buffer.length, loaded + value.length, 1 << 20));
             grown.set(buffer.subarray(0, loaded));
             buffer = grown;
@@ -362,7 +362,7 @@ async function download(url, target, first, { signal, expect, onBytes }) {
         if (e instanceof WickError) throw e;
         broke = e;
       }
-      if (!broke && (!total || loaded === total)) break;
+      if (!broke && (!total || loaded >= total)) break;
     }
     // The connection broke off, or the body ended early: ask for the rest.
     stalls = loaded > from ? 1 : stalls + 1;

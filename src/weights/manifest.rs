@@ -2,6 +2,8 @@
 //! (`manifest.json` in a folder) so whoever downloads the model can check every byte; the browser
 //! checks each file against it while the file streams in, and again when it reads its kept copy.
 
+use std::fmt::Write;
+
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 
@@ -32,10 +34,12 @@ pub fn manifest(files: &[(String, Vec<u8>)]) -> Vec<u8> {
 
 /// The sha256 of `bytes` as 64 lowercase hex digits.
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    let mut hex = String::with_capacity(64);
+    for b in Sha256::digest(bytes) {
+        // Writing to a String cannot fail.
+        let _ = write!(hex, "{b:02x}");
+    }
+    hex
 }
 
 #[cfg(test)]

@@ -26,7 +26,7 @@ after(async () => {
 });
 
 test('a conversation longer than the context keeps answering: the oldest turns slide out and the page says so', async () => {
-  await page.goto(`${browser.base}?context=512`);
+  await page.goto(`${browser.base}?context=512&threads=1`);
   await waitReady(page);
   assert.match(await page.textContent('#status'), /context 512 of 8192 tokens/);
   await page.fill('#max_tokens', '48');
