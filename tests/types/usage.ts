@@ -10,7 +10,13 @@ export async function use(file: File): Promise<string> {
     threads: 2, contextLength: 2048, onProgress: (p) => progress.push(p), signal: new AbortController().signal,
     hubUrl: 'https://huggingface.co', revision: 'main', onCacheError: (e) => console.warn(e.code),
   });
-  const local = await load([file], { simd: 'simd128', quantize: 'q8' });
+  const restarts: string[] = [];
+  const local = await load([file], {
+    simd: 'simd128', quantize: 'q8', watchdogSeconds: 30,
+    onRestart: (e) => restarts.push(`${e.phase} ${e.error.code} ${e.info?.restarts ?? 0} ${e.info?.verified ?? false}`),
+  });
+  // @ts-expect-error the watchdog takes seconds as a number
+  await load([file], { watchdogSeconds: '30' });
   const messages = [{ role: 'system' as const, content: 'Be brief.' }, { role: 'user' as const, content: 'Hi' }];
 
   const reply: OpenAI.ChatCompletion = await engine.chat.completions.create({
