@@ -20,6 +20,9 @@ const browser = await openBrowser({ alsoServe: ['tests/e2e/pages'] });
 try {
   const page = await browser.context.newPage();
   page.on('console', (m) => m.type() === 'error' && console.error(`page: ${m.text()}`));
+  page.on('crash', () => console.error('the page crashed'));
+  // Each turn as it ends, so a run cut short still shows its figures.
+  await page.exposeFunction('report', (line) => console.error(line));
   await page.goto(`${browser.base}tests/e2e/pages/api.html`);
   const r = await page.evaluate(async ({ model, turns, stops, context, threads }) => {
     const { Wick } = await import('/www/wick.js');
@@ -42,6 +45,7 @@ try {
         cached: reply.usage.prompt_tokens_details.cached_tokens, generated: reply.usage.completion_tokens,
         seconds: (performance.now() - t0) / 1000, memory: engine.info.memoryBytes,
       });
+      await window.report(JSON.stringify(soak.at(-1)));
     }
     const storm = { stops: 0, correct: 0, wrong: [], delays: [], tokensBeforeStop: [], seconds: 0 };
     const t0 = performance.now();
@@ -64,6 +68,7 @@ try {
       const answer = (await engine.chat.completions.create({ messages: france, temperature: 0, max_tokens: 16 })).choices[0].message.content;
       if (/Paris/.test(answer)) storm.correct += 1;
       else storm.wrong.push(answer);
+      if (i % 10 === 9) await window.report(`stops ${i + 1}: ${storm.stops} stopped, ${storm.correct} correct`);
     }
     storm.seconds = (performance.now() - t0) / 1000;
     const info = engine.info;
@@ -76,8 +81,9 @@ try {
   console.log('| turn | messages sent | slid | prompt | cached | generated | s | wasm memory MiB |');
   console.log('|---:|---:|:---:|---:|---:|---:|---:|---:|');
   for (const s of r.soak) console.log(`| ${s.turn} | ${s.sent} | ${s.slid ? 'yes' : ''} | ${s.prompt} | ${s.cached} | ${s.generated} | ${s.seconds.toFixed(1)} | ${mb(s.memory)} |`);
-  const firstFull = r.soak.findIndex((s) => s.prompt + s.generated >= r.context / 2);
-  const tail = r.soak.slice(Math.max(firstFull, 0));
+  // The KV cache is at its cap after the first turn that held the most tokens.
+  const peak = Math.max(...r.soak.map((s) => s.prompt + s.generated));
+  const tail = r.soak.slice(r.soak.findIndex((s) => s.prompt + s.generated === peak) + 1);
   const grew = tail.at(-1).memory - tail[0].memory;
   console.log(`wasm memory from turn ${tail[0].turn} to ${tail.at(-1).turn}: ${mb(tail[0].memory)} → ${mb(tail.at(-1).memory)} MiB (${grew === 0 ? 'flat' : `${mb(grew)} MiB more`})`);
   const t = r.storm.tokensBeforeStop.slice().sort((a, b) => a - b);
