@@ -69,6 +69,9 @@ pub enum Error {
     /// The chat template failed to parse or render.
     #[error("chat template: {0}")]
     Template(String),
+    /// The chat template ran past its budget of steps or output: a runaway or hostile template.
+    #[error("the model's chat template was stopped: {0} (a template that loops without end, or a hostile one; the model is not usable for chat)")]
+    TemplateLimit(String),
     /// The prompt is empty.
     #[error("the prompt is empty")]
     EmptyPrompt,

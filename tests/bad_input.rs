@@ -5,9 +5,10 @@
 
 use std::time::{Duration, Instant};
 
+use candle_core::quantized::{gguf_file, gguf_file::Value, QTensor};
 use candle_core::Device;
 use wick::weights::tiny::tiny_gguf;
-use wick::weights::Gguf;
+use wick::weights::{Gguf, ModelFolder};
 use wick::{Engine, Error};
 
 fn tiny() -> Vec<u8> {
@@ -254,4 +255,143 @@ fn unknown_metadata_value_type_is_corrupt() {
     let e = load_err(&bad);
     assert!(matches!(e, Error::Corrupt(_)), "{e:?}");
     says(&e, &["general.name", "unknown value type 77"]);
+}
+
+/// `bytes` (a GGUF) rewritten with metadata `key` set to `value`, tensors unchanged.
+fn with_metadata(bytes: &[u8], key: &str, value: Value) -> Vec<u8> {
+    let g = Gguf::parse(bytes).unwrap();
+    let mut metadata = g.metadata.clone();
+    metadata.insert(key.to_string(), value);
+    let tensors: Vec<(String, QTensor)> = g
+        .tensors
+        .keys()
+        .map(|n| (n.clone(), g.tensor(n, &Device::Cpu).unwrap()))
+        .collect();
+    let md: Vec<(&str, &Value)> = metadata.iter().map(|(k, v)| (k.as_str(), v)).collect();
+    let ts: Vec<(&str, &QTensor)> = tensors.iter().map(|(k, t)| (k.as_str(), t)).collect();
+    let mut out = std::io::Cursor::new(Vec::new());
+    gguf_file::write(&mut out, &md, &ts).unwrap();
+    out.into_inner()
+}
+
+#[test]
+fn a_hostile_chat_template_fails_the_load_within_seconds() {
+    // Nested loops: 10^9 steps if nothing stopped them.
+    let hostile = "{% for a in range(1000) %}{% for b in range(1000) %}{% for c in range(1000) %}{{ a }}{% endfor %}{% endfor %}{% endfor %}";
+    let bad = with_metadata(
+        &tiny(),
+        "tokenizer.chat_template",
+        Value::String(hostile.into()),
+    );
+    let t0 = Instant::now();
+    let e = load_err(&bad);
+    assert!(t0.elapsed() < Duration::from_secs(5), "{:?}", t0.elapsed());
+    assert!(matches!(e, Error::TemplateLimit(_)), "{e:?}");
+    says(&e, &["chat template", "steps", "loops without end"]);
+
+    // One that writes without end is stopped by the output cap.
+    let flood = "{% for a in range(100000) %}{{ 'flood' * 100 }}{% endfor %}";
+    let bad = with_metadata(&tiny(), "tokenizer.chat_template", Value::String(flood.into()));
+    let e = load_err(&bad);
+    assert!(matches!(e, Error::TemplateLimit(_)), "{e:?}");
+    says(&e, &["chat template", "wrote more than"]);
+}
+
+/// A GGUF v3 header with one metadata array of `n` u8 items (and no tensors).
+fn gguf_with_u8_array(n: usize) -> Vec<u8> {
+    let mut b = b"GGUF".to_vec();
+    b.extend(3u32.to_le_bytes());
+    b.extend(0u64.to_le_bytes()); // tensors
+    b.extend(1u64.to_le_bytes()); // metadata
+    b.extend(5u64.to_le_bytes());
+    b.extend(b"bytes");
+    b.extend(9u32.to_le_bytes()); // array
+    b.extend(0u32.to_le_bytes()); // of u8
+    b.extend((n as u64).to_le_bytes());
+    b.resize(b.len() + n, 7);
+    b
+}
+
+#[test]
+fn huge_metadata_arrays_and_strings_are_refused_before_they_are_built() {
+    // Each item would be a 32-byte value: 4 MB of file asking for 134 MB.
+    let n = wick::weights::gguf::MAX_METADATA_ITEMS + 1;
+    let bad = gguf_with_u8_array(n);
+    let t0 = Instant::now();
+    let e = Gguf::parse(&bad).unwrap_err();
+    assert!(t0.elapsed() < Duration::from_secs(2), "{:?}", t0.elapsed());
+    assert!(matches!(e, Error::Corrupt(_)), "{e:?}");
+    says(&e, &["bytes", &n.to_string(), "more than any model's vocabulary"]);
+    assert!(Gguf::parse(&gguf_with_u8_array(1000)).is_ok());
+
+    // A string longer than any metadata needs.
+    let long = "x".repeat(wick::weights::gguf::MAX_METADATA_BYTES);
+    let bad = with_metadata(&tiny(), "general.description", Value::String(long));
+    let e = load_err(&bad);
+    assert!(matches!(e, Error::Corrupt(_)), "{e:?}");
+    says(&e, &["metadata runs past 64 MB"]);
+}
+
+/// A Hugging Face folder's files: the tiny tokenizer and a config, plus `extra`.
+fn folder_with(extra: &[(&str, Vec<u8>)]) -> Vec<(String, Vec<u8>)> {
+    let tok = wick::Tokenizer::from_gguf(&Gguf::parse(&tiny()).unwrap()).unwrap();
+    let mut files = vec![
+        ("config.json".to_string(), br#"{"model_type": "llama"}"#.to_vec()),
+        ("tokenizer.json".to_string(), tok.to_json().unwrap().into_bytes()),
+    ];
+    files.extend(extra.iter().map(|(n, b)| (n.to_string(), b.clone())));
+    files
+}
+
+fn folder_err(files: &[(String, Vec<u8>)]) -> Error {
+    match Engine::from_hf_files(files, &Device::Cpu) {
+        Ok(_) => panic!("loading should fail"),
+        Err(e) => e,
+    }
+}
+
+#[test]
+fn shard_names_must_be_plain_safetensors_names() {
+    for bad in [
+        "../../etc/passwd.safetensors",
+        "/etc/model.safetensors",
+        "sub/model.safetensors",
+        "model.bin",
+        ".safetensors",
+    ] {
+        let index = format!(r#"{{"weight_map": {{"a": "ok.safetensors", "b": "{bad}"}}}}"#);
+        let files = folder_with(&[("model.safetensors.index.json", index.into_bytes())]);
+        let e = folder_err(&files);
+        says(
+            &e,
+            &["model.safetensors.index.json", "not a plain .safetensors file name"],
+        );
+        assert!(e.to_string().contains(bad), "{e}");
+    }
+    assert!(wick::weights::folder::is_shard_name("model-00001-of-00002.safetensors"));
+}
+
+#[test]
+fn oversized_json_files_are_refused_unread() {
+    use wick::weights::folder::{MAX_JSON, MAX_TOKENIZER_JSON};
+    use wick::weights::safetensors::Bytes;
+    let big = vec![b' '; MAX_JSON + 1];
+    for name in ["config.json", "tokenizer_config.json", "model.safetensors.index.json", "chat_template.jinja"] {
+        let files = [(name.to_string(), &big as &dyn Bytes)];
+        let folder = ModelFolder::new(&files);
+        let e = match name {
+            "config.json" => folder.config().err(),
+            "tokenizer_config.json" => folder.special_tokens().err(),
+            "chat_template.jinja" => folder.chat_template().err(),
+            _ => folder.shard_names().err(),
+        }
+        .unwrap();
+        says(&e, &[name, "16777217 bytes", "more than the 16 MB"]);
+    }
+    let huge = vec![b' '; MAX_TOKENIZER_JSON + 1];
+    let e = wick::Tokenizer::from_json(&huge, None, None).err().unwrap();
+    says(&e, &["tokenizer.json", "67108865 bytes", "64 MB"]);
+    let files = [("tokenizer.json".to_string(), &huge as &dyn Bytes)];
+    let e = ModelFolder::new(&files).tokenizer_json().err().unwrap();
+    says(&e, &["tokenizer.json", "more than the 64 MB"]);
 }

@@ -13,12 +13,14 @@ import { showConversations } from './chat-list.js';
 import { startOffline, keepShell } from './offline.js';
 import { showRestart } from './recovery.js';
 import { ContextWindow } from './context-window.js';
+import { allowedOrigins, originToConfirm, confirmOrigin } from './origin.js';
 
 // A Hugging Face folder of MLX-quantized safetensors (made from the GGUF by `wick quantize`).
 const DEFAULT_MODEL = 'models/SmolLM2-135M-Instruct-MLX-4bit/';
 const query = new URLSearchParams(location.search);
-// Worker threads for the engine: ?threads=N, else one per core.
-const THREADS = Math.max(1, Number(query.get('threads')) || navigator.hardwareConcurrency || 1);
+// Worker threads for the engine: ?threads=N, else one per core (never more than the cores).
+const CORES = navigator.hardwareConcurrency || 1;
+const THREADS = Math.min(CORES, Math.max(1, Math.floor(Number(query.get('threads'))) || CORES));
 // ?simd=simd128 keeps to the plain SIMD builds even where relaxed SIMD runs.
 const SIMD = query.get('simd') === 'simd128' ? 'simd128' : 'relaxed';
 // ?context=N: tokens a conversation may hold (else the engine's default); older turns slide out.
@@ -511,10 +513,19 @@ ui.file.addEventListener('change', () => {
   loadModel(files, name);
 });
 
-/** A model path from the page (the model menu, ?model=) as a URL on this site. */
-function loadPath(path) {
+/**
+ * A model path from the page (the model menu, ?model=) as a URL; one on a site the page does
+ * not list (origin.js) loads only once the user agrees.
+ */
+async function loadPath(path) {
   const url = new URL(path, location.href).href;
   const name = path.endsWith('/') ? path.split('/').at(-2) : path.split('/').pop();
+  const origin = originToConfirm(url, allowedOrigins());
+  if (origin && !(await confirmOrigin(origin, url, ui.loader))) {
+    ui.loader.classList.add('done');
+    if (!engine) ui.status.textContent = 'No model loaded — the link named a model on another site; pick a model in Settings.';
+    return;
+  }
   loadModel(url, name);
 }
 ui.modelChoice.addEventListener('change', () => loadPath(ui.modelChoice.value));

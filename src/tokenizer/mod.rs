@@ -120,6 +120,17 @@ impl Tokenizer {
         eos_token: Option<&str>,
         add_bos: bool,
     ) -> Result<Self> {
+        let cap = crate::weights::folder::MAX_TOKENIZER_JSON;
+        if json.len() > cap {
+            return Err(Error::File {
+                file: crate::weights::folder::TOKENIZER.into(),
+                problem: format!(
+                    "is {} bytes, more than the {} MB any real vocabulary needs",
+                    json.len(),
+                    cap >> 20
+                ),
+            });
+        }
         let inner = tokenizers::Tokenizer::from_bytes(json).map_err(tok_err)?;
         let eos = eos_token.and_then(|t| inner.token_to_id(t));
         let mut eog: Vec<u32> = END_OF_GENERATION

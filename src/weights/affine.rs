@@ -198,9 +198,9 @@ impl Affine {
         if !matches!(ty, WeightType::Q4_1 | WeightType::Q8_0 | WeightType::A8) {
             return None;
         }
-        let blocks = rows * cols / BLOCK;
+        let blocks = rows.checked_mul(cols)? / BLOCK;
         let bb = ty.block_bytes();
-        if data.len() != blocks * bb {
+        if data.len() != blocks.checked_mul(bb)? {
             return None;
         }
         let mut a = Self {
@@ -250,7 +250,8 @@ impl Affine {
     pub fn from_q4k(data: &[u8], rows: usize, cols: usize) -> Option<Self> {
         const SUPER: usize = 256;
         const BYTES: usize = 144;
-        if !cols.is_multiple_of(SUPER) || data.len() != rows * cols / SUPER * BYTES {
+        let n = rows.checked_mul(cols)?;
+        if !cols.is_multiple_of(SUPER) || Some(data.len()) != (n / SUPER).checked_mul(BYTES) {
             return None;
         }
         let groups = rows * cols / BLOCK;
@@ -313,7 +314,7 @@ fn blocks_with(
     mut payload: impl FnMut(usize, &mut Vec<u8>),
 ) -> Option<(WeightType, Vec<u8>)> {
     if !group.is_multiple_of(BLOCK)
-        || blocks != scales.len() * (group / BLOCK)
+        || Some(blocks) != scales.len().checked_mul(group / BLOCK)
         || scales.len() != biases.len()
     {
         return None;

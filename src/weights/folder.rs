@@ -25,6 +25,12 @@ pub const WEIGHTS: &str = "model.safetensors";
 /// Which shard holds each tensor, when the weights are split.
 pub const INDEX: &str = "model.safetensors.index.json";
 
+/// Largest `tokenizer.json` read (Gemma 3's, of 262,144 tokens, is 33 MB).
+pub const MAX_TOKENIZER_JSON: usize = 64 << 20;
+/// Largest other JSON file or chat template read (configs and indexes are kilobytes; a
+/// `tokenizer_config.json` listing every added token, a megabyte or two).
+pub const MAX_JSON: usize = 16 << 20;
+
 /// A file a fetcher asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct Wanted {
@@ -60,7 +66,20 @@ pub fn uses(name: &str) -> bool {
     name.ends_with(".json") || name.ends_with(".safetensors") || name.ends_with(".jinja")
 }
 
-/// The shard names an index lists (`weight_map` values), sorted, each once.
+/// Whether `name` is a plain `*.safetensors` file name: no folder, no `..`, no absolute path,
+/// nothing a fetcher or the CLI could resolve outside the model folder.
+pub fn is_shard_name(name: &str) -> bool {
+    name.len() > ".safetensors".len()
+        && name.len() <= 255
+        && name.ends_with(".safetensors")
+        && !name.starts_with('.')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
+/// The shard names an index lists (`weight_map` values), sorted, each once; every one a plain
+/// file name ([`is_shard_name`]).
 pub fn index_shards(index: &[u8]) -> Result<Vec<String>> {
     let v = parse_json(INDEX, index)?;
     let mut shards: Vec<String> = v
@@ -74,6 +93,14 @@ pub fn index_shards(index: &[u8]) -> Result<Vec<String>> {
         .unwrap_or_default();
     shards.sort();
     shards.dedup();
+    if let Some(bad) = shards.iter().find(|s| !is_shard_name(s)) {
+        return Err(Error::File {
+            file: INDEX.into(),
+            problem: format!(
+                "names a shard {bad:?} that is not a plain .safetensors file name (no folders, no \"..\")"
+            ),
+        });
+    }
     if shards.is_empty() {
         return Err(Error::File {
             file: INDEX.into(),
@@ -84,10 +111,25 @@ pub fn index_shards(index: &[u8]) -> Result<Vec<String>> {
 }
 
 fn parse_json(file: &str, bytes: &[u8]) -> Result<Value> {
+    check_size(file, bytes.len(), MAX_JSON)?;
     serde_json::from_slice(bytes).map_err(|e| Error::File {
         file: file.into(),
         problem: format!("is not valid JSON: {e}"),
     })
+}
+
+/// An error if a file of `len` bytes is larger than `cap` (checked before it is read).
+pub fn check_size(file: &str, len: usize, cap: usize) -> Result<()> {
+    if len > cap {
+        return Err(Error::File {
+            file: file.into(),
+            problem: format!(
+                "is {len} bytes, more than the {} MB Wick reads for it",
+                cap >> 20
+            ),
+        });
+    }
+    Ok(())
 }
 
 /// The error for a file a model folder needs and lacks.
@@ -135,13 +177,21 @@ impl<'a> ModelFolder<'a> {
             .map(|(_, b)| *b)
     }
 
-    fn read(&self, name: &str) -> Option<Cow<'a, [u8]>> {
-        self.source(name).map(|b| b.read(0..b.len()))
+    /// A small file's bytes, refused unread when larger than `cap`.
+    fn read_capped(&self, name: &str, cap: usize) -> Result<Option<Cow<'a, [u8]>>> {
+        match self.source(name) {
+            Some(b) => {
+                check_size(name, b.len(), cap)?;
+                Ok(Some(b.read(0..b.len())))
+            }
+            None => Ok(None),
+        }
     }
 
     /// `config.json`'s bytes.
     pub fn config_bytes(&self) -> Result<Cow<'a, [u8]>> {
-        self.read(CONFIG).ok_or_else(|| missing(CONFIG))
+        self.read_capped(CONFIG, MAX_JSON)?
+            .ok_or_else(|| missing(CONFIG))
     }
 
     /// `config.json`, parsed.
@@ -161,11 +211,12 @@ impl<'a> ModelFolder<'a> {
 
     /// `tokenizer.json`'s bytes.
     pub fn tokenizer_json(&self) -> Result<Cow<'a, [u8]>> {
-        self.read(TOKENIZER).ok_or_else(|| missing(TOKENIZER))
+        self.read_capped(TOKENIZER, MAX_TOKENIZER_JSON)?
+            .ok_or_else(|| missing(TOKENIZER))
     }
 
     fn tokenizer_config(&self) -> Result<Value> {
-        match self.read(TOKENIZER_CONFIG) {
+        match self.read_capped(TOKENIZER_CONFIG, MAX_JSON)? {
             Some(b) => parse_json(TOKENIZER_CONFIG, &b),
             None => Ok(Value::Null),
         }
@@ -196,14 +247,14 @@ impl<'a> ModelFolder<'a> {
             return Ok(Some(t.to_string()));
         }
         Ok(self
-            .read(CHAT_TEMPLATE)
+            .read_capped(CHAT_TEMPLATE, MAX_JSON)?
             .map(|b| String::from_utf8_lossy(&b).into_owned()))
     }
 
     /// The safetensors files that hold the weights: those the index lists when there is one,
     /// else every `.safetensors` file given.
     pub fn shard_names(&self) -> Result<Vec<String>> {
-        if let Some(index) = self.read(INDEX) {
+        if let Some(index) = self.read_capped(INDEX, MAX_JSON)? {
             return index_shards(&index);
         }
         let names: Vec<String> = self

@@ -18,6 +18,14 @@ use crate::error::{Error, Result};
 const MAGIC: &[u8; 4] = b"GGUF";
 const DEFAULT_ALIGNMENT: u64 = 32;
 
+/// Most array items all metadata may hold together. Each item becomes a value of 32 bytes, so a
+/// file of one-byte items could otherwise ask for 32 times its size; real vocabularies (tokens,
+/// scores, types, merges of 262,144 tokens) hold under a million.
+pub const MAX_METADATA_ITEMS: usize = 1 << 22;
+
+/// Most bytes the metadata may span (a real model's is a few MB: its vocabulary).
+pub const MAX_METADATA_BYTES: usize = 64 << 20;
+
 /// Where one tensor lives in the file and what it holds.
 #[derive(Debug, Clone)]
 pub struct TensorInfo {
@@ -102,6 +110,8 @@ struct Reader<'a> {
     bytes: &'a [u8],
     pos: usize,
     version: u32,
+    /// Metadata array items read so far (see [`MAX_METADATA_ITEMS`]).
+    items: usize,
 }
 
 impl<'a> Reader<'a> {
@@ -164,6 +174,12 @@ impl<'a> Reader<'a> {
 
     fn string(&mut self, what: &str) -> Result<String> {
         let n = self.count(what, 1)?;
+        if n > MAX_METADATA_BYTES {
+            return Err(Error::Corrupt(format!(
+                "{what}: a string of {n} bytes, more than the {} MB any model's metadata needs",
+                MAX_METADATA_BYTES >> 20
+            )));
+        }
         let raw = self.take(n, what)?;
         // Some writers add trailing NULs; strings are meant to be UTF-8 but are not always.
         let raw = match raw.iter().rposition(|&b| b != 0) {
@@ -202,6 +218,12 @@ impl<'a> Reader<'a> {
                     t => return Err(Error::Corrupt(format!("{what}: unknown value type {t}"))),
                 };
                 let n = self.count(what, min_item)?;
+                self.items = self.items.saturating_add(n);
+                if self.items > MAX_METADATA_ITEMS {
+                    return Err(Error::Corrupt(format!(
+                        "metadata arrays hold more than {MAX_METADATA_ITEMS} items (`{what}` alone has {n}): more than any model's vocabulary"
+                    )));
+                }
                 let mut items = Vec::with_capacity(n);
                 for _ in 0..n {
                     items.push(self.value(item_ty, what, depth + 1)?);
@@ -252,6 +274,7 @@ impl<'a> Gguf<'a> {
             bytes,
             pos: 4,
             version: 3,
+            items: 0,
         };
         let version = r.u32("GGUF version")?;
         if !(1..=3).contains(&version) {
@@ -270,6 +293,12 @@ impl<'a> Gguf<'a> {
             let key = r.string("metadata key")?;
             let ty = r.u32(&key)?;
             let value = r.value(ty, &key, 0)?;
+            if r.pos > MAX_METADATA_BYTES {
+                return Err(Error::Corrupt(format!(
+                    "metadata runs past {} MB (at `{key}`): more than any model's vocabulary needs",
+                    MAX_METADATA_BYTES >> 20
+                )));
+            }
             metadata.insert(key, value);
         }
 
@@ -505,8 +534,13 @@ impl<'a> Gguf<'a> {
 
 /// Builds a [`QTensor`] from raw GGML bytes, copying them into storage with the right alignment.
 pub fn qtensor(dtype: GgmlDType, raw: &[u8], dims: &[usize], device: &Device) -> Result<QTensor> {
-    let elems: usize = dims.iter().product();
-    let expected = elems / dtype.block_size() * dtype.type_size();
+    let elems = dims.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
+    let expected = elems.and_then(|e| (e / dtype.block_size()).checked_mul(dtype.type_size()));
+    let (Some(elems), Some(expected)) = (elems, expected) else {
+        return Err(Error::Corrupt(format!(
+            "{dtype:?} tensor of shape {dims:?} is too large to address"
+        )));
+    };
     if raw.len() != expected || !elems.is_multiple_of(dtype.block_size()) {
         return Err(Error::Corrupt(format!(
             "{dtype:?} tensor of shape {dims:?} needs {expected} bytes, got {}",

@@ -97,6 +97,7 @@ fn llama_cpp_name(hf: &str, gemma: bool) -> Option<String> {
 
 /// `config.json`'s bytes parsed, checked to be a JSON object.
 pub fn parse_config(bytes: &[u8]) -> Result<Value> {
+    super::folder::check_size("config.json", bytes.len(), super::folder::MAX_JSON)?;
     let v: Value = serde_json::from_slice(bytes).map_err(|e| Error::File {
         file: "config.json".into(),
         problem: format!("is not valid JSON: {e}"),
@@ -223,7 +224,17 @@ impl<'a> HfModel<'a> {
                 &format!("packed weight has shape {pshape:?}, not 2-D"),
             ));
         };
-        let cols = words * 32 / bits;
+        // Sizes from the file's header: checked, as wasm32 addresses only 4 GB.
+        let Some(cols) = words.checked_mul(32).map(|b| b / bits).filter(|&c| {
+            rows.checked_mul(c)
+                .and_then(|n| n.checked_mul(4))
+                .is_some()
+        }) else {
+            return Err(st.tensor_error(
+                wname,
+                &format!("packed weight of shape {pshape:?} is too large to address"),
+            ));
+        };
         if cols % group != 0 || sshape != [rows, cols / group] || bshape != sshape {
             return Err(st.tensor_error(
                 wname,

@@ -58,7 +58,13 @@ impl WeightTensor {
             Self::Float(t) => Ok(t.clone()),
             Self::Candle(q) => Ok(q.dequantize(device)?.to_dtype(DType::F32)?),
             Self::Blocks { ty, data, dims } => {
-                let mut out = vec![0f32; dims.iter().product()];
+                let n = dims
+                    .iter()
+                    .try_fold(1usize, |a, &d| a.checked_mul(d))
+                    .ok_or_else(|| {
+                        Error::Corrupt(format!("a tensor of shape {dims:?} is too large to address"))
+                    })?;
+                let mut out = vec![0f32; n];
                 ty.dequantize_row(data, &mut out);
                 Ok(Tensor::from_vec(out, dims.as_slice(), device)?)
             }

@@ -32,7 +32,7 @@ impl Config {
                 Self {
                     vocab_size: need("vocab_size")?,
                     hidden_size: hidden,
-                    intermediate_size: num("n_inner").unwrap_or(4 * hidden),
+                    intermediate_size: num("n_inner").unwrap_or(hidden.saturating_mul(4)),
                     n_layers: need("n_layer")?,
                     n_heads: need("n_head")?,
                     n_kv_heads: need("n_head")?,

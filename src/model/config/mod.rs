@@ -290,9 +290,12 @@ impl Config {
         if self.context_length > 1 << 20
             || self.n_layers > 1024
             || self.hidden_size > 1 << 16
-            || self.n_heads * self.head_dim > 1 << 16
+            || self.n_heads.checked_mul(self.head_dim).is_none_or(|n| n > 1 << 16)
             || self.n_experts > 256
-            || self.context_length * self.head_dim > 1 << 26
+            || self
+                .context_length
+                .checked_mul(self.head_dim)
+                .is_none_or(|n| n > 1 << 26)
         {
             return bad(format!("implausible sizes in {self:?}"));
         }
