@@ -200,7 +200,10 @@ mod tests {
         assert!(t0.elapsed().as_secs_f64() < 5.0, "{:?}", t0.elapsed());
         assert!(matches!(err, Error::TemplateLimit(_)), "{err:?}");
         let msg = err.to_string();
-        assert!(msg.contains("chat template") && msg.contains("steps"), "{msg}");
+        assert!(
+            msg.contains("chat template") && msg.contains("steps"),
+            "{msg}"
+        );
     }
 
     #[test]

@@ -291,7 +291,11 @@ fn a_hostile_chat_template_fails_the_load_within_seconds() {
 
     // One that writes without end is stopped by the output cap.
     let flood = "{% for a in range(100000) %}{{ 'flood' * 100 }}{% endfor %}";
-    let bad = with_metadata(&tiny(), "tokenizer.chat_template", Value::String(flood.into()));
+    let bad = with_metadata(
+        &tiny(),
+        "tokenizer.chat_template",
+        Value::String(flood.into()),
+    );
     let e = load_err(&bad);
     assert!(matches!(e, Error::TemplateLimit(_)), "{e:?}");
     says(&e, &["chat template", "wrote more than"]);
@@ -321,7 +325,14 @@ fn huge_metadata_arrays_and_strings_are_refused_before_they_are_built() {
     let e = Gguf::parse(&bad).unwrap_err();
     assert!(t0.elapsed() < Duration::from_secs(2), "{:?}", t0.elapsed());
     assert!(matches!(e, Error::Corrupt(_)), "{e:?}");
-    says(&e, &["bytes", &n.to_string(), "more than any model's vocabulary"]);
+    says(
+        &e,
+        &[
+            "bytes",
+            n.to_string().as_str(),
+            "more than any model's vocabulary",
+        ],
+    );
     assert!(Gguf::parse(&gguf_with_u8_array(1000)).is_ok());
 
     // A string longer than any metadata needs.
@@ -336,8 +347,14 @@ fn huge_metadata_arrays_and_strings_are_refused_before_they_are_built() {
 fn folder_with(extra: &[(&str, Vec<u8>)]) -> Vec<(String, Vec<u8>)> {
     let tok = wick::Tokenizer::from_gguf(&Gguf::parse(&tiny()).unwrap()).unwrap();
     let mut files = vec![
-        ("config.json".to_string(), br#"{"model_type": "llama"}"#.to_vec()),
-        ("tokenizer.json".to_string(), tok.to_json().unwrap().into_bytes()),
+        (
+            "config.json".to_string(),
+            br#"{"model_type": "llama"}"#.to_vec(),
+        ),
+        (
+            "tokenizer.json".to_string(),
+            tok.to_json().unwrap().into_bytes(),
+        ),
     ];
     files.extend(extra.iter().map(|(n, b)| (n.to_string(), b.clone())));
     files
@@ -364,11 +381,16 @@ fn shard_names_must_be_plain_safetensors_names() {
         let e = folder_err(&files);
         says(
             &e,
-            &["model.safetensors.index.json", "not a plain .safetensors file name"],
+            &[
+                "model.safetensors.index.json",
+                "not a plain .safetensors file name",
+            ],
         );
         assert!(e.to_string().contains(bad), "{e}");
     }
-    assert!(wick::weights::folder::is_shard_name("model-00001-of-00002.safetensors"));
+    assert!(wick::weights::folder::is_shard_name(
+        "model-00001-of-00002.safetensors"
+    ));
 }
 
 #[test]
@@ -376,7 +398,12 @@ fn oversized_json_files_are_refused_unread() {
     use wick::weights::folder::{MAX_JSON, MAX_TOKENIZER_JSON};
     use wick::weights::safetensors::Bytes;
     let big = vec![b' '; MAX_JSON + 1];
-    for name in ["config.json", "tokenizer_config.json", "model.safetensors.index.json", "chat_template.jinja"] {
+    for name in [
+        "config.json",
+        "tokenizer_config.json",
+        "model.safetensors.index.json",
+        "chat_template.jinja",
+    ] {
         let files = [(name.to_string(), &big as &dyn Bytes)];
         let folder = ModelFolder::new(&files);
         let e = match name {

@@ -225,11 +225,11 @@ impl<'a> HfModel<'a> {
             ));
         };
         // Sizes from the file's header: checked, as wasm32 addresses only 4 GB.
-        let Some(cols) = words.checked_mul(32).map(|b| b / bits).filter(|&c| {
-            rows.checked_mul(c)
-                .and_then(|n| n.checked_mul(4))
-                .is_some()
-        }) else {
+        let Some(cols) = words
+            .checked_mul(32)
+            .map(|b| b / bits)
+            .filter(|&c| rows.checked_mul(c).and_then(|n| n.checked_mul(4)).is_some())
+        else {
             return Err(st.tensor_error(
                 wname,
                 &format!("packed weight of shape {pshape:?} is too large to address"),

@@ -62,7 +62,9 @@ impl WeightTensor {
                     .iter()
                     .try_fold(1usize, |a, &d| a.checked_mul(d))
                     .ok_or_else(|| {
-                        Error::Corrupt(format!("a tensor of shape {dims:?} is too large to address"))
+                        Error::Corrupt(format!(
+                            "a tensor of shape {dims:?} is too large to address"
+                        ))
                     })?;
                 let mut out = vec![0f32; n];
                 ty.dequantize_row(data, &mut out);

@@ -75,15 +75,15 @@ function withTemplate(gguf, template) {
 function hostileFiles() {
   const gguf = readFileSync(GGUF);
   const lying = Buffer.from(gguf.subarray(0, 4 << 20));
-  lying.writeBigUInt64LE(1n << 61n, 8); // the tensor count
+  lying.writeBigUInt64LE(1n << 31n, 8); // the tensor count (a usize even in wasm32)
   // 4 Mi + 1 one-byte items: each would become a 32-byte value.
   const items = (1 << 22) + 1;
   const hugeArray = Buffer.concat([Buffer.from('GGUF'), u32(3), u64(0), u64(1), ggufString('bytes'), u32(9), u32(0), u64(items), Buffer.alloc(items, 7)]);
   const loops = '{% for a in range(1000) %}{% for b in range(1000) %}{% for c in range(1000) %}{{ a }}{% endfor %}{% endfor %}{% endfor %}';
   return {
     'truncated.gguf': [gguf.subarray(0, 10 << 20), /file is truncated: .* needs bytes \d+\.\.\d+, but the file has 10485760 bytes/],
-    'wrong-magic.gguf': [Buffer.concat([Buffer.from('\x89PNG\r\n\x1a\n'), Buffer.alloc(4096)]), /not a GGUF file: it starts with bytes \[89 50 4e 47\]/],
-    'lying-counts.gguf': [lying, /tensor count is 2305843009213693952, more than the \d+ bytes left/],
+    'wrong-magic.gguf': [Buffer.concat([Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]), Buffer.alloc(4096)]), /not a GGUF file: it starts with bytes \[89 50 4e 47\]/],
+    'lying-counts.gguf': [lying, /tensor count is 2147483648, more than the \d+ bytes left/],
     'huge-array.gguf': [hugeArray, /metadata arrays hold more than 4194304 items \(`bytes` alone has 4194305\)/],
     'nested-loops.gguf': [withTemplate(gguf, loops), /chat template was stopped: it took more than \d+ steps/],
   };
@@ -168,7 +168,7 @@ before(async () => {
   });
   await page.goto(browser.base);
   await waitReady(page);
-  await page.fill('#max_tokens', '200');
+  await page.evaluate(() => (document.getElementById('max_tokens').value = '200'));
 });
 
 after(async () => {
@@ -213,7 +213,7 @@ test('under the CSP an inline script, an inline handler and a fetch elsewhere ar
 
   // A static host sends no header: the <meta> alone must hold.
   const other = await browser.context.newPage();
-  await other.route(browser.base, async (route) => {
+  await other.route((url) => url.pathname === '/', async (route) => {
     const response = await route.fetch();
     const headers = { ...response.headers() };
     delete headers['content-security-policy'];
@@ -290,7 +290,7 @@ test('each hostile file gives a readable error in the page and the loaded model 
     const error = await loadError();
     const seconds = (Date.now() - t0) / 1000;
     assert.match(error, want, name);
-    assert.match(error, /Still using raising\.gguf\./, name);
+    assert.match(error, /Still using \S+\.$/, name);
     assert.ok(seconds < 30, `${name}: the error took ${seconds} s`);
     const { text } = await ask(page, 'What is 2 + 2?');
     assert.match(text, /\S/, `${name}: the old model answered`);

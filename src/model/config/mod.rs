@@ -290,7 +290,10 @@ impl Config {
         if self.context_length > 1 << 20
             || self.n_layers > 1024
             || self.hidden_size > 1 << 16
-            || self.n_heads.checked_mul(self.head_dim).is_none_or(|n| n > 1 << 16)
+            || self
+                .n_heads
+                .checked_mul(self.head_dim)
+                .is_none_or(|n| n > 1 << 16)
             || self.n_experts > 256
             || self
                 .context_length
