@@ -18,10 +18,10 @@ const gib = (n) => `${(n / 2 ** 30).toFixed(2)} GiB`;
 /**
  * The wasm memory a GGUF model needs: the file (the weights Wick's own kernels run are read in
  * place), the KV cache (f32 keys and values of every layer for `context` tokens, grown by
- * doubling, so up to 1.5× while it grows), and working memory: up to a second copy of the
- * weights (the matrices Candle's kernels run, K-quants today, are copied out of the file:
- * measured 1.75× the file in wasm memory for Qwen2.5-0.5B Q4_K_M, 2.02× for the 1.5B), activations,
- * logits and the allocator's slack.
+ * doubling, so up to 1.5× while it grows), and working memory: room for a second copy of the
+ * weights (the types only Candle's kernels run, Q3_K or Q5_K say, are copied out of the file; the
+ * types Wick's own kernels run are read in place: measured 1.07× the file in wasm memory for
+ * Qwen2.5-0.5B Q4_K_M), activations, logits and the allocator's slack.
  * @param {number} fileBytes
  * @param {ReturnType<import('./gguf.js').describe>} shape
  * @param {number | undefined} contextLength the contextLength asked for
@@ -40,12 +40,36 @@ export function estimate(fileBytes, shape, contextLength) {
  */
 export function checkFits(name, fileBytes, shape, contextLength, maxBytes = WASM_MAX_BYTES) {
   const e = estimate(fileBytes, shape, contextLength);
-  if (e.total <= maxBytes) return e;
   const parts = `weights ${gib(e.weights)} + KV cache for ${e.context} tokens ${gib(e.kv)} + working memory ${gib(e.working)}`;
-  const room = maxBytes - e.weights - e.working;
-  const fits = e.perToken ? Math.floor(room / (e.perToken * 1.5) / 256) * 256 : 0;
-  const advice = fits >= 256
-    ? `Load it with a smaller contextLength (about ${fits} tokens fit) or pick a smaller model.`
-    : 'Its weights alone leave no room: pick a smaller model (or a smaller quantization of it).';
-  throw new WickError('out_of_memory', `${name} needs about ${gib(e.total)} of WebAssembly memory (${parts}), more than the ${gib(maxBytes)} a wasm engine in this browser can have. ${advice}`);
+  const advise = (limit) => {
+    const room = limit - e.weights - e.working;
+    const fits = e.perToken ? Math.floor(room / (e.perToken * 1.5) / 256) * 256 : 0;
+    return fits >= 256
+      ? `Load it with a smaller contextLength (about ${fits} tokens fit) or pick a smaller model.`
+      : 'Its weights alone leave no room: pick a smaller model (or a smaller quantization of it).';
+  };
+  const refuse = (why, limit) => {
+    throw new WickError('out_of_memory', `${name} needs about ${gib(e.total)} of WebAssembly memory (${parts}), ${why}. ${advise(limit)}`);
+  };
+  if (e.total > maxBytes) refuse(`more than the ${gib(maxBytes)} a wasm engine in this browser can have`, maxBytes);
+  // The device's own memory (Chromium reports it in GiB, rounded down and capped at 8; other
+  // browsers not at all): an engine larger than that would be killed with its tab.
+  const device = Number(globalThis.navigator?.deviceMemory) * 2 ** 30;
+  if (device > 0 && e.total > device) refuse(`more than this device's ${gib(device)} of memory`, device);
+  // What the browser will really grant now: a trial memory grown to the whole size (address space
+  // only; nothing is written, and it is dropped at once).
+  if (!canReserve(e.total)) refuse('and the browser could not set that much aside right now (close other tabs, or ask for less)', Math.min(maxBytes, e.total / 2));
+  return e;
+}
+
+/** Whether a WebAssembly memory of `bytes` can be made now (a trial grow, then dropped). */
+export function canReserve(bytes) {
+  const pages = Math.ceil(bytes / 65536);
+  try {
+    const trial = new WebAssembly.Memory({ initial: 0, maximum: pages });
+    trial.grow(pages);
+    return true;
+  } catch {
+    return false;
+  }
 }

@@ -207,6 +207,8 @@ self.onmessage = ({ data }) => {
       break;
     case ToWorker.TEST:
       if (data.action === 'break-cache') breakCacheApi();
+      // A smaller device than the test machine, as navigator.deviceMemory reports it (GiB).
+      else if (data.action === 'device-memory') Object.defineProperty(navigator, 'deviceMemory', { configurable: true, value: data.gib });
       else if (['trap', 'oom', 'hang'].includes(data.action)) armed = data.action;
       break;
     default:

@@ -231,6 +231,41 @@ test('a model too big for wasm memory is refused before it is downloaded', async
   assert.equal(gets(hub, /huge\.gguf$/).length, 0);
 });
 
+test('pre-flight: a model larger than the device reports is refused before it is downloaded; a trial grow tells what wasm memory the browser grants', async () => {
+  const small = await browser.context.newPage();
+  // The tests' own way into the engine's worker (its `__test` hook): a 1 GiB device.
+  await small.addInitScript(() => {
+    const Native = window.Worker;
+    window.Worker = class extends Native {
+      constructor(...args) {
+        super(...args);
+        this.postMessage({ type: '__test', action: 'device-memory', gib: 1 });
+      }
+    };
+  });
+  await small.goto(`${browser.base}tests/e2e/pages/api.html`);
+  const before = hub.requests.length;
+  const r = await small.evaluate(async (hubUrl) => {
+    const { Wick } = await import('/www/wick.js');
+    const { canReserve } = await import('/www/memory.js');
+    let refused = null;
+    try {
+      await Wick.load('huge/model/deep.gguf', { hubUrl, contextLength: 1024, threads: 1 });
+    } catch (e) {
+      refused = { code: e.code, message: e.message };
+    }
+    return { refused, small: canReserve(64 * 2 ** 20), beyond: canReserve(5 * 2 ** 30) };
+  }, hub.url);
+  await small.close();
+  assert.equal(r.refused?.code, 'out_of_memory', JSON.stringify(r.refused));
+  assert.match(r.refused.message, /deep\.gguf needs about 3\.\d\d GiB of WebAssembly memory .*more than this device's 1\.00 GiB of memory/);
+  // Only the head of the file was read (a ranged GET): nothing was downloaded.
+  const deep = hub.requests.slice(before).filter((q) => q.method === 'GET' && q.url.endsWith('/deep.gguf'));
+  assert.deepEqual(deep.map((q) => q.status), [206]);
+  assert.equal(r.small, true);
+  assert.equal(r.beyond, false);
+});
+
 test('a model whose KV cache would not fit is refused before it is downloaded, and the tab goes on', async () => {
   const r = await inPage(async ({ hubUrl, gguf, messages }) => {
     const attempt = async (options) => {
