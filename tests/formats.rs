@@ -83,7 +83,8 @@ fn exported_folder_answers_like_its_gguf() {
             "model.safetensors",
             "config.json",
             "tokenizer.json",
-            "tokenizer_config.json"
+            "tokenizer_config.json",
+            "manifest.json"
         ]
     );
     let mut from_gguf = Engine::from_gguf_bytes(&gguf, &Device::Cpu).expect("GGUF loads");
