@@ -206,8 +206,7 @@ test('a full storage quota is WickError(quota), and the model still runs from me
     }, { hubUrl: hub.url, messages: FRANCE, file: GGUF });
     assert.equal(r.errors.length, 1, JSON.stringify(r.errors));
     assert.deepEqual({ name: r.errors[0].name, code: r.errors[0].code }, { name: 'WickError', code: 'quota' });
-    // Said before the download (the pre-flight read navigator.storage.estimate()), not after a failed put.
-    assert.match(r.errors[0].message, /storage, which is full \(\d+\.\d MB left for this site, 98\.\d MB needed\); it runs from memory/);
+    assert.match(r.errors[0].message, /storage, which is full.*runs from memory/);
     assert.match(r.answer, /Paris/);
     assert.equal(r.info.format, 'GGUF');
     assert.equal(r.info.id, `second-state/SmolLM2-GGUF/${GGUF}`);
