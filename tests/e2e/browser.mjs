@@ -69,9 +69,23 @@ export async function ask(page, question, timeout = 300_000) {
     const last = document.querySelector('#messages .msg.assistant:last-of-type');
     return last && !last.classList.contains('pending');
   }, null, { timeout, polling: 50 });
-  return page.evaluate(() => ({
-    text: document.querySelector('#messages .msg.assistant:last-of-type').firstChild?.textContent ?? '',
-    updates: window.__updates.length,
-    status: document.getElementById('status').textContent,
-  }));
+  return page.evaluate(async () => {
+    // The reply as the model wrote it (the page shows it rendered as Markdown): the last assistant
+    // turn of the kept conversation, once it holds as many replies as the page shows.
+    const shown = document.querySelectorAll('#messages .msg.assistant').length;
+    let raw = null;
+    for (let i = 0; i < 200 && raw === null; i++) {
+      const turns = await import('/www/conversations.js')
+        .then(({ listConversations }) => listConversations())
+        .then((all) => all[0]?.turns ?? [], () => []);
+      if (turns.filter((t) => t.role === 'assistant').length >= shown) raw = turns.at(-1)?.content ?? null;
+      else await new Promise((resolve) => setTimeout(resolve, 25));
+    }
+    return {
+      text: document.querySelector('#messages .msg.assistant:last-of-type').firstChild?.textContent ?? '',
+      raw,
+      updates: window.__updates.length,
+      status: document.getElementById('status').textContent,
+    };
+  });
 }
