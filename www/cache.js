@@ -18,6 +18,8 @@ const CACHED_AT = 'x-wick-cached-at';
 const SHA256 = 'x-wick-sha256';
 /** Times in a row a broken download is resumed without getting any further before it fails. */
 const MAX_RESUMES = 3;
+/** Megabytes, for messages. */
+const mb = (n) => (n / 1e6).toFixed(1);
 /** wasm32 memory ends at 4 GiB, so no file past that can become a model. */
 export const MAX_MODEL_BYTES = 4 * 2 ** 30;
 
@@ -249,6 +251,7 @@ export async function fetchFile(url, { optional = false, signal, expect = null, 
 
   let target = url;
   let head = null;
+  let store = cache; // where the download is kept: nowhere when the pre-flight finds no room
   try {
     head = await request(url, { method: 'HEAD', signal, cache: 'no-store' });
   } catch (e) {
@@ -267,6 +270,13 @@ export async function fetchFile(url, { optional = false, signal, expect = null, 
       return other;
     }
     if (size && beforeDownload) await beforeDownload(target, size);
+    // Pre-flight for the store: a file larger than the room the browser has left for this site
+    // is not kept (and says so now, not after the download).
+    const room = size && cache ? await storageRoom() : Infinity;
+    if (size > room) {
+      onCacheError(new WickError('quota', `The model could not be kept in the browser's storage, which is full (${mb(room)} MB left for this site, ${mb(size)} MB needed); it runs from memory, and the next visit downloads it again. Free space with Wick.cache.delete() or clear().`));
+      store = null;
+    }
   } else if (head?.status === 404 || head?.status === 410) {
     if (optional) return null;
     throw httpError(url, head);
@@ -281,8 +291,8 @@ export async function fetchFile(url, { optional = false, signal, expect = null, 
   const { bytes, sha256: hash } = await download(url, target, response, { signal, expect, onBytes: (l, t) => onBytes(l, t, 'download') });
   const headers = { 'content-type': 'application/octet-stream', 'content-length': String(bytes.length), [CACHED_AT]: String(Date.now()), [SHA256]: hash };
   // The file first, then the alias, so an alias never points at nothing.
-  if (await keep(cache, target, new Response(bytes, { headers }), onCacheError) && target !== url) {
-    await keep(cache, url, new Response('', { headers: { [ALIAS]: target } }), onCacheError);
+  if (await keep(store, target, new Response(bytes, { headers }), onCacheError) && target !== url) {
+    await keep(store, url, new Response('', { headers: { [ALIAS]: target } }), onCacheError);
   }
   return { url: target, bytes, source: 'network', sha256: hash };
 }
@@ -398,6 +408,16 @@ async function download(url, target, first, { signal, expect, onBytes }) {
     throw new WickError('network', `The download of ${url} does not match the model's manifest (${loaded} bytes with sha256 ${got}; the manifest says ${expect.size} bytes with ${expect.sha256}): it was damaged on the way, or the file changed. Load it again.`);
   }
   return { bytes, sha256: got };
+}
+
+/** Bytes the browser's storage has left for this site (`navigator.storage.estimate()`), or Infinity when it cannot say. */
+async function storageRoom() {
+  try {
+    const { usage, quota } = await navigator.storage.estimate();
+    return Number.isFinite(quota) && quota > 0 ? Math.max(0, quota - (usage ?? 0)) : Infinity;
+  } catch {
+    return Infinity;
+  }
 }
 
 /** Puts an entry in the store; a failure (a full quota, say) is reported, not thrown. */

@@ -209,6 +209,8 @@ self.onmessage = ({ data }) => {
       if (data.action === 'break-cache') breakCacheApi();
       // A smaller device than the test machine, as navigator.deviceMemory reports it (GiB).
       else if (data.action === 'device-memory') Object.defineProperty(navigator, 'deviceMemory', { configurable: true, value: data.gib });
+      // A nearly full storage, as navigator.storage.estimate() reports it.
+      else if (data.action === 'storage-left') navigator.storage.estimate = async () => ({ quota: data.bytes, usage: 0 });
       else if (['trap', 'oom', 'hang'].includes(data.action)) armed = data.action;
       break;
     default:

@@ -217,6 +217,44 @@ test('a full storage quota is WickError(quota), and the model still runs from me
   }
 });
 
+test('pre-flight for the store: a file larger than the room the storage reports is not kept, and onCacheError says so before the download', async () => {
+  const full = await browser.context.newPage();
+  // The tests' own way into the engine's worker (its `__test` hook): 1 MB left in the storage.
+  await full.addInitScript(() => {
+    const Native = window.Worker;
+    window.Worker = class extends Native {
+      constructor(...args) {
+        super(...args);
+        this.postMessage({ type: '__test', action: 'storage-left', bytes: 1_000_000 });
+      }
+    };
+  });
+  await full.goto(`${browser.base}tests/e2e/pages/api.html`);
+  const r = await full.evaluate(async ({ hubUrl, file, messages }) => {
+    const { Wick } = await import('/www/wick.js');
+    const errors = [];
+    const url = `${hubUrl}/second-state/SmolLM2-GGUF/resolve/main/${file}`;
+    await Wick.cache.delete(url);
+    let progressAtError = null;
+    let loaded = 0;
+    const engine = await Wick.load(`second-state/SmolLM2-GGUF/${file}`, {
+      hubUrl, threads: 1,
+      onProgress: (p) => { if (p.phase === 'download') loaded = p.loaded; },
+      onCacheError: (e) => { errors.push({ code: e.code, message: e.message }); progressAtError ??= loaded; },
+    });
+    const reply = await engine.chat.completions.create({ messages, temperature: 0, max_tokens: 24 });
+    await engine.unload();
+    return { errors, progressAtError, answer: reply.choices[0].message.content, has: await Wick.cache.has(url) };
+  }, { hubUrl: hub.url, file: GGUF, messages: FRANCE });
+  await full.close();
+  assert.equal(r.errors.length, 1, JSON.stringify(r.errors));
+  assert.equal(r.errors[0].code, 'quota');
+  assert.match(r.errors[0].message, /storage, which is full \(1\.0 MB left for this site, 98\.\d MB needed\); it runs from memory/);
+  assert.equal(r.progressAtError, 0, 'said before any byte was downloaded');
+  assert.match(r.answer, /Paris/);
+  assert.equal(r.has, false);
+});
+
 test('a model too big for wasm memory is refused before it is downloaded', async () => {
   const e = await inPage(async (hubUrl) => {
     try {
