@@ -19,11 +19,10 @@ use tokenizers::pre_tokenizers::sequence::Sequence;
 use tokenizers::pre_tokenizers::split::{Split, SplitPattern};
 use tokenizers::pre_tokenizers::PreTokenizerWrapper;
 use tokenizers::{
-    AddedToken, OffsetReferential, OffsetType, PreTokenizedString, PreTokenizer,
-    SplitDelimiterBehavior,
+    OffsetReferential, OffsetType, PreTokenizedString, PreTokenizer, SplitDelimiterBehavior,
 };
 
-use super::vocab::{Kind, Vocab};
+use super::vocab::Vocab;
 use crate::error::{Error, Result};
 
 /// GPT-2's words: contractions, letters, numbers, other symbols, each with one leading space.
@@ -381,16 +380,7 @@ impl Bpe {
         let mut hf = tokenizers::Tokenizer::new(bpe);
         hf.with_pre_tokenizer(Some(self.pre.clone()));
         hf.with_decoder(Some(ByteLevelDecoder::default()));
-        let (mut special, mut user) = (Vec::new(), Vec::new());
-        for (i, t) in vocab.texts().iter().enumerate() {
-            match vocab.kind(i as u32) {
-                Some(Kind::Control | Kind::Unknown) => special.push(AddedToken::from(t, true)),
-                Some(Kind::UserDefined) => user.push(AddedToken::from(t, false).normalized(false)),
-                _ => {}
-            }
-        }
-        hf.add_special_tokens(&special);
-        hf.add_tokens(&user);
+        vocab.add_to_hf(&mut hf);
         Ok(hf)
     }
 }

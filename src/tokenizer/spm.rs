@@ -16,7 +16,6 @@ use tokenizers::decoders::sequence::Sequence as Decoders;
 use tokenizers::models::bpe::{Vocab as BpeVocab, BPE};
 use tokenizers::normalizers::{Prepend, Replace, Sequence as Normalizers};
 use tokenizers::processors::template::TemplateProcessing;
-use tokenizers::AddedToken;
 
 use super::vocab::{Kind, Vocab};
 use crate::error::{Error, Result};
@@ -214,16 +213,7 @@ pub fn to_hf(vocab: &Vocab) -> Result<tokenizers::Tokenizer> {
         ByteFallback::new().into(),
         Fuse::new().into(),
     ])));
-    let (mut special, mut user) = (Vec::new(), Vec::new());
-    for (i, t) in vocab.texts().iter().enumerate() {
-        match vocab.kind(i as u32) {
-            Some(Kind::Control | Kind::Unknown) => special.push(AddedToken::from(t, true)),
-            Some(Kind::UserDefined) => user.push(AddedToken::from(t, false).normalized(false)),
-            _ => {}
-        }
-    }
-    hf.add_special_tokens(&special);
-    hf.add_tokens(&user);
+    vocab.add_to_hf(&mut hf);
     let bos = vocab.bos.filter(|_| vocab.add_bos);
     let eos = vocab.eos.filter(|_| vocab.add_eos);
     if bos.is_some() || eos.is_some() {

@@ -462,6 +462,26 @@ impl Vocab {
         self.kinds.get(id as usize).copied()
     }
 
+    /// Adds the vocabulary's control and unknown tokens to a HF tokenizer as special tokens, and
+    /// its user-defined ones as plain tokens matched on the raw text (what a tokenizer.json of
+    /// this vocabulary holds, whatever its model).
+    pub fn add_to_hf(&self, hf: &mut tokenizers::Tokenizer) {
+        let (mut special, mut user) = (Vec::new(), Vec::new());
+        for (i, t) in self.texts.iter().enumerate() {
+            match self.kind(i as u32) {
+                Some(Kind::Control | Kind::Unknown) => {
+                    special.push(tokenizers::AddedToken::from(t, true))
+                }
+                Some(Kind::UserDefined) => {
+                    user.push(tokenizers::AddedToken::from(t, false).normalized(false))
+                }
+                _ => {}
+            }
+        }
+        hf.add_special_tokens(&special);
+        hf.add_tokens(&user);
+    }
+
     /// The token of one byte, for text no other token covers.
     pub fn byte_id(&self, byte: u8) -> Result<u32> {
         self.byte_ids[byte as usize].ok_or_else(|| {
