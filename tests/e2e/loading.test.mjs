@@ -43,6 +43,22 @@ function ggufHead(meta) {
 }
 
 const inPage = (fn, arg) => page.evaluate(fn, arg);
+
+/** A fresh API page whose engine workers each get `hook` (the worker's `__test` message) before anything else. */
+async function pageWithWorkerHook(hook) {
+  const p = await browser.context.newPage();
+  await p.addInitScript((message) => {
+    const Native = window.Worker;
+    window.Worker = class extends Native {
+      constructor(...args) {
+        super(...args);
+        this.postMessage({ type: '__test', ...message });
+      }
+    };
+  }, hook);
+  await p.goto(`${browser.base}tests/e2e/pages/api.html`);
+  return p;
+}
 /** GETs the hub answered for paths matching `re`. */
 const gets = (h, re) => h.requests.filter((r) => r.method === 'GET' && re.test(r.url));
 
@@ -218,18 +234,8 @@ test('a full storage quota is WickError(quota), and the model still runs from me
 });
 
 test('pre-flight for the store: a file larger than the room the storage reports is not kept, and onCacheError says so before the download', async () => {
-  const full = await browser.context.newPage();
-  // The tests' own way into the engine's worker (its `__test` hook): 1 MB left in the storage.
-  await full.addInitScript(() => {
-    const Native = window.Worker;
-    window.Worker = class extends Native {
-      constructor(...args) {
-        super(...args);
-        this.postMessage({ type: '__test', action: 'storage-left', bytes: 1_000_000 });
-      }
-    };
-  });
-  await full.goto(`${browser.base}tests/e2e/pages/api.html`);
+  // 1 MB left in the storage.
+  const full = await pageWithWorkerHook({ action: 'storage-left', bytes: 1_000_000 });
   const r = await full.evaluate(async ({ hubUrl, file, messages }) => {
     const { Wick } = await import('/www/wick.js');
     const errors = [];
@@ -270,18 +276,8 @@ test('a model too big for wasm memory is refused before it is downloaded', async
 });
 
 test('pre-flight: a model larger than the device reports is refused before it is downloaded; a trial grow tells what wasm memory the browser grants', async () => {
-  const small = await browser.context.newPage();
-  // The tests' own way into the engine's worker (its `__test` hook): a 1 GiB device.
-  await small.addInitScript(() => {
-    const Native = window.Worker;
-    window.Worker = class extends Native {
-      constructor(...args) {
-        super(...args);
-        this.postMessage({ type: '__test', action: 'device-memory', gib: 1 });
-      }
-    };
-  });
-  await small.goto(`${browser.base}tests/e2e/pages/api.html`);
+  // A 1 GiB device.
+  const small = await pageWithWorkerHook({ action: 'device-memory', gib: 1 });
   const before = hub.requests.length;
   const r = await small.evaluate(async (hubUrl) => {
     const { Wick } = await import('/www/wick.js');
