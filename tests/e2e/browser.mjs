@@ -40,6 +40,26 @@ export async function openBrowser({ alsoServe = [], root = undefined } = {}) {
   return { base, context, requests, close, stopServer };
 }
 
+/**
+ * Watches the engine workers `page` creates: each is kept in `window.__workers`, and gets the
+ * worker's `__test` message `window.__workerHook` (or `hook`, when that is unset) before anything
+ * else. Call before the page's first `goto`.
+ */
+export async function watchWorkers(page, hook = null) {
+  await page.addInitScript((initial) => {
+    window.__workers = [];
+    if (initial && window.__workerHook === undefined) window.__workerHook = initial;
+    const Native = window.Worker;
+    window.Worker = class extends Native {
+      constructor(...args) {
+        super(...args);
+        window.__workers.push(this);
+        if (window.__workerHook) this.postMessage({ type: '__test', ...window.__workerHook });
+      }
+    };
+  }, hook);
+}
+
 /** Resolves when the page says the model is ready (or rejects with the error it shows). */
 export async function waitReady(page, timeout = 180_000) {
   await page.waitForFunction(() => {

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { readFileSync, readdirSync, statSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { openBrowser } from './browser.mjs';
+import { openBrowser, watchWorkers } from './browser.mjs';
 import { startMockHub } from './mock-hub.mjs';
 
 const DIR = resolve('models/SmolLM2-135M-Instruct-MLX-4bit');
@@ -26,16 +26,7 @@ before(async () => {
   browser = await openBrowser({ alsoServe: ['tests/e2e/pages'] });
   hub = await startMockHub({ repos: { 'flaky/SmolLM2': DIR }, cut: { 'flaky/SmolLM2/model.safetensors': CUT_AT } });
   page = await browser.context.newPage();
-  // The tests' own way into the engine's worker (its `__test` hook), before it loads anything.
-  await page.addInitScript(() => {
-    const Native = window.Worker;
-    window.Worker = class extends Native {
-      constructor(...args) {
-        super(...args);
-        if (window.__breakCache) this.postMessage({ type: '__test', action: 'break-cache' });
-      }
-    };
-  });
+  await watchWorkers(page);
   await page.goto(`${browser.base}tests/e2e/pages/api.html`);
   await page.evaluate(async () => {
     window.W = await import('/www/wick.js');
@@ -136,11 +127,11 @@ test('a damaged or truncated copy in the browser cache is detected and downloade
 test('a Cache API that throws leaves the model to the network, and it still loads', async () => {
   const before = devGets('model.safetensors').length;
   const r = await page.evaluate(async (mlx) => {
-    window.__breakCache = true;
+    window.__workerHook = { action: 'break-cache' };
     try {
       return await window.run(mlx);
     } finally {
-      window.__breakCache = false;
+      window.__workerHook = null;
     }
   }, MLX);
   assert.match(r.answer, /Paris/);

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { openBrowser } from './browser.mjs';
+import { openBrowser, watchWorkers } from './browser.mjs';
 import { startMockHub } from './mock-hub.mjs';
 
 const MLX = resolve('models/SmolLM2-135M-Instruct-MLX-4bit');
@@ -47,15 +47,7 @@ const inPage = (fn, arg) => page.evaluate(fn, arg);
 /** A fresh API page whose engine workers each get `hook` (the worker's `__test` message) before anything else. */
 async function pageWithWorkerHook(hook) {
   const p = await browser.context.newPage();
-  await p.addInitScript((message) => {
-    const Native = window.Worker;
-    window.Worker = class extends Native {
-      constructor(...args) {
-        super(...args);
-        this.postMessage({ type: '__test', ...message });
-      }
-    };
-  }, hook);
+  await watchWorkers(p, hook);
   await p.goto(`${browser.base}tests/e2e/pages/api.html`);
   return p;
 }

@@ -4,7 +4,7 @@
 // creates (an init script records them); no page control or API call can send it.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { openBrowser, waitReady, ask } from './browser.mjs';
+import { openBrowser, waitReady, ask, watchWorkers } from './browser.mjs';
 
 const MLX = '/models/SmolLM2-135M-Instruct-MLX-4bit/';
 const FRANCE = 'What is the capital of France?';
@@ -15,16 +15,7 @@ let page;
 before(async () => {
   browser = await openBrowser({ alsoServe: ['tests/e2e/pages'] });
   page = await browser.context.newPage();
-  await page.addInitScript(() => {
-    window.__workers = [];
-    const Native = window.Worker;
-    window.Worker = class extends Native {
-      constructor(...args) {
-        super(...args);
-        window.__workers.push(this);
-      }
-    };
-  });
+  await watchWorkers(page);
 });
 
 after(async () => {
