@@ -10,7 +10,7 @@
 // repeated and cut there, the same text given to wllama; each engine's own token count is shown)
 // instead of bench_prompt itself.
 //   node scripts/bench-browser.mjs [--model models/X.gguf] [--runs 3] [--decode 128]
-//        [--prompt-tokens N,N] [--no-wllama] [--simd simd128]
+//        [--prompt-tokens N,N] [--no-wllama] [--simd simd128] [--threads 1,2] [--ttft-only]
 import { readFileSync, statSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import { openBrowser, waitReady } from '../tests/e2e/browser.mjs';
@@ -18,7 +18,9 @@ import { openBrowser, waitReady } from '../tests/e2e/browser.mjs';
 const value = (name) => (process.argv.includes(name) ? process.argv[process.argv.indexOf(name) + 1] : null);
 const RUNS = Number(value('--runs') ?? 3);
 const DECODE = Number(value('--decode') ?? 128);
-const THREADS = [1, 2];
+const THREADS = value('--threads')?.split(',').map(Number) ?? [1, 2];
+// --ttft-only: only page open → first token (and → ready), weights cached, the returning visit.
+const TTFT_ONLY = process.argv.includes('--ttft-only');
 const PROMPT_TOKENS = value('--prompt-tokens')?.split(',').map(Number) ?? [];
 if (PROMPT_TOKENS.some((n) => !Number.isInteger(n) || n < 1)) throw new Error('--prompt-tokens takes whole numbers ≥ 1, comma-separated');
 // --no-wllama: Wick's rows only (a quick check while working on the kernels).
@@ -117,13 +119,14 @@ async function unloadAll(page) {
 async function timeToFirstToken(context, base, threads) {
   const page = await context.newPage();
   await page.goto(`${base}?threads=${threads}&simd=${SIMD}${MODEL_ARG ? `&model=${encodeURIComponent(MODEL_ARG)}` : ''}`);
-  await waitReady(page);
+  await waitReady(page, 180_000, 'raf');
+  const ready = await page.evaluate(() => performance.now() / 1000);
   await page.fill('#input', 'What is the capital of France?');
   await page.click('#send');
   await page.waitForFunction(() => (document.querySelector('#messages .msg.assistant')?.textContent.length ?? 0) > 0, null, { polling: 'raf', timeout: 120_000 });
   const t = await page.evaluate(() => performance.now() / 1000);
   await page.close();
-  return t;
+  return { ready, first: t };
 }
 
 const browser = await openBrowser({ alsoServe: ['node_modules', 'tests/e2e/pages'] });
@@ -145,6 +148,24 @@ try {
   }, new URL(MODEL, browser.base).href);
   // A blank page for the runs: the app's own engine leaves the renderer.
   if (!MODEL_ARG) await page.goto(`${browser.base}tests/e2e/pages/api.html`);
+  if (TTFT_ONLY) {
+    await page.close();
+    const runs = Object.fromEntries(THREADS.map((t) => [t, { ready: [], first: [] }]));
+    // Interleaved over the thread counts, one returning visit each in turn.
+    for (let i = 0; i < RUNS; i++) {
+      for (const threads of THREADS) {
+        const r = await timeToFirstToken(browser.context, browser.base, threads);
+        runs[threads].ready.push(r.ready);
+        runs[threads].first.push(r.first);
+      }
+    }
+    console.log(`\nReturning visit (weights kept), ${DEFAULT_MODEL ?? MODEL}, ${RUNS} interleaved runs: median (min–max) seconds`);
+    console.log(`| threads | page open → model ready | page open → first token |`);
+    console.log('|---|---|---|');
+    for (const t of THREADS) console.log(`| ${t} | ${show(spread(runs[t].ready), 2)} | ${show(spread(runs[t].first), 2)} |`);
+    await browser.close();
+    process.exit(0);
+  }
   for (const threads of THREADS) {
     const engines = { gguf: await loadWick(page, 'gguf', MODEL, threads) };
     if (DEFAULT_MODEL) engines.wick = await loadWick(page, 'wick', DEFAULT_MODEL, threads);
@@ -161,7 +182,7 @@ try {
     const rss = rendererRss();
     await unloadAll(page);
     const ttft = [];
-    for (let i = 0; i < RUNS; i++) ttft.push(await timeToFirstToken(browser.context, browser.base, threads));
+    for (let i = 0; i < RUNS; i++) ttft.push((await timeToFirstToken(browser.context, browser.base, threads)).first);
     results[threads] = { engines, runs, rss, ttft: spread(ttft) };
   }
   const version = await page.evaluate(() => navigator.userAgent.match(/Chrome\/[\d.]+/)?.[0]);

@@ -61,12 +61,12 @@ export async function watchWorkers(page, hook = null) {
 }
 
 /** Resolves when the page says the model is ready (or rejects with the error it shows). */
-export async function waitReady(page, timeout = 180_000) {
+export async function waitReady(page, timeout = 180_000, polling = 100) {
   await page.waitForFunction(() => {
     const err = document.getElementById('error');
     if (!err.hidden) throw new Error(err.textContent);
     return document.getElementById('loader').classList.contains('done') && !document.getElementById('input').disabled;
-  }, null, { timeout, polling: 100 });
+  }, null, { timeout, polling });
 }
 
 /** Types a question, sends it, waits for the reply to end; returns its text and how often it changed. */
