@@ -7,6 +7,10 @@
 #                              script alone sets)
 #   www/pkg-relaxed/           the same two with relaxed SIMD as well (one dot-product
 #   www/pkg-threads-relaxed/   instruction per 16 products), for browsers that validate it
+#   scripts/build-wasm.sh [pkg-threads-relaxed pkg ...]   builds only those, in that order
+# Each package appears whole or not at all (written beside it, then renamed into place), so a
+# page served while the others are still being built (scripts/dev.sh) never loads half of one;
+# www/wasm.js picks among the packages that exist.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/toolchain.sh
@@ -33,11 +37,25 @@ build() {
     RUSTFLAGS="-C target-feature=$simd $BASE" $CARGO build --profile web --lib --target $TARGET \
       --target-dir "$dir"
   fi
-  wasm-bindgen --target web --no-typescript --out-dir "$out" "$dir/$TARGET/web/wick.wasm"
+  rm -rf "$out.new" "$out.old"
+  wasm-bindgen --target web --no-typescript --out-dir "$out.new" "$dir/$TARGET/web/wick.wasm"
+  if [ -d "$out" ]; then mv "$out" "$out.old"; fi
+  mv "$out.new" "$out"
+  rm -rf "$out.old"
   echo "[build-wasm] $out/wick_bg.wasm: $(stat -c %s "$out/wick_bg.wasm") bytes" >&2
 }
 
-build www/pkg target +simd128
-build www/pkg-threads target/threads +simd128 threads
-build www/pkg-relaxed target/wasm-relaxed +simd128,+relaxed-simd
-build www/pkg-threads-relaxed target/threads-relaxed +simd128,+relaxed-simd threads
+# build_named NAME: one of the four packages, by its folder name under www/.
+build_named() {
+  case $1 in
+    pkg) build www/pkg target +simd128 ;;
+    pkg-threads) build www/pkg-threads target/threads +simd128 threads ;;
+    pkg-relaxed) build www/pkg-relaxed target/wasm-relaxed +simd128,+relaxed-simd ;;
+    pkg-threads-relaxed) build www/pkg-threads-relaxed target/threads-relaxed +simd128,+relaxed-simd threads ;;
+    *) echo "[build-wasm] unknown package '$1' (pkg, pkg-threads, pkg-relaxed, pkg-threads-relaxed)" >&2; exit 2 ;;
+  esac
+}
+
+names=("$@")
+[ ${#names[@]} -gt 0 ] || names=(pkg pkg-threads pkg-relaxed pkg-threads-relaxed)
+for n in "${names[@]}"; do build_named "$n"; done

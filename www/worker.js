@@ -73,20 +73,24 @@ function breakCacheApi() {
 /** Fetches the model (the tokenizer is parsed while the weights are still read) and builds the engine. */
 async function load({ source, options }) {
   const t0 = performance.now();
-  const wasm = loadWasm(options.threads, options.simd).catch((e) => {
+  // The module's pure functions (a folder's layout, the tokenizer) are ready before its thread pool.
+  let onModule;
+  const early = new Promise((resolve) => (onModule = (mod) => resolve({ mod })));
+  const wasm = loadWasm(options.threads, options.simd, onModule).catch((e) => {
     throw new WickError('network', `Could not start Wick's WebAssembly engine (${e.message}): the www/pkg*/ folders must be served beside wick.js.`);
   });
   wasm.catch(() => {}); // awaited below, after the download; a failure is reported there
+  const module = Promise.race([early, wasm]);
   let tokenizer = null;
   try {
     const fits = (size, shape) => checkFits(source.id, size, shape, options.contextLength);
     const model = await fetchModel(source, {
-      wasm,
+      wasm: module,
       fits,
       onProgress: (p) => post(FromWorker.PROGRESS, p),
       onCacheError: (e) => post(FromWorker.CACHE_ERROR, { error: e.toJSON() }),
       onTokenizerFiles: (files) => {
-        tokenizer = wasm.then(({ mod }) => mod.WickTokenizer.fromFiles(files.map((f) => f.name), files.map((f) => f.bytes))).catch(() => null);
+        tokenizer = module.then(({ mod }) => mod.WickTokenizer.fromFiles(files.map((f) => f.name), files.map((f) => f.bytes))).catch(() => null);
       },
     });
     const { mod, exports, memory: mem, build } = await wasm;
@@ -206,6 +210,8 @@ self.onmessage = ({ data }) => {
       post(FromWorker.PONG);
       break;
     case ToWorker.TEST:
+      // A browser without OPFS (alone or with another hook): model files go to the Cache API.
+      if (data.noOpfs) Object.defineProperty(navigator.storage, 'getDirectory', { configurable: true, value: undefined });
       if (data.action === 'break-cache') breakCacheApi();
       // A smaller device than the test machine, as navigator.deviceMemory reports it (GiB).
       else if (data.action === 'device-memory') Object.defineProperty(navigator, 'deviceMemory', { configurable: true, value: data.gib });

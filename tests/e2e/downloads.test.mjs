@@ -67,9 +67,10 @@ test('the model folder\'s manifest lists every file with its size and sha256, an
     assert.match(got.answer, /Paris/, name);
     assert.deepEqual([got.source, got.verified, got.cacheErrors], ['network', true, []], name);
   }
-  // What the cache keeps carries the sha256 measured while the file streamed in.
-  const kept = await page.evaluate(async (url) => (await (await caches.open('wick-models-v1')).match(url)).headers.get('x-wick-sha256'), `${browser.base.slice(0, -1)}${MLX}model.safetensors`);
-  assert.equal(kept, manifest.files['model.safetensors'].sha256);
+  // What the browser keeps (in OPFS, the worker having sync access handles) carries the sha256
+  // measured while the file streamed in.
+  const kept = await page.evaluate(async (url) => (await window.W.Wick.cache.list()).find((f) => f.url === url), `${browser.base.slice(0, -1)}${MLX}model.safetensors`);
+  assert.deepEqual([kept.store, kept.sha256, kept.bytes], ['opfs', manifest.files['model.safetensors'].sha256, WEIGHTS]);
 });
 
 test('a download broken off mid-file resumes with Range from where it stopped', async () => {
@@ -92,42 +93,85 @@ test('a download broken off mid-file resumes with Range from where it stopped', 
   assert.equal(kept.bytes, WEIGHTS);
 });
 
-test('a damaged or truncated copy in the browser cache is detected and downloaded again', async () => {
-  const base = browser.base.slice(0, -1) + MLX;
-  // Loaded (and kept) by the first test: damage two of its files in the cache.
-  await page.evaluate(async (base) => {
-    const cache = await caches.open('wick-models-v1');
-    const rewrite = async (name, change) => {
-      const hit = await cache.match(base + name);
-      const bytes = change(new Uint8Array(await hit.arrayBuffer()));
-      await cache.put(base + name, new Response(bytes, { headers: hit.headers }));
-    };
-    await rewrite('model.safetensors', (b) => {
-      b[b.length >> 1] ^= 0x40; // one bit in the weights
+/**
+ * Damages two kept files of the default model, the weights (one bit) and tokenizer.json (cut in
+ * half, its recorded size unchanged), in OPFS or in the Cache API.
+ */
+async function damage(where) {
+  await page.evaluate(async ({ base, where }) => {
+    const bitFlip = (b) => {
+      b[b.length >> 1] ^= 0x40;
       return b;
-    });
-    await rewrite('tokenizer.json', (b) => b.slice(0, b.length >> 1)); // half the file, the headers unchanged
-  }, base);
-  const before = { weights: devGets('model.safetensors').length, tokenizer: devGets('tokenizer.json').length };
-  const r = await page.evaluate((mlx) => window.run(mlx), MLX);
-  assert.match(r.answer, /Paris/);
-  assert.equal(r.source, 'network');
-  const messages = r.cacheErrors.map((e) => `${e.code}: ${e.message}`).sort();
-  assert.equal(messages.length, 2, JSON.stringify(messages));
-  assert.match(messages[0], /^model_format: The browser's copy of .*\/model\.safetensors was damaged \(its sha256 is [0-9a-f]{64}, the manifest says [0-9a-f]{64}\); it is downloaded again\.$/);
-  assert.match(messages[1], /^model_format: The browser's copy of .*\/tokenizer\.json was damaged \(.*ended early.*\); it is downloaded again\.$/);
-  assert.equal(devGets('model.safetensors').length, before.weights + 1);
-  assert.equal(devGets('tokenizer.json').length, before.tokenizer + 1);
-  // The copies kept now are whole again: the next load reads them from the cache.
-  const again = await page.evaluate((mlx) => window.run(mlx), MLX);
-  assert.deepEqual([again.source, again.cacheErrors], ['cache', []]);
-  assert.equal(devGets('model.safetensors').length, before.weights + 1);
-});
+    };
+    const half = (b) => b.slice(0, b.length >> 1);
+    if (where === 'cache') {
+      const cache = await caches.open('wick-models-v1');
+      const rewrite = async (name, change) => {
+        const hit = await cache.match(base + name);
+        await cache.put(base + name, new Response(change(new Uint8Array(await hit.arrayBuffer())), { headers: hit.headers }));
+      };
+      await rewrite('model.safetensors', bitFlip);
+      await rewrite('tokenizer.json', half);
+      return;
+    }
+    // OPFS: weights/KEY holds the bytes of the URL KEY.json names.
+    const dir = await (await navigator.storage.getDirectory()).getDirectoryHandle('weights');
+    const rewrite = async (name, change) => {
+      for await (const [file, handle] of dir.entries()) {
+        if (!file.endsWith('.json')) continue;
+        if (JSON.parse(await (await handle.getFile()).text()).url !== base + name) continue;
+        const data = await dir.getFileHandle(file.slice(0, -5));
+        const bytes = change(new Uint8Array(await (await data.getFile()).arrayBuffer()));
+        const out = await data.createWritable();
+        await out.write(bytes);
+        await out.close();
+        return;
+      }
+      throw new Error(`${name} is not kept in OPFS`);
+    };
+    await rewrite('model.safetensors', bitFlip);
+    await rewrite('tokenizer.json', half);
+  }, { base: browser.base.slice(0, -1) + MLX, where });
+}
+
+for (const where of ['opfs', 'cache']) {
+  test(`a damaged or truncated copy in the browser's ${where === 'opfs' ? 'OPFS' : 'Cache API (a worker without OPFS)'} is detected and downloaded again`, async () => {
+    const run = (mlx, noOpfs) => page.evaluate(async ({ mlx, noOpfs }) => {
+      window.__workerHook = noOpfs ? { noOpfs: true } : null;
+      try {
+        return await window.run(mlx);
+      } finally {
+        window.__workerHook = null;
+      }
+    }, { mlx, noOpfs });
+    const noOpfs = where === 'cache';
+    // The first test kept the model in OPFS; without OPFS the Cache API gets its own copy first.
+    if (noOpfs) await page.evaluate(() => window.W.Wick.cache.clear());
+    if (noOpfs) assert.equal((await run(MLX, true)).source, 'network');
+    const stores = await page.evaluate(async () => [...new Set((await window.W.Wick.cache.list()).map((f) => f.store))]);
+    assert.deepEqual(stores, [where]);
+    await damage(where);
+    const before = { weights: devGets('model.safetensors').length, tokenizer: devGets('tokenizer.json').length };
+    const r = await run(MLX, noOpfs);
+    assert.match(r.answer, /Paris/);
+    assert.equal(r.source, 'network');
+    const messages = r.cacheErrors.map((e) => `${e.code}: ${e.message}`).sort();
+    assert.equal(messages.length, 2, JSON.stringify(messages));
+    assert.match(messages[0], /^model_format: The browser's copy of .*\/model\.safetensors was damaged \(its sha256 is [0-9a-f]{64}, the manifest says [0-9a-f]{64}\); it is downloaded again\.$/);
+    assert.match(messages[1], new RegExp(`^model_format: The browser's copy of .*/tokenizer\\.json was damaged \\(${noOpfs ? '.*ended early.*' : 'it holds \\d+ bytes, the manifest says \\d+'}\\); it is downloaded again\\.$`));
+    assert.equal(devGets('model.safetensors').length, before.weights + 1);
+    assert.equal(devGets('tokenizer.json').length, before.tokenizer + 1);
+    // The copies kept now are whole again: the next load reads them from the same store.
+    const again = await run(MLX, noOpfs);
+    assert.deepEqual([again.source, again.cacheErrors], ['cache', []]);
+    assert.equal(devGets('model.safetensors').length, before.weights + 1);
+  });
+}
 
 test('a Cache API that throws leaves the model to the network, and it still loads', async () => {
   const before = devGets('model.safetensors').length;
   const r = await page.evaluate(async (mlx) => {
-    window.__workerHook = { action: 'break-cache' };
+    window.__workerHook = { action: 'break-cache', noOpfs: true };
     try {
       return await window.run(mlx);
     } finally {
