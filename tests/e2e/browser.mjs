@@ -13,12 +13,12 @@ export const CHROMIUM_FLAGS = [
 ];
 
 /**
- * Starts the dev server on a free port (serving `root`, the checkout by default) and Chromium
- * with a fresh profile.
+ * Starts the dev server on a free port (serving `root`, the checkout by default; `roots`: more
+ * folders its files' real paths may lie in) and Chromium with a fresh profile.
  */
-export async function openBrowser({ alsoServe = [], root = undefined } = {}) {
+export async function openBrowser({ alsoServe = [], root = undefined, roots = [] } = {}) {
   const requests = [];
-  const server = await startServer({ port: 0, root, alsoServe, onRequest: (method, url, status) => requests.push({ method, url, status }) });
+  const server = await startServer({ port: 0, root, roots, alsoServe, onRequest: (method, url, status) => requests.push({ method, url, status }) });
   const base = `http://127.0.0.1:${server.address().port}/`;
   const profile = mkdtempSync(join(tmpdir(), 'wick-chromium-'));
   const context = await chromium.launchPersistentContext(profile, {
