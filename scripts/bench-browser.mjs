@@ -10,7 +10,8 @@
 // repeated and cut there, the same text given to wllama; each engine's own token count is shown)
 // instead of bench_prompt itself.
 //   node scripts/bench-browser.mjs [--model models/X.gguf] [--runs 3] [--decode 128]
-//        [--prompt-tokens N,N] [--no-wllama] [--simd simd128] [--threads 1,2] [--ttft-only]
+//        [--prompt-tokens N,N] [--no-wllama] [--simd simd128] [--threads 1,2]
+//        [--ttft-only [--compare-root DIR]]
 import { readFileSync, statSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import { openBrowser, waitReady } from '../tests/e2e/browser.mjs';
@@ -21,6 +22,9 @@ const DECODE = Number(value('--decode') ?? 128);
 const THREADS = value('--threads')?.split(',').map(Number) ?? [1, 2];
 // --ttft-only: only page open → first token (and → ready), weights cached, the returning visit.
 const TTFT_ONLY = process.argv.includes('--ttft-only');
+// --compare-root DIR: with --ttft-only, the same visits to another checkout (say, main's code
+// before a change) served beside this one, interleaved with it.
+const COMPARE_ROOT = value('--compare-root');
 const PROMPT_TOKENS = value('--prompt-tokens')?.split(',').map(Number) ?? [];
 if (PROMPT_TOKENS.some((n) => !Number.isInteger(n) || n < 1)) throw new Error('--prompt-tokens takes whole numbers ≥ 1, comma-separated');
 // --no-wllama: Wick's rows only (a quick check while working on the kernels).
@@ -115,7 +119,11 @@ async function unloadAll(page) {
   });
 }
 
-/** Seconds from opening the page to the first token of a chat reply (weights cached). */
+/**
+ * Seconds from opening the page to the first token of a chat reply in a new conversation
+ * (weights cached; the kept conversations are deleted after each visit, so the page does not
+ * reopen and prefill the last one).
+ */
 async function timeToFirstToken(context, base, threads) {
   const page = await context.newPage();
   await page.goto(`${base}?threads=${threads}&simd=${SIMD}${MODEL_ARG ? `&model=${encodeURIComponent(MODEL_ARG)}` : ''}`);
@@ -125,6 +133,7 @@ async function timeToFirstToken(context, base, threads) {
   await page.click('#send');
   await page.waitForFunction(() => (document.querySelector('#messages .msg.assistant')?.textContent.length ?? 0) > 0, null, { polling: 'raf', timeout: 120_000 });
   const t = await page.evaluate(() => performance.now() / 1000);
+  await page.evaluate(async () => (await import('/www/conversations.js')).clearConversations());
   await page.close();
   return { ready, first: t };
 }
@@ -150,20 +159,32 @@ try {
   if (!MODEL_ARG) await page.goto(`${browser.base}tests/e2e/pages/api.html`);
   if (TTFT_ONLY) {
     await page.close();
-    const runs = Object.fromEntries(THREADS.map((t) => [t, { ready: [], first: [] }]));
-    // Interleaved over the thread counts, one returning visit each in turn.
+    const sites = [{ label: 'this checkout', browser }];
+    if (COMPARE_ROOT) {
+      const other = await openBrowser({ root: COMPARE_ROOT, alsoServe: ['tests/e2e/pages'] });
+      const first = await other.context.newPage();
+      await first.goto(other.base);
+      await waitReady(first); // its first visit downloads and keeps the weights
+      await first.close();
+      sites.push({ label: COMPARE_ROOT, browser: other });
+    }
+    const rows = sites.flatMap((site) => THREADS.map((threads) => ({ site, threads, ready: [], first: [] })));
+    // Interleaved over the sites and thread counts, one returning visit each in turn.
     for (let i = 0; i < RUNS; i++) {
-      for (const threads of THREADS) {
-        const r = await timeToFirstToken(browser.context, browser.base, threads);
-        runs[threads].ready.push(r.ready);
-        runs[threads].first.push(r.first);
+      for (const row of rows) {
+        const r = await timeToFirstToken(row.site.browser.context, row.site.browser.base, row.threads);
+        row.ready.push(r.ready);
+        row.first.push(r.first);
       }
     }
     console.log(`\nReturning visit (weights kept), ${DEFAULT_MODEL ?? MODEL}, ${RUNS} interleaved runs: median (min–max) seconds`);
-    console.log(`| threads | page open → model ready | page open → first token |`);
-    console.log('|---|---|---|');
-    for (const t of THREADS) console.log(`| ${t} | ${show(spread(runs[t].ready), 2)} | ${show(spread(runs[t].first), 2)} |`);
-    await browser.close();
+    console.log('| site | threads | page open → model ready | page open → first token | first token / this checkout |');
+    console.log('|---|---|---|---|---|');
+    for (const row of rows) {
+      const mine = rows.find((r) => r.site === sites[0] && r.threads === row.threads);
+      console.log(`| ${row.site.label} | ${row.threads} | ${show(spread(row.ready), 2)} | ${show(spread(row.first), 2)} | ${ratio(spread(row.first), spread(mine.first))} |`);
+    }
+    for (const site of sites) await site.browser.close();
     process.exit(0);
   }
   for (const threads of THREADS) {

@@ -220,9 +220,11 @@ async function digest(bytes) {
  */
 
 /**
- * A kept copy of a file, checked: its bytes, or null with `onDamaged(why)` called when they are
- * not whole (a truncated body, a size or sha256 other than the manifest's or than what was
- * recorded when it was kept).
+ * A kept copy of a file: its bytes, or null with `onDamaged(why)` called when they are not whole
+ * (a truncated body, a size other than the manifest's or than what was recorded when it was
+ * kept); and `checked`, a promise of whether its sha256 is right as well (Web Crypto hashes a
+ * copy off this thread; `onDamaged` is called when it is not).
+ * @returns {Promise<{ bytes: Uint8Array, checked: Promise<boolean> } | null>}
  */
 async function readKept(hit, key, expect, onBytes, onDamaged) {
   let bytes;
@@ -243,14 +245,12 @@ async function readKept(hit, key, expect, onBytes, onDamaged) {
     return null;
   }
   const want = expect?.sha256 ?? hit.headers.get(SHA256);
-  if (want) {
-    const got = await digest(bytes);
-    if (got !== want) {
-      onDamaged(`its sha256 is ${got}, ${expect ? 'the manifest says' : 'it was kept with'} ${want}`);
-      return null;
-    }
-  }
-  return bytes;
+  const checked = !want ? Promise.resolve(true) : digest(bytes).then((got) => {
+    if (got === want) return true;
+    onDamaged(`its sha256 is ${got}, ${expect ? 'the manifest says' : 'it was kept with'} ${want}`);
+    return false;
+  });
+  return { bytes, checked };
 }
 
 /**
@@ -265,10 +265,13 @@ async function readKept(hit, key, expect, onBytes, onDamaged) {
  *   bytes must have (a kept copy that differs is downloaded again; a download that differs
  *   fails); `onCacheError`: the file could not be kept (a full quota, say), or a kept copy was
  *   damaged; it is still returned; `beforeDownload`: called with the file's final URL and size
- *   (from HEAD) before a download starts; what it throws stops it.
- * @returns {Promise<{ url: string, bytes: Uint8Array, source: 'network'|'cache', sha256: string | null } | null>}
+ *   (from HEAD) before a download starts; what it throws stops it; `deferCheck`: a kept copy
+ *   of the right size is returned before its sha256 is known, with `checked` (see readKept), so
+ *   the engine is built while it is hashed; a damaged one is reported and deleted, and the
+ *   caller loads again.
+ * @returns {Promise<{ url: string, bytes: Uint8Array, source: 'network'|'cache', sha256: string | null, checked?: Promise<boolean> } | null>}
  */
-export async function fetchFile(url, { optional = false, signal, expect = null, onBytes = () => {}, onCacheError = () => {}, beforeDownload } = {}) {
+export async function fetchFile(url, { optional = false, signal, expect = null, onBytes = () => {}, onCacheError = () => {}, beforeDownload, deferCheck = false } = {}) {
   const stores = await openStores();
   /** The checked copy of the file `at` leads to, from the first store that has a whole one. */
   const fromStores = async (at) => {
@@ -276,14 +279,19 @@ export async function fetchFile(url, { optional = false, signal, expect = null, 
       const key = await resolve(store, at);
       const hit = key && (await match(store, key));
       if (!hit) continue;
-      const bytes = await readKept(hit, key, expect, onBytes, (why) => {
+      const kept = await readKept(hit, key, expect, onBytes, (why) => {
         onCacheError(new WickError('model_format', `The browser's copy of ${key} was damaged (${why}); it is downloaded again.`));
       });
-      if (!bytes) {
+      const file = kept && { url: key, bytes: kept.bytes, source: 'cache', sha256: expect?.sha256 ?? hit.headers.get(SHA256) };
+      if (kept && deferCheck) {
+        file.checked = kept.checked.then(async (whole) => whole || (await forget(store, key), false));
+        return { file, store };
+      }
+      if (!kept || !(await kept.checked)) {
         await forget(store, key);
         continue;
       }
-      return { file: { url: key, bytes, source: 'cache', sha256: expect?.sha256 ?? hit.headers.get(SHA256) }, store };
+      return { file, store };
     }
     return null;
   };

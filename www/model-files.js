@@ -61,8 +61,9 @@ export function describeModel(model, { hubUrl = DEFAULT_HUB, revision = 'main' }
 
 /**
  * @typedef {{ name: string, bytes: Uint8Array }} NamedBytes
- * @typedef {({ gguf: Uint8Array } | { files: NamedBytes[] }) & { source: string, verified: boolean }} ModelBytes
- *   `verified`: every file was checked against the model's manifest
+ * @typedef {({ gguf: Uint8Array } | { files: NamedBytes[] }) & { source: string, verified: boolean, checked: Promise<boolean> }} ModelBytes
+ *   `verified`: every file was checked against the model's manifest; `checked`: whether the
+ *   kept copies' sha256 are right too (false: one was damaged, reported and deleted; load again)
  * @typedef {{
  *   wasm: Promise<{ mod: any }>,
  *   signal?: AbortSignal,
@@ -70,6 +71,7 @@ export function describeModel(model, { hubUrl = DEFAULT_HUB, revision = 'main' }
  *   onCacheError?: (e: WickError) => void,
  *   onTokenizerFiles?: (files: NamedBytes[]) => void,
  *   fits?: (bytes: number, shape: ReturnType<typeof describe>) => void,
+ *   deferCheck?: boolean,
  * }} FetchOptions
  */
 
@@ -78,7 +80,9 @@ export function describeModel(model, { hubUrl = DEFAULT_HUB, revision = 'main' }
  * together (`total` grows as each file's size becomes known); `onTokenizerFiles` gets a folder's
  * config and tokenizer files as soon as they are read, before the weights; `wasm` is the engine's
  * build, which knows what a folder holds; `fits` judges a GGUF from its size and the shape its
- * head gives before the download starts, and throws if the engine could not hold it.
+ * head gives before the download starts, and throws if the engine could not hold it;
+ * `deferCheck`: kept copies are returned before their sha256 is known (cache.js's fetchFile),
+ * to be awaited in `checked` once the engine is built.
  * @param {ModelSource} source
  * @param {FetchOptions} options
  * @returns {Promise<ModelBytes>}
@@ -96,9 +100,9 @@ async function readFiles(files) {
     throw new WickError('out_of_memory', `These files are ${(total / 2 ** 30).toFixed(1)} GiB; a model in the browser must fit in 4 GiB of WebAssembly memory.`);
   }
   if (files.length === 1 && !files[0].name.endsWith('.safetensors') && !files[0].name.endsWith('.json')) {
-    return { gguf: await read(files[0]), source: 'file', verified: false };
+    return { gguf: await read(files[0]), source: 'file', verified: false, checked: Promise.resolve(true) };
   }
-  return { files: await Promise.all(files.map(async (f) => ({ name: f.name, bytes: await read(f) }))), source: 'file', verified: false };
+  return { files: await Promise.all(files.map(async (f) => ({ name: f.name, bytes: await read(f) }))), source: 'file', verified: false, checked: Promise.resolve(true) };
 }
 
 /** Progress over several files: bytes of finished files plus the current one's. */
@@ -181,7 +185,7 @@ async function fetchManifest(url, signal) {
   return files;
 }
 
-async function fetchGguf(url, { signal, onProgress, onCacheError, fits }) {
+async function fetchGguf(url, { signal, onProgress, onCacheError, fits, deferCheck }) {
   const file = progress(onProgress).file(url);
   // Before downloading, the head of the file says the model's shape, so that with the size the
   // engine's memory can be judged (a head that cannot be read leaves only the size to judge).
@@ -194,8 +198,8 @@ async function fetchGguf(url, { signal, onProgress, onCacheError, fits }) {
   manifestUrl.pathname += `.${MANIFEST}`;
   const manifest = await fetchManifest(manifestUrl.href, signal);
   const expect = manifest?.get(decodeURIComponent(new URL(url).pathname.split('/').at(-1))) ?? null;
-  const got = await fetchFile(url, { signal, expect, onBytes: file.onBytes, onCacheError, beforeDownload });
-  return { gguf: got.bytes, source: got.source, verified: Boolean(expect) };
+  const got = await fetchFile(url, { signal, expect, onBytes: file.onBytes, onCacheError, beforeDownload, deferCheck });
+  return { gguf: got.bytes, source: got.source, verified: Boolean(expect), checked: got.checked ?? Promise.resolve(true) };
 }
 
 /**
@@ -203,8 +207,9 @@ async function fetchGguf(url, { signal, onProgress, onCacheError, fits }) {
  * (`folderFiles()`: config.json, the tokenizer files, chat_template.jinja), then the weights, or
  * the index and the shards it lists (`indexShards()`).
  */
-async function fetchFolder(url, { signal, onProgress, onCacheError, onTokenizerFiles = () => {}, wasm }) {
+async function fetchFolder(url, { signal, onProgress, onCacheError, onTokenizerFiles = () => {}, wasm, deferCheck }) {
   const files = [];
+  const checks = [];
   const sources = new Set();
   const counter = progress(onProgress);
   const manifest = await fetchManifest(url + MANIFEST, signal);
@@ -212,8 +217,9 @@ async function fetchFolder(url, { signal, onProgress, onCacheError, onTokenizerF
   const add = async (name, optional = false) => {
     const file = counter.file(url + name);
     const expect = manifest?.get(name) ?? null;
-    const got = await fetchFile(url + name, { optional, signal, expect, onBytes: file.onBytes, onCacheError });
+    const got = await fetchFile(url + name, { optional, signal, expect, onBytes: file.onBytes, onCacheError, deferCheck });
     if (!got) return null;
+    if (got.checked) checks.push(got.checked);
     if (!expect) verified = false;
     file.finish(got.bytes);
     files.push({ name, bytes: got.bytes });
@@ -247,5 +253,6 @@ async function fetchFolder(url, { signal, onProgress, onCacheError, onTokenizerF
       await add(shard);
     }
   }
-  return { files, source: sources.has('network') ? 'network' : 'cache', verified };
+  const checked = Promise.all(checks).then((all) => all.every(Boolean));
+  return { files, source: sources.has('network') ? 'network' : 'cache', verified, checked };
 }

@@ -59,6 +59,9 @@ async function wasmSource(dir) {
   return kept && (!head || (etag && kept.headers.get('etag') === etag)) ? kept : url;
 }
 
+/** The build this worker started, once asked. */
+let started = null;
+
 /**
  * Loads and starts a build: `threads` > 1 picks a threaded one when this context is
  * cross-origin isolated (SharedArrayBuffer), else (or if that fails) a single-threaded one;
@@ -71,7 +74,14 @@ async function wasmSource(dir) {
  * @returns {Promise<{ mod: any, exports: any, memory: WebAssembly.Memory, build: { simd: 'relaxed-simd'|'simd128', threads: number } }>}
  *   `exports`: the instance's raw exports (the worker's test hooks use its allocator)
  */
-export async function loadWasm(threads, simd, onModule = () => {}) {
+export function loadWasm(threads, simd, onModule = () => {}) {
+  // One instance per worker: a second call (the model loaded again) gets the same one.
+  started ??= start(threads, simd, onModule);
+  started.then(({ mod }) => onModule(mod), () => {});
+  return started;
+}
+
+async function start(threads, simd, onModule) {
   const tried = [];
   for (const b of buildOrder(threads, simd)) {
     const glue = import(`./${b.dir}/wick.js`);

@@ -87,6 +87,7 @@ async function load({ source, options }) {
     const model = await fetchModel(source, {
       wasm: module,
       fits,
+      deferCheck: !options.recheck,
       onProgress: (p) => post(FromWorker.PROGRESS, p),
       onCacheError: (e) => post(FromWorker.CACHE_ERROR, { error: e.toJSON() }),
       onTokenizerFiles: (files) => {
@@ -109,6 +110,13 @@ async function load({ source, options }) {
       const parsed = await tokenizer;
       tokenizer = null; // fromFiles takes it over, loaded or not
       engine = mod.WickEngine.fromFiles(model.files.map((f) => f.name), model.files.map((f) => f.bytes), options.quantize ?? null, parsed ?? null);
+    }
+    // The kept copies were hashed while the engine was built: a damaged one (reported, deleted)
+    // drops the engine, and the model is loaded again, which downloads that file.
+    if (!(await model.checked)) {
+      engine.free();
+      engine = null;
+      return load({ source, options: { ...options, recheck: true } });
     }
     engine.setContextLength(options.contextLength ?? DEFAULT_CONTEXT);
     const details = JSON.parse(engine.info());
