@@ -352,9 +352,14 @@ export interface CachedFile {
   bytes: number;
   /** When it was kept, ms since 1970 (null if unknown). */
   cachedAt: number | null;
+  /** The sha256 (hex) measured as it was downloaded (null if unknown). */
+  sha256: string | null;
+  /** Where it is kept: the origin private file system, or the Cache API (a browser without OPFS). */
+  store: 'opfs' | 'cache';
 }
 
 export interface ModelCache {
+  /** Every kept file, from both stores. */
   list(): Promise<CachedFile[]>;
   /** Whether the file a URL leads to (after redirects) is kept. */
   has(url: string): Promise<boolean>;

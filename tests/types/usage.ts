@@ -41,7 +41,7 @@ export async function use(file: File): Promise<string> {
   const warmed: number = (await engine.warm(messages)).cached_tokens;
   engine.interrupt();
   await engine.unload();
-  const kept: { url: string; bytes: number; cachedAt: number | null }[] = await cache.list();
+  const kept: { url: string; bytes: number; cachedAt: number | null; sha256: string | null; store: 'opfs' | 'cache' }[] = await cache.list();
   const freed: boolean = await Wick.cache.delete(kept[0].url);
   const { usage, quota } = await cache.estimate();
   try {
