@@ -215,6 +215,38 @@ async function digest(bytes) {
   return hex(sha256(bytes));
 }
 
+/** Files this large are hashed by www/sha256-worker.js when the caller builds on them meanwhile. */
+const HASH_ASIDE_BYTES = 16 << 20;
+
+/**
+ * The sha256 of `bytes`, hashed on another thread (a copy goes to www/sha256-worker.js: Web
+ * Crypto holds up the thread that calls it while it hashes); here where that worker cannot start.
+ */
+function digestAside(bytes) {
+  if (typeof Worker === 'undefined') return digest(bytes);
+  return new Promise((resolve) => {
+    let worker;
+    try {
+      worker = new Worker(new URL('./sha256-worker.js', import.meta.url), { type: 'module' });
+    } catch {
+      resolve(digest(bytes));
+      return;
+    }
+    const here = () => {
+      worker.terminate();
+      resolve(digest(bytes));
+    };
+    worker.onerror = here;
+    worker.onmessage = ({ data }) => {
+      if (typeof data?.hex !== 'string') return here();
+      worker.terminate();
+      resolve(data.hex);
+    };
+    const copy = bytes.slice();
+    worker.postMessage({ bytes: copy }, [copy.buffer]);
+  });
+}
+
 /**
  * @typedef {{ size: number, sha256: string }} Expected a file's size and sha256, from its manifest
  */
@@ -222,11 +254,11 @@ async function digest(bytes) {
 /**
  * A kept copy of a file: its bytes, or null with `onDamaged(why)` called when they are not whole
  * (a truncated body, a size other than the manifest's or than what was recorded when it was
- * kept); and `checked`, a promise of whether its sha256 is right as well (Web Crypto hashes a
- * copy off this thread; `onDamaged` is called when it is not).
+ * kept); and `checked`, a promise of whether its sha256 is right as well (`onDamaged` is called
+ * when it is not); `aside`: a large file is hashed on another thread (digestAside).
  * @returns {Promise<{ bytes: Uint8Array, checked: Promise<boolean> } | null>}
  */
-async function readKept(hit, key, expect, onBytes, onDamaged) {
+async function readKept(hit, key, expect, onBytes, onDamaged, aside = false) {
   let bytes;
   try {
     if (hit.read) {
@@ -245,7 +277,7 @@ async function readKept(hit, key, expect, onBytes, onDamaged) {
     return null;
   }
   const want = expect?.sha256 ?? hit.headers.get(SHA256);
-  const checked = !want ? Promise.resolve(true) : digest(bytes).then((got) => {
+  const checked = !want ? Promise.resolve(true) : (aside && bytes.length >= HASH_ASIDE_BYTES ? digestAside : digest)(bytes).then((got) => {
     if (got === want) return true;
     onDamaged(`its sha256 is ${got}, ${expect ? 'the manifest says' : 'it was kept with'} ${want}`);
     return false;
@@ -267,7 +299,7 @@ async function readKept(hit, key, expect, onBytes, onDamaged) {
  *   damaged; it is still returned; `beforeDownload`: called with the file's final URL and size
  *   (from HEAD) before a download starts; what it throws stops it; `deferCheck`: a kept copy
  *   of the right size is returned before its sha256 is known, with `checked` (see readKept), so
- *   the engine is built while it is hashed; a damaged one is reported and deleted, and the
+ *   the engine is built while a large one is hashed on another thread; a damaged one is reported and deleted, and the
  *   caller loads again.
  * @returns {Promise<{ url: string, bytes: Uint8Array, source: 'network'|'cache', sha256: string | null, checked?: Promise<boolean> } | null>}
  */
@@ -281,7 +313,7 @@ export async function fetchFile(url, { optional = false, signal, expect = null, 
       if (!hit) continue;
       const kept = await readKept(hit, key, expect, onBytes, (why) => {
         onCacheError(new WickError('model_format', `The browser's copy of ${key} was damaged (${why}); it is downloaded again.`));
-      });
+      }, deferCheck);
       const file = kept && { url: key, bytes: kept.bytes, source: 'cache', sha256: expect?.sha256 ?? hit.headers.get(SHA256) };
       if (kept && deferCheck) {
         file.checked = kept.checked.then(async (whole) => whole || (await forget(store, key), false));
