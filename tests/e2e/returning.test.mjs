@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, mkdirSync, readdirSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { openBrowser, waitReady, ask } from './browser.mjs';
+import { openBrowser, waitReady, ask, watchWorkers } from './browser.mjs';
 
 const ROOT = resolve('.');
 const MLX = '/models/SmolLM2-135M-Instruct-MLX-4bit/';
@@ -30,17 +30,7 @@ const served = (method, file) => browser.requests.filter((r) => r.method === met
 /** Opens the chat page (with a worker test hook, if any) and waits for its model. */
 async function visit(hook = null) {
   const page = await browser.context.newPage();
-  if (hook) {
-    await page.addInitScript((action) => {
-      const Native = window.Worker;
-      window.Worker = class extends Native {
-        constructor(...args) {
-          super(...args);
-          this.postMessage({ type: '__test', action });
-        }
-      };
-    }, hook);
-  }
+  if (hook) await watchWorkers(page, hook);
   await page.goto(`${browser.base}?threads=2`);
   await waitReady(page);
   return page;
@@ -83,11 +73,11 @@ test('a returning visit reads the weights from OPFS, checked, and the wasm from 
 });
 
 test('without OPFS the page keeps the model in the Cache API, reads it back from there, and answers', async () => {
-  const first = await visit('no-opfs');
+  const first = await visit({ noOpfs: true });
   assert.match((await ask(first, 'What is the capital of France?')).raw, /Paris/);
   await first.close();
   const downloads = served('GET', 'model.safetensors');
-  const second = await visit('no-opfs');
+  const second = await visit({ noOpfs: true });
   assert.match(await second.evaluate(() => document.getElementById('status').textContent), /loaded from cache/);
   assert.equal(served('GET', 'model.safetensors'), downloads, 'read from the Cache API');
   const stores = await second.evaluate(async () => [...new Set((await (await import('/www/wick.js')).Wick.cache.list()).map((f) => f.store))]);
