@@ -4,13 +4,70 @@
 use std::sync::Arc;
 
 use candle_core::quantized::{QMatMul, QTensor};
-use candle_core::{Device, Module, Tensor};
+use candle_core::{CpuStorage, Device, Module, Storage, Tensor};
 use candle_nn::ops::{layer_norm, rms_norm};
 
 use super::config::{Activation, Norm};
+use super::profile::{time, Stage};
 use crate::error::{Error, Result};
-use crate::kernels::{self, WeightType};
+use crate::kernels::{self, team, WeightType};
 use crate::weights::{TensorData, WeightTensor};
+
+/// Values an elementwise pass must have before it is split across the thread team: below
+/// that, handing out the tasks costs more than the pass (a decode step's vectors stay serial).
+const PARALLEL_VALUES: usize = 1 << 14;
+
+/// Tasks an elementwise pass is split into: a few per thread, so a late thread still balances.
+const ELEMENTWISE_TASKS: usize = 16;
+
+/// `f(offset, chunk)` over `a` cut in chunks of whole rows of `width`, on the thread team when
+/// `a` is long (a prefill chunk's activations), else on the calling thread; each value is
+/// computed the same way.
+pub(super) fn in_chunks(a: &mut [f32], width: usize, f: impl Fn(usize, &mut [f32]) + Sync) {
+    if a.len() < PARALLEL_VALUES || width == 0 {
+        return f(0, a);
+    }
+    let per = a.len().div_ceil(ELEMENTWISE_TASKS).next_multiple_of(width);
+    let tasks: Vec<(usize, &mut [f32])> = a
+        .chunks_mut(per)
+        .enumerate()
+        .map(|(i, c)| (i * per, c))
+        .collect();
+    team::for_each(tasks, |(offset, c)| f(offset, c));
+}
+
+/// `a += b`, value by value (the residual adds).
+pub(super) fn add_in_place(a: &mut [f32], b: &[f32]) {
+    in_chunks(a, 16, |o, c| {
+        for (v, w) in c.iter_mut().zip(&b[o..]) {
+            *v += w;
+        }
+    });
+}
+
+/// `f` on the f32 values of a CPU tensor (a norm's weights, a bias), borrowed when it is
+/// contiguous, else copied.
+fn with_values<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Result<R> {
+    {
+        let (storage, layout) = t.storage_and_layout();
+        if let (Storage::Cpu(CpuStorage::F32(v)), Some((a, b))) =
+            (&*storage, layout.contiguous_offsets())
+        {
+            return Ok(f(&v[a..b]));
+        }
+    }
+    let v = t.flatten_all()?.to_vec1::<f32>()?;
+    Ok(f(&v))
+}
+
+/// `rows` rows of `x` as a `[1, rows, width]` CPU tensor (the Candle fallbacks of the row path).
+fn rows_tensor(x: &[f32], rows: usize) -> Result<Tensor> {
+    Ok(Tensor::from_slice(
+        x,
+        (1, rows, x.len() / rows.max(1)),
+        &Device::Cpu,
+    )?)
+}
 
 impl Activation {
     /// One value; `libm`'s functions, so native and wasm agree to the bit.
@@ -24,6 +81,22 @@ impl Activation {
             }
             Self::Relu => v.max(0.0),
         }
+    }
+
+    /// `x ← act(x)`, in place (an ungated feed-forward).
+    fn apply_in_place(self, x: &mut [f32]) {
+        in_chunks(x, 16, |_, c| {
+            c.iter_mut().for_each(|v| *v = self.scalar(*v))
+        });
+    }
+
+    /// `g ← act(g) · u`, in one pass (a gated feed-forward): the values Candle's two ops gave.
+    fn gate_in_place(self, g: &mut [f32], u: &[f32]) {
+        in_chunks(g, 16, |o, c| {
+            for (v, u) in c.iter_mut().zip(&u[o..]) {
+                *v = self.scalar(*v) * u;
+            }
+        });
     }
 
     fn apply(self, x: &Tensor) -> Result<Tensor> {
@@ -153,6 +226,64 @@ impl Linear {
         self.add_bias(self.w.forward(x)?)
     }
 
+    /// `x` (`rows` rows, on the CPU) through the matmul, as rows: Wick's kernels straight on the
+    /// values, other weight forms through Candle.
+    pub(super) fn forward_rows(&self, x: &[f32], rows: usize) -> Result<Vec<f32>> {
+        let y = match &self.w {
+            Weight::Blocks { ty, data, n, k } => kernels::matmul(*ty, data, *n, *k, x, rows),
+            w => w
+                .forward(&rows_tensor(x, rows)?)?
+                .flatten_all()?
+                .to_vec1()?,
+        };
+        self.add_bias_rows(y)
+    }
+
+    /// `y + b` for each row of `y` (the value Candle's broadcast add gives).
+    fn add_bias_rows(&self, mut y: Vec<f32>) -> Result<Vec<f32>> {
+        if let Some(b) = &self.b {
+            with_values(b, |b| {
+                for row in y.chunks_exact_mut(b.len()) {
+                    for (v, b) in row.iter_mut().zip(b) {
+                        *v += b;
+                    }
+                }
+            })?;
+        }
+        Ok(y)
+    }
+
+    /// [`Linear::forward_many`] on rows: one pass of Wick's kernels when they run all of them.
+    pub(super) fn forward_many_rows<const N: usize>(
+        linears: [&Linear; N],
+        x: &[f32],
+        rows: usize,
+    ) -> Result<[Vec<f32>; N]> {
+        let k = x.len() / rows.max(1);
+        let own: Vec<(WeightType, &[u8], usize)> = linears
+            .iter()
+            .filter_map(|l| match &l.w {
+                Weight::Blocks { ty, data, n, k: wk } if *wk == k => Some((*ty, &data[..], *n)),
+                _ => None,
+            })
+            .collect();
+        let ys = if own.len() == N {
+            let ys = kernels::matmul_many(&own, k, x, rows);
+            linears
+                .iter()
+                .zip(ys)
+                .map(|(l, y)| l.add_bias_rows(y))
+                .collect::<Result<Vec<_>>>()?
+        } else {
+            linears
+                .iter()
+                .map(|l| l.forward_rows(x, rows))
+                .collect::<Result<Vec<_>>>()?
+        };
+        ys.try_into()
+            .map_err(|_| Error::Metadata("matmul count".into()))
+    }
+
     fn add_bias(&self, y: Tensor) -> Result<Tensor> {
         match &self.b {
             Some(b) => Ok(y.broadcast_add(b)?),
@@ -216,6 +347,39 @@ impl NormLayer {
             Some(n) => n.forward(&x),
             None => Ok(x),
         }
+    }
+
+    /// [`NormLayer::maybe`] on rows.
+    pub(super) fn maybe_rows(norm: &Option<NormLayer>, x: Vec<f32>) -> Result<Vec<f32>> {
+        match norm {
+            Some(n) => n.forward_rows(&x),
+            None => Ok(x),
+        }
+    }
+
+    /// Normalizes each row of `x` (rows as long as the norm's weights: the hidden size, or
+    /// `head_dim` for q/k norms) on the CPU. RMS norm is computed here, in the order Candle's
+    /// kernel uses (so the values are the same); the others go through Candle.
+    pub(super) fn forward_rows(&self, x: &[f32]) -> Result<Vec<f32>> {
+        let width = self.w.dims1()?;
+        if self.kind != Norm::Rms || self.b.is_some() {
+            let t = Tensor::from_slice(x, (x.len() / width.max(1), width), &Device::Cpu)?;
+            return Ok(self.forward(&t)?.flatten_all()?.to_vec1()?);
+        }
+        let eps = self.eps;
+        let mut out = x.to_vec();
+        with_values(&self.w, |alpha| {
+            in_chunks(&mut out, width, |_, c| {
+                for row in c.chunks_exact_mut(width) {
+                    let sum2 = row.iter().map(|&v| v * v).sum::<f32>();
+                    let m = (sum2 / width as f32 + eps).sqrt();
+                    for (v, a) in row.iter_mut().zip(alpha) {
+                        *v = *v / m * a;
+                    }
+                }
+            })
+        })?;
+        Ok(out)
     }
 
     /// Normalizes each head of `x` (`[.., heads · head_dim]`) on its own (q/k norms).
@@ -291,8 +455,27 @@ pub(super) struct Mlp {
 }
 
 impl Mlp {
+    /// The feed-forward on `rows` rows of `x`, on the CPU: the activation and the gating product
+    /// in one pass over the gate's output, in place.
+    pub(super) fn forward_rows(&self, x: &[f32], rows: usize) -> Result<Vec<f32>> {
+        let h = match &self.gate {
+            Some(g) => {
+                let [mut g, u] = time(Stage::GateUpMatmul, || {
+                    Linear::forward_many_rows([g, &self.up], x, rows)
+                })?;
+                time(Stage::Activation, || self.act.gate_in_place(&mut g, &u));
+                g
+            }
+            None => {
+                let mut u = time(Stage::GateUpMatmul, || self.up.forward_rows(x, rows))?;
+                time(Stage::Activation, || self.act.apply_in_place(&mut u));
+                u
+            }
+        };
+        time(Stage::DownMatmul, || self.down.forward_rows(&h, rows))
+    }
+
     pub(super) fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        use super::profile::{time, Stage};
         let h = match &self.gate {
             Some(g) => {
                 let [g, u] = time(Stage::GateUpMatmul, || {
@@ -324,6 +507,17 @@ pub(super) enum Ffn {
 }
 
 impl Ffn {
+    /// The feed-forward on `rows` rows of `x`, on the CPU (experts through the tensor path).
+    pub(super) fn forward_rows(&self, x: &[f32], rows: usize) -> Result<Vec<f32>> {
+        match self {
+            Self::Dense(m) => m.forward_rows(x, rows),
+            Self::Experts { .. } => Ok(self
+                .forward(&rows_tensor(x, rows)?)?
+                .flatten_all()?
+                .to_vec1()?),
+        }
+    }
+
     pub(super) fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let (router, experts, top_k) = match self {
             Self::Dense(m) => return m.forward(x),

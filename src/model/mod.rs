@@ -70,47 +70,75 @@ struct Step<'a> {
 }
 
 impl Block {
-    /// Attention of `h` (normed input `[1, seq, hidden]`) over this block's cache, before the
-    /// output projection: Wick's kernel on the CPU, Candle's ops elsewhere.
-    fn attend(&mut self, h: &Tensor, tables: Option<&mut Rope>, s: &Step) -> Result<Tensor> {
+    /// Attention of `h` (`seq` normed rows, on the CPU) over this block's cache, before the
+    /// output projection: Wick's kernels on plain rows.
+    fn attend_rows(&mut self, h: &[f32], tables: Option<&mut Rope>, s: &Step) -> Result<Vec<f32>> {
         let (cfg, hd) = (s.cfg, s.cfg.head_dim);
         let [mut q, mut k, v] = time(Stage::QkvMatmul, || {
+            Linear::forward_many_rows([&self.wq, &self.wk, &self.wv], h, s.seq)
+        })?;
+        if let Some((qn, kn)) = &self.qk_norms {
+            let _span = profile::span(Stage::Norm);
+            q = qn.forward_rows(&q)?;
+            k = kn.forward_rows(&k)?;
+        }
+        let rope_span = profile::span(Stage::Rope);
+        if let Some(tables) = tables {
+            let t = tables.rows(s.pos + s.seq, cfg.context_length);
+            kernels::attention::rope(&mut q, s.pos, cfg.n_heads, hd, t, s.interleaved);
+            kernels::attention::rope(&mut k, s.pos, cfg.n_kv_heads, hd, t, s.interleaved);
+        }
+        if let Some(c) = s.q_scale {
+            q.iter_mut().for_each(|v| *v *= c);
+        }
+        drop(rope_span);
+        let c = &mut self.cpu_cache;
+        time(Stage::KvCache, || {
+            c.append(s.pos, &k, &v, cfg.n_kv_heads, hd, s.limit)
+        });
+        let shape = kernels::attention::Shape {
+            heads: cfg.n_heads,
+            kv_heads: cfg.n_kv_heads,
+            head_dim: hd,
+            window: self.window,
+            stride: c.stride,
+        };
+        Ok(time(Stage::Attention, || {
+            kernels::attention::attend(&q, &c.k, &c.v, s.pos, shape)
+        }))
+    }
+
+    /// The block on `x` (`seq` rows of the hidden size, on the CPU), in place: attention and
+    /// feed-forward, each added back. No tensors: the values go from kernel to kernel.
+    fn forward_rows(&mut self, x: &mut [f32], tables: Option<&mut Rope>, s: &Step) -> Result<()> {
+        let h = time(Stage::Norm, || self.attn_norm.forward_rows(x))?;
+        let y = self.attend_rows(&h, tables, s)?;
+        let y = time(Stage::OutMatmul, || self.wo.forward_rows(&y, s.seq))?;
+        let y = time(Stage::Norm, || {
+            NormLayer::maybe_rows(&self.post_attn_norm, y)
+        })?;
+        time(Stage::Residual, || layers::add_in_place(x, &y));
+        let h = time(Stage::Norm, || self.ffn_norm.forward_rows(x))?;
+        let y = self.ffn.forward_rows(&h, s.seq)?;
+        let y = time(Stage::Norm, || {
+            NormLayer::maybe_rows(&self.post_ffn_norm, y)
+        })?;
+        time(Stage::Residual, || layers::add_in_place(x, &y));
+        Ok(())
+    }
+
+    /// Attention of `h` (normed input `[1, seq, hidden]`) over this block's cache, before the
+    /// output projection, with Candle's ops (off the CPU).
+    fn attend(&mut self, h: &Tensor, tables: Option<&mut Rope>, s: &Step) -> Result<Tensor> {
+        let (cfg, hd) = (s.cfg, s.cfg.head_dim);
+        let [q, k, v] = time(Stage::QkvMatmul, || {
             Linear::forward_many([&self.wq, &self.wk, &self.wv], h)
         })?;
+        let (mut q, mut k) = (q, k);
         if let Some((qn, kn)) = &self.qk_norms {
             let _span = profile::span(Stage::Norm);
             q = qn.forward_heads(&q, hd)?;
             k = kn.forward_heads(&k, hd)?;
-        }
-        let device = h.device();
-        if device.is_cpu() {
-            let rows = |t: Tensor| -> Result<Vec<f32>> { Ok(t.flatten_all()?.to_vec1::<f32>()?) };
-            let (mut q, mut k, v) = (rows(q)?, rows(k)?, rows(v)?);
-            let rope_span = profile::span(Stage::Rope);
-            if let Some(tables) = tables {
-                let t = tables.rows(s.pos + s.seq, cfg.context_length);
-                kernels::attention::rope(&mut q, s.pos, cfg.n_heads, hd, t, s.interleaved);
-                kernels::attention::rope(&mut k, s.pos, cfg.n_kv_heads, hd, t, s.interleaved);
-            }
-            if let Some(c) = s.q_scale {
-                q.iter_mut().for_each(|v| *v *= c);
-            }
-            drop(rope_span);
-            let c = &mut self.cpu_cache;
-            time(Stage::KvCache, || {
-                c.append(s.pos, &k, &v, cfg.n_kv_heads, hd, s.limit)
-            });
-            let shape = kernels::attention::Shape {
-                heads: cfg.n_heads,
-                kv_heads: cfg.n_kv_heads,
-                head_dim: hd,
-                window: self.window,
-                stride: c.stride,
-            };
-            let y = time(Stage::Attention, || {
-                kernels::attention::attend(&q, &c.k, &c.v, s.pos, shape)
-            });
-            return Ok(Tensor::from_vec(y, (1, s.seq, cfg.n_heads * hd), device)?);
         }
         let heads = |t: Tensor, n: usize| -> Result<Tensor> {
             Ok(t.reshape((1, s.seq, n, hd))?
@@ -141,7 +169,8 @@ impl Block {
         Ok(y.reshape((1, s.seq, cfg.n_heads * hd))?)
     }
 
-    /// The block on `x` (`[1, seq, hidden]`): attention and feed-forward, each added back.
+    /// The block on `x` (`[1, seq, hidden]`, off the CPU): attention and feed-forward, each
+    /// added back.
     fn forward(&mut self, x: Tensor, tables: Option<&mut Rope>, s: &Step) -> Result<Tensor> {
         let h = time(Stage::Norm, || self.attn_norm.forward(&x))?;
         let y = self.attend(&h, tables, s)?;
@@ -334,13 +363,26 @@ impl Model {
             masks: [mask(None)?, mask(cfg.sliding_window)?],
             limit: self.limit,
         };
-        for b in &mut self.blocks {
-            x = b.forward(x, self.ropes.get_mut(b.rope), &step)?;
-        }
-        let last = x.narrow(1, seq - 1, 1)?;
-        let last = time(Stage::Norm, || self.norm.forward(&last))?;
-        let _span = profile::span(Stage::LmHead);
-        let logits = self.head.forward(&last)?.flatten_all()?;
+        let logits = if gpu {
+            for b in &mut self.blocks {
+                x = b.forward(x, self.ropes.get_mut(b.rope), &step)?;
+            }
+            let last = x.narrow(1, seq - 1, 1)?;
+            let last = time(Stage::Norm, || self.norm.forward(&last))?;
+            let _span = profile::span(Stage::LmHead);
+            self.head.forward(&last)?.flatten_all()?
+        } else {
+            let mut x = x.flatten_all()?.to_vec1::<f32>()?;
+            for b in &mut self.blocks {
+                b.forward_rows(&mut x, self.ropes.get_mut(b.rope), &step)?;
+            }
+            let last = &x[(seq - 1) * cfg.hidden_size..];
+            let last = time(Stage::Norm, || self.norm.forward_rows(last))?;
+            let _span = profile::span(Stage::LmHead);
+            let logits = self.head.forward_rows(&last, 1)?;
+            let n = logits.len();
+            Tensor::from_vec(logits, n, &self.device)?
+        };
         match cfg.final_logit_softcap {
             Some(cap) => softcap(&logits, cap),
             None => Ok(logits),
