@@ -9,8 +9,11 @@
 // --prompt-tokens 512,2048 measures prompts of those lengths (in Wick's tokens: bench_prompt
 // repeated and cut there, the same text given to wllama; each engine's own token count is shown)
 // instead of bench_prompt itself.
+// --profile adds, per thread count, one run of Wick with its stage timers on and a table like
+// `wick bench --profile`'s: where a prefill chunk and a decode step spend their time, with the
+// engine's time outside its forward and the worker's time between steps.
 //   node scripts/bench-browser.mjs [--model models/X.gguf] [--runs 3] [--decode 128]
-//        [--prompt-tokens N,N] [--no-wllama] [--simd simd128] [--threads 1,2]
+//        [--prompt-tokens N,N] [--no-wllama] [--simd simd128] [--threads 1,2] [--profile]
 //        [--ttft-only [--compare-root DIR]]
 import { readFileSync, statSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
@@ -31,6 +34,7 @@ if (PROMPT_TOKENS.some((n) => !Number.isInteger(n) || n < 1)) throw new Error('-
 const WLLAMA = !process.argv.includes('--no-wllama');
 // --simd simd128: the plain-SIMD builds (what browsers without relaxed SIMD run).
 const SIMD = value('--simd') ?? 'relaxed';
+const PROFILE = process.argv.includes('--profile');
 const MODEL_ARG = value('--model');
 const MODEL = MODEL_ARG ?? 'models/SmolLM2-135M-Instruct.Q4_1.gguf';
 // The page's default model is benchmarked beside its GGUF unless --model names another model.
@@ -94,6 +98,51 @@ async function runOnce(page, name, prompt) {
       promptTokens: t.prompt_n, memoryBytes: engine.info.memoryBytes,
     };
   }, { name, prompt, decode: DECODE });
+}
+
+/**
+ * One run of Wick engine `name` with its stage timers on: their counts per phase, the engine's
+ * own prefill and decode seconds, and the run's wall time as the page saw it.
+ */
+async function profileOnce(page, name, prompt) {
+  return page.evaluate(async ({ name, prompt, decode }) => {
+    const engine = window.__engines[name];
+    await engine.profile(true);
+    const t0 = performance.now();
+    const { timings: t } = await engine.completions.create({ prompt, temperature: 0, max_tokens: decode, ignore_eos: true, cache_prompt: false });
+    const wall = (performance.now() - t0) / 1000;
+    const counts = await engine.profile(false);
+    return { counts, prefill: t.prompt_ms / 1000, decode: t.predicted_ms / 1000, decodeTokens: t.predicted_n, wall };
+  }, { name, prompt, decode: DECODE });
+}
+
+/**
+ * Prints one profiled run as `wick bench --profile` does: ms per prefill chunk and per decode
+ * token of each stage, with its share of the phase's engine time.
+ */
+function printProfile(threads, label, p) {
+  const { prefill, decode } = p.counts;
+  // The sample after the last prefill chunk counts to decode, as the engine's timings do.
+  const stage = (phase, i) => phase.stages[i].seconds;
+  const sampling = prefill.stages.findIndex((s) => s.stage === 'sampling');
+  const columns = [
+    { phase: prefill, total: p.prefill, per: Math.max(1, prefill.forwards), moved: -stage(prefill, sampling) },
+    { phase: decode, total: p.decode, per: Math.max(1, p.decodeTokens), moved: stage(prefill, sampling) },
+  ];
+  const cell = (s, c) => `${((1e3 * s) / c.per).toFixed(4)} (${((100 * s) / Math.max(c.total, 1e-12)).toFixed(1)}%)`;
+  console.log(`\nProfile in the browser, ${threads} thread${threads > 1 ? 's' : ''}, ${label}: ms per prefill chunk (${prefill.forwards} chunk${prefill.forwards === 1 ? '' : 's'}) and per decode token, share of the phase`);
+  console.log('| stage | prefill | decode |');
+  console.log('|---|---|---|');
+  prefill.stages.forEach(({ stage: name }, i) => {
+    console.log(`| ${name} | ${columns.map((c) => cell(stage(c.phase, i) + (i === sampling ? c.moved : 0), c)).join(' | ')} |`);
+  });
+  const staged = (c) => c.phase.stages.reduce((n, s, i) => n + (i === sampling ? 0 : s.seconds), 0);
+  console.log(`| other in the forward (copies, glue) | ${columns.map((c) => cell(Math.max(0, c.phase.seconds - staged(c)), c)).join(' | ')} |`);
+  const outside = (c) => c.total - c.phase.seconds - (stage(c.phase, sampling) + c.moved);
+  console.log(`| engine step outside the forward | ${columns.map((c) => cell(Math.max(0, outside(c)), c)).join(' | ')} |`);
+  console.log(`| total (the engine's timings) | ${columns.map((c) => cell(c.total, c)).join(' | ')} |`);
+  const between = p.wall - p.prefill - p.decode;
+  console.log(`| worker between steps (messages, event loop), ms per step | ${((1e3 * between) / Math.max(1, p.decodeTokens + prefill.forwards)).toFixed(4)} (${((100 * between) / p.wall).toFixed(1)}% of the run) |`);
 }
 
 /** The prompts to measure: bench_prompt, or per length the text of its first N Wick tokens repeated. */
@@ -200,11 +249,16 @@ try {
         for (const name of Object.keys(engines)) runs[p.label][name].push(await runOnce(page, name, p.text));
       }
     }
+    const profiles = [];
+    if (PROFILE) {
+      const main = DEFAULT_MODEL ? 'wick' : 'gguf';
+      for (const p of promptList) profiles.push({ label: p.label, run: await profileOnce(page, main, p.text) });
+    }
     const rss = rendererRss();
     await unloadAll(page);
     const ttft = [];
     for (let i = 0; i < RUNS; i++) ttft.push((await timeToFirstToken(browser.context, browser.base, threads)).first);
-    results[threads] = { engines, runs, rss, ttft: spread(ttft) };
+    results[threads] = { engines, runs, rss, ttft: spread(ttft), profiles };
   }
   const version = await page.evaluate(() => navigator.userAgent.match(/Chrome\/[\d.]+/)?.[0]);
   const line = (label, f) => console.log(`| ${label} | ${THREADS.map((t) => f(results[t])).join(' | ')} |`);
@@ -244,6 +298,7 @@ try {
   for (const dir of ['pkg', 'pkg-threads', 'pkg-relaxed', 'pkg-threads-relaxed']) {
     console.log(`| wasm size, www/${dir} | ${statSync(new URL(`../www/${dir}/wick_bg.wasm`, import.meta.url)).size} bytes |`);
   }
+  for (const t of THREADS) for (const { label, run } of results[t].profiles) printProfile(t, label, run);
 } finally {
   await browser.close();
 }

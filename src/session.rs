@@ -422,6 +422,7 @@ impl Engine {
             return Err(Error::NotGenerating);
         };
         let t0 = Instant::now();
+        let sampling = crate::model::profile::span(crate::model::profile::Stage::Sampling);
         let sampled = match gen.constraint.as_mut() {
             Some(c) => {
                 let sampled =
@@ -432,6 +433,7 @@ impl Engine {
             }
             None => gen.sampler.sample(&logits, cached, gen.stream.ids())?,
         };
+        drop(sampling);
         gen.stats.decode_seconds += t0.elapsed().as_secs_f64();
         let id = sampled.id;
         if !gen.params.ignore_eog && tok.end_of_generation().contains(&id) {

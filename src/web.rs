@@ -315,6 +315,26 @@ impl WickEngine {
     pub fn cached_tokens(&self) -> usize {
         self.engine.cached_tokens()
     }
+
+    /// What the stage timers counted since the last call, as JSON `{ prefill, decode }` (each
+    /// `{ forwards, seconds, stages: [{ stage, seconds, calls }] }`), then turns them on or off
+    /// (`wick bench --profile`'s timers, for the browser bench; off they cost nothing).
+    pub fn profile(&self, on: bool) -> Result<String, JsValue> {
+        use crate::model::profile;
+        let phase = |p: profile::PhaseProfile| {
+            let stages: Vec<_> = p
+                .stages
+                .iter()
+                .map(|(s, secs, calls)| {
+                    serde_json::json!({ "stage": s.name(), "seconds": secs, "calls": calls })
+                })
+                .collect();
+            serde_json::json!({ "forwards": p.forwards, "seconds": p.seconds, "stages": stages })
+        };
+        let [prefill, decode] = profile::take_phases();
+        profile::set_enabled(on);
+        to_json(&serde_json::json!({ "prefill": phase(prefill), "decode": phase(decode) }))
+    }
 }
 
 /// A small model being trained from scratch on text the user gave, one optimizer step per call

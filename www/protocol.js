@@ -39,6 +39,8 @@ export const ToWorker = Object.freeze({
   TOKENIZE: 'tokenize',
   /** `{ id, ids: number[] }`: answers RESULT with the text. */
   DETOKENIZE: 'detokenize',
+  /** `{ id, on: boolean }`: answers RESULT with the stage timers' counts since the last PROFILE, then turns them on or off. */
+  PROFILE: 'profile',
   /** `{}`: answers PONG as soon as the worker is between two steps (wick.js's watchdog). */
   PING: 'ping',
   /**
@@ -68,7 +70,7 @@ export const FromWorker = Object.freeze({
   DONE: 'done',
   /** `{}`: the answer to PING. */
   PONG: 'pong',
-  /** `{ id, value }`: the answer to WARM, TOKENIZE or DETOKENIZE. */
+  /** `{ id, value }`: the answer to WARM, TOKENIZE, DETOKENIZE or PROFILE. */
   RESULT: 'result',
   /**
    * `{ id?, error: { code, message, param }, fatal }`: a request (or, without id, the load)

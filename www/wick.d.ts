@@ -338,6 +338,11 @@ export interface WickEngine {
   tokenize(text: string): Promise<number[]>;
   /** Text of token ids, control tokens written out. */
   detokenize(ids: number[]): Promise<string>;
+  /**
+   * What the engine's stage timers counted since the last call, per phase, then turns them on
+   * or off (a benchmark aid, like `wick bench --profile`).
+   */
+  profile(on: boolean): Promise<{ prefill: PhaseProfile; decode: PhaseProfile }>;
   /** Runs the start of a conversation into the KV cache ahead of the next request. */
   warm(messages: ChatMessage[]): Promise<{ cached_tokens: number }>;
   /** Stops every running and waiting request (each fails with WickError('aborted')). */
@@ -380,3 +385,13 @@ export declare function load(model: string | URL | File | File[] | FileList, opt
 export declare const cache: ModelCache;
 export declare const Wick: { load: typeof load; cache: ModelCache; WickError: typeof WickError };
 export default Wick;
+
+/** One phase's counts from the stage timers: its forwards, their wall time, each stage's time. */
+export interface PhaseProfile {
+  /** Forwards run: prefill chunks, or decode steps. */
+  forwards: number;
+  /** Their wall time, start to finish (s). */
+  seconds: number;
+  /** Each stage's time (s) and calls, in the order the data meets them. */
+  stages: { stage: string; seconds: number; calls: number }[];
+}

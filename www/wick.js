@@ -529,6 +529,18 @@ class Engine {
   }
 
   /**
+   * Where the engine's forwards spent their time since the last call, per phase (prefill
+   * chunks, decode steps) and stage, like `wick bench --profile`; then turns the stage timers on
+   * or off (a benchmark aid: off, they cost nothing).
+   * @param {boolean} on
+   * @returns {Promise<{ prefill: PhaseProfile, decode: PhaseProfile }>} with
+   *   `PhaseProfile = { forwards, seconds, stages: { stage, seconds, calls }[] }`
+   */
+  async profile(on) {
+    return this.#call(ToWorker.PROFILE, { on: Boolean(on) });
+  }
+
+  /**
    * The text of token ids, control tokens written out (`tokenize`'s inverse).
    * @param {number[]} ids
    * @returns {Promise<string>}

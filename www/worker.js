@@ -214,6 +214,9 @@ self.onmessage = ({ data }) => {
     case ToWorker.DETOKENIZE:
       answer(data.id, () => engine.detokenize(Uint32Array.from(data.ids)));
       break;
+    case ToWorker.PROFILE:
+      answer(data.id, () => JSON.parse(engine.profile(Boolean(data.on))));
+      break;
     case ToWorker.PING:
       post(FromWorker.PONG);
       break;

@@ -327,6 +327,7 @@ impl Model {
                 limit: self.limit,
             });
         }
+        let _forward = profile::forward(seq);
         let cfg = &self.config;
         let embed_span = profile::span(Stage::Embed);
         let mut x = self.embed.forward(ids, &self.device)?;
