@@ -262,6 +262,21 @@ fn bench_prints_min_median_max_at_a_prompt_length_and_a_profile() {
         "{out}"
     );
 
+    // Memory: the read bandwidth, the weights a decode step reads and how far the step is off.
+    let memory = regex::Regex::new(
+        r"reads stream at (\d+\.\d) GB/s; a decode step reads (\d+\.\d) MB of weights",
+    )
+    .unwrap();
+    let m = memory
+        .captures(&out)
+        .unwrap_or_else(|| panic!("no memory line in\n{out}"));
+    assert!(m[1].parse::<f64>().unwrap() > 0.0, "{out}");
+    assert!(m[2].parse::<f64>().unwrap() > 0.0, "{out}");
+    assert!(
+        out.contains("- decode after 64 tokens: ") && out.contains("× the weights' read time"),
+        "{out}"
+    );
+
     // The profile: one row per stage and the rest, each `ms (share%)`, for the prefill of the
     // 64-token prompt (one chunk) and the decode steps after it; the shares add up to the total.
     let header = "| stage | prefill, 64-token prompt | decode after 64 tokens |";

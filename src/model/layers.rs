@@ -130,6 +130,16 @@ pub(super) enum Weight {
 }
 
 impl Weight {
+    /// Bytes of the weight as the matmul reads them.
+    pub(super) fn bytes(&self) -> usize {
+        let tensor = |t: &Tensor| t.elem_count() * t.dtype().size_in_bytes();
+        match self {
+            Self::Blocks { data, .. } => data.len(),
+            Self::Candle(QMatMul::QTensor(q)) => q.storage_size_in_bytes(),
+            Self::Candle(QMatMul::Tensor(t) | QMatMul::TensorF16(t)) | Self::Float(t) => tensor(t),
+        }
+    }
+
     pub(super) fn new(w: WeightTensor) -> Result<Self> {
         Ok(match w {
             WeightTensor::Blocks { ty, data, dims } => Self::Blocks {
@@ -222,6 +232,11 @@ pub(super) struct Linear {
 }
 
 impl Linear {
+    /// Bytes of its weight (the bias is too small to count).
+    pub(super) fn bytes(&self) -> usize {
+        self.w.bytes()
+    }
+
     pub(super) fn forward(&self, x: &Tensor) -> Result<Tensor> {
         self.add_bias(self.w.forward(x)?)
     }
@@ -455,6 +470,11 @@ pub(super) struct Mlp {
 }
 
 impl Mlp {
+    /// Bytes of its three (or two) weights.
+    fn bytes(&self) -> usize {
+        self.gate.as_ref().map_or(0, Linear::bytes) + self.up.bytes() + self.down.bytes()
+    }
+
     /// The feed-forward on `rows` rows of `x`, on the CPU: the activation and the gating product
     /// in one pass over the gate's output, in place.
     pub(super) fn forward_rows(&self, x: &[f32], rows: usize) -> Result<Vec<f32>> {
@@ -507,6 +527,22 @@ pub(super) enum Ffn {
 }
 
 impl Ffn {
+    /// Bytes of weights one token's pass reads: the router and its `top_k` experts (as many as
+    /// an average expert's).
+    pub(super) fn bytes_per_token(&self) -> usize {
+        match self {
+            Self::Dense(m) => m.bytes(),
+            Self::Experts {
+                router,
+                experts,
+                top_k,
+            } => {
+                let all: usize = experts.iter().map(Mlp::bytes).sum();
+                router.bytes() + all * top_k / experts.len().max(1)
+            }
+        }
+    }
+
     /// The feed-forward on `rows` rows of `x`, on the CPU (experts through the tensor path).
     pub(super) fn forward_rows(&self, x: &[f32], rows: usize) -> Result<Vec<f32>> {
         match self {

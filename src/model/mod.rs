@@ -244,6 +244,23 @@ impl Model {
         2 * c.n_layers * c.n_kv_heads * c.head_dim * self.limit * std::mem::size_of::<f32>()
     }
 
+    /// Bytes of weights a decode step reads once each: every matmul's, the output head's
+    /// included (the embedding lookup reads one row). What bounds decode by memory bandwidth.
+    pub fn weight_bytes_per_token(&self) -> usize {
+        let blocks: usize = self
+            .blocks
+            .iter()
+            .map(|b| {
+                [&b.wq, &b.wk, &b.wv, &b.wo]
+                    .iter()
+                    .map(|l| l.bytes())
+                    .sum::<usize>()
+                    + b.ffn.bytes_per_token()
+            })
+            .sum();
+        blocks + self.head.bytes()
+    }
+
     /// Number of positions held in the KV cache.
     pub fn cached_len(&self) -> usize {
         self.blocks.first().map_or(0, |b| {

@@ -351,6 +351,28 @@ test('tokenize and detokenize are inverses, special tokens included', async () =
   assert.equal(notList.code, 'invalid_request');
 });
 
+test('profile() counts where prefill chunks and decode steps spend their time, only while on', async () => {
+  const { on, off } = await inPage(async () => {
+    await window.engine.profile(true);
+    await window.engine.completions.create({ prompt: 'The capital of France is', max_tokens: 3, temperature: 0, ignore_eos: true, cache_prompt: false });
+    const on = await window.engine.profile(false);
+    await window.engine.completions.create({ prompt: 'The capital of France is', max_tokens: 2, temperature: 0, cache_prompt: false });
+    return { on, off: await window.engine.profile(false) };
+  });
+  // One prompt chunk, then two one-token forwards between the three samples.
+  assert.equal(on.prefill.forwards, 1);
+  assert.equal(on.decode.forwards, 2);
+  const stage = (phase, name) => phase.stages.find((s) => s.stage === name);
+  for (const phase of [on.prefill, on.decode]) {
+    assert.equal(phase.stages.length, 13);
+    assert.ok(stage(phase, 'matmul gate/up').seconds > 0 && stage(phase, 'attention').calls > 0, JSON.stringify(phase));
+    const staged = phase.stages.filter((s) => s.stage !== 'sampling').reduce((n, s) => n + s.seconds, 0);
+    assert.ok(staged <= phase.seconds * 1.01 + 1e-4, `${staged} > ${phase.seconds}`);
+  }
+  assert.equal(stage(on.prefill, 'sampling').calls + stage(on.decode, 'sampling').calls, 3);
+  assert.equal(off.prefill.forwards + off.decode.forwards, 0);
+});
+
 test('an AbortSignal ends a stream with WickError(aborted), and the next request answers', async () => {
   const r = await inPage(async (messages) => {
     const controller = new AbortController();

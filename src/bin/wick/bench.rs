@@ -315,10 +315,55 @@ fn peak_rss() -> Option<u64> {
     Some(kb * 1024)
 }
 
+/// Bytes per second one streaming read of a buffer far larger than the caches gets, on the
+/// current pool's threads (the best of a few passes).
+fn read_bandwidth() -> f64 {
+    use rayon::prelude::*;
+    let words = vec![1u64; 64 << 20 >> 3 << 2]; // 256 MiB
+    let threads = rayon::current_num_threads().max(1);
+    let per = words.len().div_ceil(threads);
+    (0..4)
+        .map(|_| {
+            let t0 = Instant::now();
+            let sum: u64 = words
+                .par_chunks(per)
+                .map(|c| c.iter().fold(0u64, |a, &w| a.wrapping_add(w)))
+                .sum();
+            let s = t0.elapsed().as_secs_f64();
+            std::hint::black_box(sum);
+            (words.len() * 8) as f64 / s.max(1e-9)
+        })
+        .fold(0.0, f64::max)
+}
+
 /// Prints one table per thread count: each stage's milliseconds per prefill chunk and per
 /// decode token, with its share, for every prompt.
-fn print_profiles(a: &BenchArgs, prompts: &[Prompt], rows: &[BenchRow]) {
-    for (&t, row) in a.thread_counts.iter().zip(rows) {
+fn print_profiles(
+    a: &BenchArgs,
+    prompts: &[Prompt],
+    rows: &[BenchRow],
+    bandwidth: &[f64],
+    weights: usize,
+) {
+    for ((&t, row), &bw) in a.thread_counts.iter().zip(rows).zip(bandwidth) {
+        println!();
+        let floor = weights as f64 / bw;
+        println!(
+            "Memory, {t} thread(s): reads stream at {:.1} GB/s; a decode step reads {:.1} MB of \
+             weights, {:.2} ms at that speed",
+            bw / 1e9,
+            weights as f64 / 1e6,
+            1e3 * floor
+        );
+        for (p, r) in prompts.iter().zip(&row.prompts) {
+            let step = 1.0 / r.decode.median.max(1e-9);
+            println!(
+                "- decode after {} tokens: {:.2} ms per token (median), {:.2}× the weights' read time",
+                p.ids.len(),
+                1e3 * step,
+                step / floor.max(1e-12)
+            );
+        }
         println!();
         println!(
             "Profile, {t} thread(s): ms per prefill chunk (≤ {PREFILL_CHUNK} tokens) and per \
@@ -393,12 +438,17 @@ pub fn bench(a: BenchArgs) -> Result<(), Error> {
         });
     }
     let mut rows = Vec::new();
+    let mut bandwidth = Vec::new();
+    let weights = engine.model_mut().weight_bytes_per_token();
     for &t in &a.thread_counts {
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(t.max(1))
             .build()
             .map_err(|e| Error::Sampling(format!("cannot start {t} threads: {e}")))?;
         rows.push(pool.install(|| bench_with(&mut engine, &a, &prompts, grammar.as_ref()))?);
+        if a.profile {
+            bandwidth.push(pool.install(read_bandwidth));
+        }
     }
     // A folder's size is that of its files.
     let file = match std::fs::read_dir(&a.model.model) {
@@ -516,7 +566,7 @@ pub fn bench(a: BenchArgs) -> Result<(), Error> {
         );
     }
     if a.profile {
-        print_profiles(&a, &prompts, &rows);
+        print_profiles(&a, &prompts, &rows, &bandwidth, weights);
     }
     Ok(())
 }
