@@ -13,9 +13,13 @@ use crate::error::{Error, Result};
 use crate::kernels::{self, team, WeightType};
 use crate::weights::{TensorData, WeightTensor};
 
-/// Values an elementwise pass must have before it is split across the thread team: below
-/// that, handing out the tasks costs more than the pass (a decode step's vectors stay serial).
+/// Values a cheap elementwise pass (an add, a norm) must have before it is split across the
+/// thread team: below that, handing out the tasks costs more than the pass.
 const PARALLEL_VALUES: usize = 1 << 14;
+
+/// The same for the activation, whose `expf` or `erff` per value costs tens of nanoseconds in
+/// wasm: a decode step's feed-forward vector (1,536 values on SmolLM2) is worth splitting.
+const PARALLEL_ACTIVATIONS: usize = 1 << 10;
 
 /// Tasks an elementwise pass is split into: a few per thread, so a late thread still balances.
 const ELEMENTWISE_TASKS: usize = 16;
@@ -24,10 +28,20 @@ const ELEMENTWISE_TASKS: usize = 16;
 /// `a` is long (a prefill chunk's activations), else on the calling thread; each value is
 /// computed the same way.
 pub(super) fn in_chunks(a: &mut [f32], width: usize, f: impl Fn(usize, &mut [f32]) + Sync) {
-    if a.len() < PARALLEL_VALUES || width == 0 {
+    in_chunks_from(PARALLEL_VALUES, a, width, f);
+}
+
+/// [`in_chunks`] with the length `min` below which `a` stays on the calling thread.
+fn in_chunks_from(min: usize, a: &mut [f32], width: usize, f: impl Fn(usize, &mut [f32]) + Sync) {
+    if a.len() < min || width == 0 {
         return f(0, a);
     }
-    let per = a.len().div_ceil(ELEMENTWISE_TASKS).next_multiple_of(width);
+    // Tasks of at least a few hundred values: claiming one costs a contended atomic.
+    let per = a
+        .len()
+        .div_ceil(ELEMENTWISE_TASKS)
+        .max(256)
+        .next_multiple_of(width);
     let tasks: Vec<(usize, &mut [f32])> = a
         .chunks_mut(per)
         .enumerate()
@@ -85,14 +99,14 @@ impl Activation {
 
     /// `x ← act(x)`, in place (an ungated feed-forward).
     fn apply_in_place(self, x: &mut [f32]) {
-        in_chunks(x, 16, |_, c| {
+        in_chunks_from(PARALLEL_ACTIVATIONS, x, 16, |_, c| {
             c.iter_mut().for_each(|v| *v = self.scalar(*v))
         });
     }
 
     /// `g ← act(g) · u`, in one pass (a gated feed-forward): the values Candle's two ops gave.
     fn gate_in_place(self, g: &mut [f32], u: &[f32]) {
-        in_chunks(g, 16, |o, c| {
+        in_chunks_from(PARALLEL_ACTIVATIONS, g, 16, |o, c| {
             for (v, u) in c.iter_mut().zip(&u[o..]) {
                 *v = self.scalar(*v) * u;
             }
