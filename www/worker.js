@@ -147,12 +147,6 @@ const nextTurn = () => new Promise((resolve) => {
   channel.port2.postMessage(null);
 });
 
-/**
- * Longest a reply runs without letting messages in: a CANCEL waits about this long at most,
- * and a decode step of a few ms does not pay a turn of the event loop every time.
- */
-const YIELD_MS = 30;
-
 /** Runs one reply to its end, posting each token. */
 async function generate({ id, messages, prompt, params, fresh }) {
   if (!engine) return fail(id, new WickError('engine_crashed', 'No model is loaded in this engine; load the model again.'));
@@ -165,12 +159,8 @@ async function generate({ id, messages, prompt, params, fresh }) {
     if (typeof prompt === 'string') engine.startRaw(prompt, json);
     else engine.startChat(JSON.stringify(messages), json);
     post(FromWorker.STARTED, { id });
-    let yielded = -Infinity;
     for (;;) {
-      if (performance.now() - yielded >= YIELD_MS) {
-        await nextTurn();
-        yielded = performance.now();
-      }
+      await nextTurn();
       if (reply.cancelled) {
         const ev = JSON.parse(engine.cancel());
         post(FromWorker.DONE, { id, reason: 'cancelled', text: ev ? ev.text : '', stats: JSON.parse(engine.stats()), memoryBytes: memory.buffer.byteLength });
