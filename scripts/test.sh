@@ -35,5 +35,14 @@ step "wasm tests (Node)"
 CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner \
   $WASM test --release --target wasm32-unknown-unknown --lib --test wasm --test architectures --test formats --test train
 
+step "wasm kernel tests with relaxed SIMD (headless Chromium)"
+# The relaxed-SIMD kernels against their scalar references and the native bits. In Chromium: Node
+# 20's relaxed SIMD is an experimental, pre-standard one that computes other dot products.
+# webdriver.json (repo root) gives Chromium the flags it needs here (no sandbox as root).
+RUSTFLAGS='-C target-feature=+simd128,+relaxed-simd --cfg getrandom_backend="wasm_js"' \
+  CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner \
+  WASM_BINDGEN_USE_BROWSER=1 CHROMEDRIVER="${CHROMEDRIVER:-$(command -v chromedriver || echo /usr/lib/chromium/chromedriver)}" \
+  $WASM test --release --target wasm32-unknown-unknown --target-dir target/wasm-relaxed --lib kernels::
+
 step "browser end-to-end tests (headless Chromium)"
 node --test --test-concurrency=1 tests/e2e/

@@ -16,7 +16,15 @@ pub struct Q8Rows {
     pub qsum: Vec<i32>,
     /// The quantized values, 32 per block.
     pub qs: Vec<i8>,
+    /// The quantized values split by sign, 64 per block: `max(q, 0)` of the block's 32, then
+    /// `max(−q, 0)`; both fit 7 bits, so relaxed SIMD's dot takes them as its unsigned operand
+    /// against signed weights. Filled only in builds whose kernels read it ([`SPLIT`]).
+    pub split: Vec<i8>,
 }
+
+/// Whether [`Q8Rows::quantize`] fills [`Q8Rows::split`]: the wasm builds with relaxed SIMD,
+/// whose byte kernels (`Q8_0`, `A8`) multiply the weights with it.
+pub const SPLIT: bool = cfg!(all(target_arch = "wasm32", target_feature = "relaxed-simd"));
 
 impl Q8Rows {
     /// Quantizes `x` (rows of a multiple of 32 values each, back to back).
@@ -27,6 +35,7 @@ impl Q8Rows {
             s: Vec::with_capacity(blocks),
             qsum: Vec::with_capacity(blocks),
             qs: vec![0; blocks * BLOCK],
+            split: Vec::new(),
         };
         for (xb, qb) in x.chunks_exact(BLOCK).zip(out.qs.chunks_exact_mut(BLOCK)) {
             let amax = xb.iter().fold(0f32, |a, v| a.max(v.abs()));
@@ -42,8 +51,22 @@ impl Q8Rows {
             out.s.push(f16::from_f32(d * sum as f32).to_f32());
             out.qsum.push(sum);
         }
+        if SPLIT {
+            out.split = out.qs.chunks_exact(BLOCK).flat_map(split_block).collect();
+        }
         out
     }
+}
+
+/// A block's 32 quantized values as [`Q8Rows::split`] holds them (|q| ≤ 127, so `−q` fits).
+fn split_block(q: &[i8]) -> [i8; 2 * BLOCK] {
+    std::array::from_fn(|e| {
+        if e < BLOCK {
+            q[e].max(0)
+        } else {
+            q[e - BLOCK].saturating_neg().max(0)
+        }
+    })
 }
 
 /// Elements per K-quant super-block.
@@ -150,5 +173,25 @@ mod tests {
         }
         let zero = Q8KRows::quantize(&[0.0; SUPER]);
         assert_eq!((zero.d[0], zero.bsums.len()), (0.0, 16));
+    }
+
+    #[test]
+    fn q8_values_fit_and_split_by_sign() {
+        let mut x: Vec<f32> = (0..2 * BLOCK).map(|i| (i as f32 * 0.37).sin()).collect();
+        x[5] = -3.0;
+        x[40] = 2.0;
+        let q = Q8Rows::quantize(&x);
+        // −128 never occurs, so −q fits an i8 and the split halves fit 7 bits.
+        assert!(q.qs.iter().all(|&v| v >= -127));
+        assert_eq!((q.qs[5], q.qs[40]), (-127, 127));
+        let split: Vec<i8> = q.qs.chunks_exact(BLOCK).flat_map(split_block).collect();
+        for (b, s) in split.chunks_exact(2 * BLOCK).enumerate() {
+            for e in 0..BLOCK {
+                let (pos, neg) = (s[e], s[BLOCK + e]);
+                assert!((0..=127).contains(&pos) && (0..=127).contains(&neg));
+                assert_eq!(pos - neg, q.qs[b * BLOCK + e]);
+            }
+        }
+        assert_eq!(q.split, if SPLIT { split } else { Vec::new() });
     }
 }

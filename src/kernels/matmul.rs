@@ -1,10 +1,14 @@
 //! `y = x · Wᵀ` over quantized weight rows: activations quantized once, rows split into tasks
-//! for the [`team`](super::team), four weight rows (and four activation rows) per tile.
+//! for the [`team`](super::team), four weight rows (and up to eight activation rows) per tile.
 
 use super::{team, Quantized, WeightType};
 
 /// Output rows computed per parallel task, at least: enough work to amortize scheduling.
 const ROWS_PER_TASK: usize = 16;
+
+/// Activation rows per tile of the prompt's matmuls: each weight block is unpacked once for all
+/// of them.
+const WIDE: usize = 8;
 
 /// Tasks one matmul is split into, at most: enough to balance a few threads, few enough that
 /// claiming them (a contended atomic each) costs little next to the work.
@@ -58,25 +62,31 @@ pub fn matmul_many(
     }
     team::for_each(tasks, |(ty, rows, out)| {
         let (row_bytes, kb) = (ty.row_bytes(k), k / ty.block_len());
-        // Tiles of four weight rows × four activation rows (each weight block is unpacked once
-        // for the four), then one activation row at a time.
+        // Tiles of four weight rows × eight activation rows (each weight block is unpacked once
+        // for the eight), then four, then one activation row at a time.
         let mut quads = rows.chunks_exact(4 * row_bytes);
         let mut outs = out.chunks_exact_mut(4 * m);
         for (w4, o4) in (&mut quads).zip(&mut outs) {
-            let mut put = |i: usize, y: [f32; 4]| {
-                for (r, v) in y.into_iter().enumerate() {
-                    o4[r * m + i] = v;
+            let mut put = |i: usize, y: &[[f32; 4]]| {
+                for (a, y) in y.iter().enumerate() {
+                    for (r, &v) in y.iter().enumerate() {
+                        o4[r * m + i + a] = v;
+                    }
                 }
             };
-            for i in (0..m - m % 4).step_by(4) {
-                let xb = [i * kb, (i + 1) * kb, (i + 2) * kb, (i + 3) * kb];
-                for (a, y) in ty.dot_tile(w4, row_bytes, &xq, xb).into_iter().enumerate() {
-                    put(i + a, y);
-                }
+            let mut i = 0;
+            while i + WIDE <= m {
+                let xb = std::array::from_fn::<_, WIDE, _>(|a| (i + a) * kb);
+                put(i, &ty.dot_tile(w4, row_bytes, &xq, xb));
+                i += WIDE;
             }
-            for i in m - m % 4..m {
-                let [y] = ty.dot_tile(w4, row_bytes, &xq, [i * kb]);
-                put(i, y);
+            if i + 4 <= m {
+                let xb = std::array::from_fn::<_, 4, _>(|a| (i + a) * kb);
+                put(i, &ty.dot_tile(w4, row_bytes, &xq, xb));
+                i += 4;
+            }
+            for i in i..m {
+                put(i, &ty.dot_tile(w4, row_bytes, &xq, [i * kb]));
             }
         }
         let rest = quads.remainder().chunks_exact(row_bytes);
@@ -142,11 +152,11 @@ mod tests {
         ] {
             let (n, k) = (37, if ty.is_k() { 512 } else { 96 });
             let w = random_blocks(ty, 7, n * k / ty.block_len());
-            for m in [1, 2, 5] {
+            for m in [1, 2, 5, 13] {
                 let x = noise(m as u64, m * k);
                 let got = matmul(ty, &w, n, k, &x, m);
                 let want = matmul_reference(ty, &w, n, k, &x, m);
-                // Tiles of four and of one activation row, and the rows left over from the
+                // Tiles of eight, four and one activation row, and the rows left over from the
                 // four-row tiles, all give the scalar reference's result to the bit.
                 for (g, r) in got.iter().zip(&want) {
                     assert_eq!(g.to_bits(), r.to_bits(), "{ty:?} m={m}: {g} vs {r}");

@@ -41,17 +41,17 @@ pub fn dot_tile<const A: usize>(
     x: &Q8Rows,
     xb: [usize; A],
 ) -> [[f32; 4]; A] {
-    use super::arch::{q4_1_dot, q4_1_unpack};
+    use super::arch::{q4_1_unpack, u7_dot};
     // SAFETY: `q4_1_unpack` reads the 16 bytes at b[4..20] of the block it is given,
-    // `q4_1_dot` 32 activations.
+    // `u7_dot` 32 activations.
     unsafe {
-        super::tile::tile::<BLOCK_BYTES, true, A, _>(
+        super::tile::tile::<BLOCK_BYTES, true, 0, A, _>(
             w,
             row_bytes,
             x,
             xb,
             |b| q4_1_unpack(b),
-            |u, q| q4_1_dot(u, q),
+            |u, q| u7_dot(u, q),
         )
     }
 }

@@ -3,8 +3,8 @@
 //! GGML's `Q5_0` block: 32 weights `w = d·(q − 16)` with `d` f16 and `q` 5-bit (22 bytes per
 //! block): `d`, then the 32 fifth bits as a little-endian u32 (bit `e` for element `e`), then
 //! 16 bytes whose low nibbles are elements 0‥15 and high nibbles 16‥31. So
-//! `Σ w·x = d_w·d_x·Σ (q − 16)·q_x`; the values `q − 16` (−16‥15) fit relaxed SIMD's 7-bit
-//! operand, so every SIMD version sums them exactly.
+//! `Σ w·x = d_w·d_x·Σ (q − 16)·q_x`. The SIMD versions multiply the 5-bit `q` themselves (0‥31:
+//! relaxed SIMD's 7-bit operand, `maddubs`'s unsigned one) and take `16·Σ q_x` off, exactly.
 
 use super::{f16_to_f32, Q8Rows};
 
@@ -49,17 +49,17 @@ pub fn dot_tile<const A: usize>(
     x: &Q8Rows,
     xb: [usize; A],
 ) -> [[f32; 4]; A] {
-    use super::arch::{q5_0_unpack, small_dot};
+    use super::arch::{q5_0_unpack, u7_dot};
     // SAFETY: `q5_0_unpack` reads the 20 bytes at b[2..22] of the block it is given,
-    // `small_dot` 32 activations.
+    // `u7_dot` 32 activations.
     unsafe {
-        super::tile::tile::<BLOCK_BYTES, false, A, _>(
+        super::tile::tile::<BLOCK_BYTES, false, 16, A, _>(
             w,
             row_bytes,
             x,
             xb,
             |b| q5_0_unpack(b),
-            |u, q| small_dot(u, q),
+            |u, q| u7_dot(u, q),
         )
     }
 }

@@ -5,8 +5,9 @@
 //! pairs, 16 scales, then `d`. Each half of 128 values reads 64 low-nibble bytes `l` and 32
 //! high-bit bytes `h`: value `i` (0‥32) of its four quarters is the low nibble of `l[i]`, of
 //! `l[i + 32]`, the high nibble of `l[i]`, of `l[i + 32]`, over bits 0‥1, 2‥3, 4‥5, 6‥7 of `h[i]`.
-//! With `Q8_K` activations, `Σ w·x = d·d_x·Σ_g sc_g·Σ (q − 32)·q_x`; the values `q − 32`
-//! (−32‥31) fit relaxed SIMD's 7-bit operand.
+//! With `Q8_K` activations, `Σ w·x = d·d_x·Σ_g sc_g·Σ (q − 32)·q_x`, an exact integer however
+//! a SIMD version groups it (relaxed SIMD multiplies the 6-bit `q` and takes
+//! `32·Σ_g sc_g·Σ q_x` off after).
 
 use super::{f16_to_f32, Q8KRows, SUPER};
 
@@ -57,7 +58,7 @@ pub fn dot_tile<const A: usize>(
     xb: [usize; A],
 ) -> [[f32; 4]; A] {
     use super::arch::q6_k_dot;
-    // SAFETY: `q6_k_dot` reads bytes 0‥208 of the block and 256 activations.
+    // SAFETY: `q6_k_dot` reads bytes 0‥208 of the block, 256 activations and their 16 sums.
     unsafe {
         super::tile::tile_k::<BLOCK_BYTES, D, false, A, _>(
             w,
@@ -65,7 +66,7 @@ pub fn dot_tile<const A: usize>(
             x,
             xb,
             |_| (),
-            |b, (), q, _| (q6_k_dot(b, q), 0),
+            |b, (), q, bsums| (q6_k_dot(b, q, bsums), 0),
         )
     }
 }

@@ -37,17 +37,27 @@ pub(super) fn reduce_scalar<const BB: usize, const MIN: bool>(
 }
 
 /// Checks what [`reduce_tile`] reads: four rows of `row_bytes` (whole blocks of `bb` bytes) in
-/// `w`, and the activation blocks from each `xb` on. Returns the blocks per row.
+/// `w`, and the activation blocks from each `xb` on (`qb` bytes each in `acts`). Returns the
+/// blocks per row.
 #[cfg(wick_simd)]
-fn check_tile(w: &[u8], row_bytes: usize, bb: usize, x: &Q8Rows, xb: &[usize]) -> usize {
+fn check_tile(
+    w: &[u8],
+    row_bytes: usize,
+    bb: usize,
+    x: &Q8Rows,
+    acts: &[i8],
+    qb: usize,
+    xb: &[usize],
+) -> usize {
     let nb = row_bytes / bb;
     let end = xb.iter().max().map_or(0, |&b| b + nb);
     assert!(
         row_bytes.is_multiple_of(bb)
             && w.len() >= 4 * row_bytes
-            && x.qs.len() >= end * BLOCK
+            && acts.len() >= end * qb
             && x.d.len() >= end
-            && x.s.len() >= end,
+            && x.s.len() >= end
+            && x.qsum.len() >= end,
         "four weight rows and their activations expected"
     );
     nb
@@ -69,9 +79,12 @@ const CHUNK: usize = 16;
 
 /// [`reduce_scalar`] for a tile of four weight rows × `A` activation rows with SIMD: row `r`'s
 /// result for activation row `a` is lane `r` of `out[a]`, in the reference's order to the bit.
-/// `unpack(b)` reads a weight block once; `dot(u, q)` gives its products with 32 activations as
-/// four i32 lanes in any grouping (only their exact sum is used). The rows start at `w` and are
-/// `row_bytes` apart, `nb` blocks each; activation row `a` starts at block `xb[a]` of `x`.
+/// `unpack(b)` reads a weight block once; `dot(u, q)` gives its products with one activation
+/// block (`QB` bytes at `q` of `acts`: [`Q8Rows::qs`] or [`Q8Rows::split`]) as four i32 lanes in
+/// any grouping (only their exact sum is used), for weights stored `OFF` above their value:
+/// `OFF·Σq_x` ([`Q8Rows::qsum`]) is taken off that sum, exactly, before the float part. The rows
+/// start at `w` and are `row_bytes` apart, `nb` blocks each; activation row `a` starts at block
+/// `xb[a]`.
 ///
 /// Blocks are taken `CHUNK` at a time: first every row's integer sums, one row after the other
 /// (the rows lie back to back, so memory is read in order; stepping the four rows block by block
@@ -83,11 +96,20 @@ const CHUNK: usize = 16;
 /// must read only the block at `b`, and `dot` only 32 activations at `q`.
 #[cfg(wick_simd)]
 #[inline(always)]
-unsafe fn reduce_tile<const BB: usize, const MIN: bool, const A: usize, U: Copy>(
+#[allow(clippy::too_many_arguments)]
+unsafe fn reduce_tile<
+    const BB: usize,
+    const MIN: bool,
+    const QB: usize,
+    const OFF: i32,
+    const A: usize,
+    U: Copy,
+>(
     w: *const u8,
     row_bytes: usize,
     nb: usize,
     x: &Q8Rows,
+    acts: *const i8,
     xb: [usize; A],
     unpack: impl Fn(*const u8) -> U,
     dot: impl Fn(U, *const i8) -> super::arch::I,
@@ -95,7 +117,7 @@ unsafe fn reduce_tile<const BB: usize, const MIN: bool, const A: usize, U: Copy>
     use super::arch::*;
     use std::mem::MaybeUninit;
     let (mut acc, mut mins) = ([splat(0.0); A], [splat(0.0); A]);
-    let (qs, xd, xs) = (x.qs.as_ptr(), x.d.as_ptr(), x.s.as_ptr());
+    let (xd, xs, xsum) = (x.d.as_ptr(), x.s.as_ptr(), x.qsum.as_ptr());
     let mut sums = [[[MaybeUninit::<I>::uninit(); CHUNK]; 4]; A];
     for from in (0..nb).step_by(CHUNK) {
         let n = CHUNK.min(nb - from);
@@ -104,7 +126,7 @@ unsafe fn reduce_tile<const BB: usize, const MIN: bool, const A: usize, U: Copy>
             for c in 0..n {
                 let u = unpack(b.add(c * BB));
                 for (a, s) in sums.iter_mut().enumerate() {
-                    s[r][c].write(dot(u, qs.add((xb[a] + from + c) * BLOCK)));
+                    s[r][c].write(dot(u, acts.add((xb[a] + from + c) * QB)));
                 }
             }
         }
@@ -120,12 +142,15 @@ unsafe fn reduce_tile<const BB: usize, const MIN: bool, const A: usize, U: Copy>
             for a in 0..A {
                 let i = xb[a] + from + c;
                 let s = &sums[a];
-                let p = hsum4(
+                let mut p = hsum4(
                     s[0][c].assume_init(),
                     s[1][c].assume_init(),
                     s[2][c].assume_init(),
                     s[3][c].assume_init(),
                 );
+                if OFF != 0 {
+                    p = isub(p, isplat(OFF * *xsum.add(i)));
+                }
                 acc[a] = add(acc[a], mul(mul(d, splat(*xd.add(i))), to_f32(p)));
                 if MIN {
                     mins[a] = add(mins[a], mul(m, splat(*xs.add(i))));
@@ -136,14 +161,20 @@ unsafe fn reduce_tile<const BB: usize, const MIN: bool, const A: usize, U: Copy>
     std::array::from_fn(|a| lanes(if MIN { add(acc[a], mins[a]) } else { acc[a] }))
 }
 
-/// [`reduce_tile`] over four rows of `w`, after checking that they and the activations are
-/// there ([`check_tile`]).
+/// [`reduce_tile`] over four rows of `w` against the activations' `qs` (32 bytes a block), after
+/// checking that they and the activations are there ([`check_tile`]).
 ///
 /// # Safety
 /// `unpack` must read only the `BB`-byte block it is given, and `dot` only 32 activations.
 #[cfg(wick_simd)]
 #[inline(always)]
-pub(super) unsafe fn tile<const BB: usize, const MIN: bool, const A: usize, U: Copy>(
+pub(super) unsafe fn tile<
+    const BB: usize,
+    const MIN: bool,
+    const OFF: i32,
+    const A: usize,
+    U: Copy,
+>(
     w: &[u8],
     row_bytes: usize,
     x: &Q8Rows,
@@ -151,12 +182,23 @@ pub(super) unsafe fn tile<const BB: usize, const MIN: bool, const A: usize, U: C
     unpack: impl Fn(*const u8) -> U,
     dot: impl Fn(U, *const i8) -> super::arch::I,
 ) -> [[f32; 4]; A] {
-    let nb = check_tile(w, row_bytes, BB, x, &xb);
-    reduce_tile::<BB, MIN, A, U>(w.as_ptr(), row_bytes, nb, x, xb, unpack, dot)
+    let nb = check_tile(w, row_bytes, BB, x, &x.qs, BLOCK, &xb);
+    reduce_tile::<BB, MIN, BLOCK, OFF, A, U>(
+        w.as_ptr(),
+        row_bytes,
+        nb,
+        x,
+        x.qs.as_ptr(),
+        xb,
+        unpack,
+        dot,
+    )
 }
 
 /// [`tile`] for the types whose payload is 32 plain bytes at offset `OFF` of a `BB`-byte block,
-/// signed or not (`Q8_0`: signed at 2, no minimum; `A8`: unsigned at 4, with one).
+/// signed or not (`Q8_0`: signed at 2, no minimum; `A8`: unsigned at 4, with one). Where the
+/// target multiplies bytes with the sign-split activations ([`BYTES_SPLIT`](super::arch)), it
+/// reads [`Q8Rows::split`], and multiplies unsigned bytes as the signed `q − 128` (`OFF` −128).
 #[cfg(wick_simd)]
 pub(super) fn byte_tile<
     const BB: usize,
@@ -170,18 +212,49 @@ pub(super) fn byte_tile<
     x: &Q8Rows,
     xb: [usize; A],
 ) -> [[f32; 4]; A] {
-    use super::arch::{byte_dot, byte_unpack};
+    use super::arch::{byte_dot, byte_unpack, BYTES_SPLIT};
     const { assert!(OFF + 32 <= BB) };
-    // SAFETY: the 32 bytes at OFF lie inside the block; `byte_dot` reads 32 activations.
+    let (acts, qb) = if BYTES_SPLIT {
+        (&x.split, 2 * BLOCK)
+    } else {
+        (&x.qs, BLOCK)
+    };
+    let nb = check_tile(w, row_bytes, BB, x, acts, qb, &xb);
+    // SAFETY: the 32 bytes at OFF lie inside the block; `byte_dot` reads one block of `acts`.
     unsafe {
-        tile::<BB, MIN, A, _>(
-            w,
-            row_bytes,
-            x,
-            xb,
-            |b| byte_unpack::<SIGNED>(b.add(OFF)),
-            |u, q| byte_dot(u, q),
-        )
+        let unpack = |b: *const u8| byte_unpack::<SIGNED>(b.add(OFF));
+        match (BYTES_SPLIT, SIGNED) {
+            (true, false) => reduce_tile::<BB, MIN, { 2 * BLOCK }, -128, A, _>(
+                w.as_ptr(),
+                row_bytes,
+                nb,
+                x,
+                acts.as_ptr(),
+                xb,
+                unpack,
+                |u, q| byte_dot(u, q),
+            ),
+            (true, true) => reduce_tile::<BB, MIN, { 2 * BLOCK }, 0, A, _>(
+                w.as_ptr(),
+                row_bytes,
+                nb,
+                x,
+                acts.as_ptr(),
+                xb,
+                unpack,
+                |u, q| byte_dot(u, q),
+            ),
+            (false, _) => reduce_tile::<BB, MIN, BLOCK, 0, A, _>(
+                w.as_ptr(),
+                row_bytes,
+                nb,
+                x,
+                acts.as_ptr(),
+                xb,
+                unpack,
+                |u, q| byte_dot(u, q),
+            ),
+        }
     }
 }
 

@@ -36,6 +36,14 @@ pub fn words(w: [u32; 4]) -> I {
     u32x4(w[0], w[1], w[2], w[3])
 }
 #[inline(always)]
+pub fn isplat(v: i32) -> I {
+    i32x4_splat(v)
+}
+#[inline(always)]
+pub fn isub(a: I, b: I) -> I {
+    i32x4_sub(a, b)
+}
+#[inline(always)]
 pub fn high_halves(h: I) -> I {
     u32x4_shr(h, 16)
 }
@@ -84,50 +92,16 @@ pub unsafe fn q4_1_unpack(b: *const u8) -> (v128, v128) {
     (v128_and(packed, u8x16_splat(0x0F)), u8x16_shr(packed, 4))
 }
 
-/// Products of [`q4_1_unpack`]ed nibbles and 32 activations at `q`, as four i32 lanes
-/// ([`small_dot`]: nibbles are 7-bit values).
+/// Products of 32 non-negative weights (0‥64; `a` holds the first 16, `b` the
+/// rest: `Q4_1`'s and `Q4_K`'s nibbles, `Q5_0`'s 5-bit values) and 32 activations at `q`, as
+/// four i32 lanes. With relaxed SIMD they go through `i32x4.relaxed_dot_i8x16_i7x16_add`, one
+/// instruction per 16 products: the weights are 7-bit values and the activations' pair sums
+/// (|·| ≤ 2·127·127) fit an i16, so the result does not depend on the engine.
 ///
 /// # Safety
 /// `q` must point at 32 readable bytes.
 #[inline(always)]
-pub unsafe fn q4_1_dot(nibbles: (v128, v128), q: *const i8) -> v128 {
-    nibble_dot(nibbles, q)
-}
-
-/// Products of 32 weights that fit 7 bits signed (−64‥63; `a` holds the first 16, `b` the
-/// rest) and 32 activations at `q`, as four i32 lanes, in plain simd128: relaxed SIMD's dot
-/// leaves a weight with its top bit set (a negative one) to the engine, so signed weights
-/// (Q5_0's `q − 16`) never go through it.
-///
-/// # Safety
-/// `q` must point at 32 readable bytes.
-#[inline(always)]
-pub unsafe fn small_dot((a, b): (v128, v128), q: *const i8) -> v128 {
-    let y0 = v128_load(q as *const v128);
-    let y1 = v128_load(q.add(16) as *const v128);
-    // Products of 7-bit and 8-bit values widen straight to i16, and four of them
-    // (|sum| ≤ 4·64·128) still fit one.
-    i32x4_extadd_pairwise_i16x8(i16x8_add(
-        i16x8_add(
-            i16x8_extmul_low_i8x16(a, y0),
-            i16x8_extmul_high_i8x16(a, y0),
-        ),
-        i16x8_add(
-            i16x8_extmul_low_i8x16(b, y1),
-            i16x8_extmul_high_i8x16(b, y1),
-        ),
-    ))
-}
-
-/// Products of 32 non-negative 7-bit weights (0‥127; `a` holds the first 16, `b` the
-/// rest) and 32 activations at `q`, as four i32 lanes. With relaxed SIMD they go through
-/// `i32x4.relaxed_dot_i8x16_i7x16_add`, one instruction per 16 products: the weights are 7-bit
-/// values, so the result does not depend on the engine.
-///
-/// # Safety
-/// `q` must point at 32 readable bytes.
-#[inline(always)]
-pub unsafe fn nibble_dot((a, b): (v128, v128), q: *const i8) -> v128 {
+pub unsafe fn u7_dot((a, b): (v128, v128), q: *const i8) -> v128 {
     let y0 = v128_load(q as *const v128);
     let y1 = v128_load(q.add(16) as *const v128);
     #[cfg(target_feature = "relaxed-simd")]
@@ -136,8 +110,8 @@ pub unsafe fn nibble_dot((a, b): (v128, v128), q: *const i8) -> v128 {
         b,
         i32x4_relaxed_dot_i8x16_i7x16_add(y0, a, i32x4_splat(0)),
     );
-    // Products of 7-bit and 8-bit values widen straight to i16, and four of them
-    // (|sum| ≤ 4·64·128) still fit one.
+    // Products of weights ≤ 64 (all these kernels pass: nibbles, 5-bit values) and activations
+    // |q_x| ≤ 127 widen straight to i16, and four of them (≤ 4·64·127) still fit one.
     #[cfg(not(target_feature = "relaxed-simd"))]
     i32x4_extadd_pairwise_i16x8(i16x8_add(
         i16x8_add(
@@ -151,23 +125,10 @@ pub unsafe fn nibble_dot((a, b): (v128, v128), q: *const i8) -> v128 {
     ))
 }
 
-/// Products of 16 weights that fit 7 bits signed and 16 activations at `q`, as four i32 lanes
-/// (as [`small_dot`]).
-///
-/// # Safety
-/// `q` must point at 16 readable bytes.
-#[inline(always)]
-unsafe fn small_dot16(a: v128, q: *const i8) -> v128 {
-    let y = v128_load(q as *const v128);
-    i32x4_extadd_pairwise_i16x8(i16x8_add(
-        i16x8_extmul_low_i8x16(a, y),
-        i16x8_extmul_high_i8x16(a, y),
-    ))
-}
-
 // ---- Q5_0 ----
 
-/// A `Q5_0` block's 32 values `q − 16` (−16‥15), elements 0‥15 and 16‥31, for [`small_dot`].
+/// A `Q5_0` block's 32 values `q` (0‥31, 16 above the weight's value), elements 0‥15 and
+/// 16‥31, for [`u7_dot`].
 ///
 /// # Safety
 /// `b` must point at a whole block.
@@ -185,11 +146,10 @@ pub unsafe fn q5_0_unpack(b: *const u8) -> (v128, v128) {
     );
     let packed = v128_load(b.add(6) as *const v128);
     let (lo, hi) = (v128_and(packed, u8x16_splat(0x0F)), u8x16_shr(packed, 4));
-    // A nibble without its fifth bit is q − 16 once 0xF0 fills its top: nibble − 16 as i8.
-    let minus = u8x16_splat(0xF0);
+    let fifth = u8x16_splat(0x10);
     (
-        v128_or(lo, v128_andnot(minus, h0)),
-        v128_or(hi, v128_andnot(minus, h1)),
+        v128_or(lo, v128_and(h0, fifth)),
+        v128_or(hi, v128_and(h1, fifth)),
     )
 }
 
@@ -207,8 +167,8 @@ pub unsafe fn q4_k_dot(qs: *const u8, sc: &[u8; 8], q: *const i8) -> v128 {
         let a = v128_load(qs.add(32 * i) as *const v128);
         let b = v128_load(qs.add(32 * i + 16) as *const v128);
         let m = u8x16_splat(0x0F);
-        let lo = nibble_dot((v128_and(a, m), v128_and(b, m)), q.add(64 * i));
-        let hi = nibble_dot((u8x16_shr(a, 4), u8x16_shr(b, 4)), q.add(64 * i + 32));
+        let lo = u7_dot((v128_and(a, m), v128_and(b, m)), q.add(64 * i));
+        let hi = u7_dot((u8x16_shr(a, 4), u8x16_shr(b, 4)), q.add(64 * i + 32));
         acc = i32x4_add(acc, i32x4_mul(lo, i32x4_splat(i32::from(sc[2 * i]))));
         acc = i32x4_add(acc, i32x4_mul(hi, i32x4_splat(i32::from(sc[2 * i + 1]))));
     }
@@ -216,14 +176,15 @@ pub unsafe fn q4_k_dot(qs: *const u8, sc: &[u8; 8], q: *const i8) -> v128 {
 }
 
 /// Σ_g sc_g·Σ (q − 32)·q_x over a `Q6_K` super-block at `b` (16 groups of 16) and 256
-/// activations at `q`, as four i32 lanes.
+/// activations at `q` with group sums `bsums`, as four i32 lanes. The 6-bit `q` (0‥63) are
+/// multiplied as they are ([`u7_dot16`]) and `32·Σ_g sc_g·Σ q_x` taken off after, exactly.
 ///
 /// # Safety
-/// `b` must point at a whole block, `q` at 256 readable bytes.
+/// `b` must point at a whole block, `q` at 256 readable bytes, `bsums` at 16 sums.
 #[inline(always)]
-pub unsafe fn q6_k_dot(b: *const u8, q: *const i8) -> v128 {
+pub unsafe fn q6_k_dot(b: *const u8, q: *const i8, bsums: *const i16) -> v128 {
     let mut acc = i32x4_splat(0);
-    let (m4, m2, b6) = (u8x16_splat(0x0F), u8x16_splat(0x30), u8x16_splat(32));
+    let (m4, m2) = (u8x16_splat(0x0F), u8x16_splat(0x30));
     for half in 0..2 {
         let l = b.add(64 * half);
         let h = b.add(128 + 32 * half);
@@ -240,22 +201,56 @@ pub unsafe fn q6_k_dot(b: *const u8, q: *const i8) -> v128 {
             ];
             for (k, v) in quarters.into_iter().enumerate() {
                 let e = 128 * half + 32 * k + 16 * i;
-                let p = small_dot16(i8x16_sub(v, b6), q.add(e));
-                let sc = i32::from(*(b.add(192 + e / 16) as *const i8));
-                acc = i32x4_add(acc, i32x4_mul(p, i32x4_splat(sc)));
+                let sc = i16x8_splat(i16::from(*(b.add(192 + e / 16) as *const i8)));
+                // Pair sums (≤ 2·63·127) times an i8 scale, summed in pairs, fit an i32.
+                acc = i32x4_add(acc, i32x4_dot_i16x8(u7_dot16(v, q.add(e)), sc));
             }
         }
     }
-    acc
+    let scales = v128_load(b.add(192) as *const v128);
+    let sums = i32x4_add(
+        i32x4_dot_i16x8(
+            v128_load(bsums as *const v128),
+            i16x8_extend_low_i8x16(scales),
+        ),
+        i32x4_dot_i16x8(
+            v128_load(bsums.add(8) as *const v128),
+            i16x8_extend_high_i8x16(scales),
+        ),
+    );
+    i32x4_sub(acc, i32x4_shl(sums, 5))
+}
+
+/// Sums of pairs of the products of 16 non-negative weights (0‥63) and 16 activations at `q`,
+/// as eight i16 lanes (|·| ≤ 2·63·127): one relaxed-SIMD dot where the build has it (the weights
+/// are 7-bit values, so the engine cannot change the result).
+///
+/// # Safety
+/// `q` must point at 16 readable bytes.
+#[inline(always)]
+unsafe fn u7_dot16(v: v128, q: *const i8) -> v128 {
+    let y = v128_load(q as *const v128);
+    #[cfg(target_feature = "relaxed-simd")]
+    return i16x8_relaxed_dot_i8x16_i7x16(y, v);
+    #[cfg(not(target_feature = "relaxed-simd"))]
+    // Lanes pair e with e + 8 instead: only the total is used.
+    i16x8_add(i16x8_extmul_low_i8x16(v, y), i16x8_extmul_high_i8x16(v, y))
 }
 
 // ---- Plain bytes: Q8_0 (signed), A8 (unsigned) ----
+
+/// Whether [`byte_dot`] reads the sign-split activations ([`Q8Rows::split`]) rather than
+/// `qs`: with relaxed SIMD.
+///
+/// [`Q8Rows::split`]: crate::kernels::Q8Rows::split
+pub const BYTES_SPLIT: bool = cfg!(target_feature = "relaxed-simd");
 
 /// A block's 32 weight bytes at `w` — signed when `SIGNED`, else unsigned — widened to i16 in
 /// four vectors of 8, for [`byte_dot`].
 ///
 /// # Safety
 /// `w` must point at 32 readable bytes.
+#[cfg(not(target_feature = "relaxed-simd"))]
 #[inline(always)]
 pub unsafe fn byte_unpack<const SIGNED: bool>(w: *const u8) -> [v128; 4] {
     let (a, b) = (
@@ -284,6 +279,7 @@ pub unsafe fn byte_unpack<const SIGNED: bool>(w: *const u8) -> [v128; 4] {
 ///
 /// # Safety
 /// `q` must point at 32 readable bytes.
+#[cfg(not(target_feature = "relaxed-simd"))]
 #[inline(always)]
 pub unsafe fn byte_dot(u: [v128; 4], q: *const i8) -> v128 {
     let (c0, c1) = (
@@ -299,4 +295,52 @@ pub unsafe fn byte_dot(u: [v128; 4], q: *const i8) -> v128 {
         i32x4_dot_i16x8(u[3], i16x8_extend_high_i8x16(c1)),
     );
     i32x4_add(lo, hi)
+}
+
+/// A block's 32 weight bytes at `w` as signed bytes (unsigned ones less 128: the tile takes
+/// `128·Σq_x` back), first 16 and rest, for [`byte_dot`].
+///
+/// # Safety
+/// `w` must point at 32 readable bytes.
+#[cfg(target_feature = "relaxed-simd")]
+#[inline(always)]
+pub unsafe fn byte_unpack<const SIGNED: bool>(w: *const u8) -> (v128, v128) {
+    let (a, b) = (
+        v128_load(w as *const v128),
+        v128_load(w.add(16) as *const v128),
+    );
+    if SIGNED {
+        (a, b)
+    } else {
+        let flip = u8x16_splat(0x80);
+        (v128_xor(a, flip), v128_xor(b, flip))
+    }
+}
+
+/// Products of 32 signed weight bytes ([`byte_unpack`], any i8) and one block of sign-split
+/// activations at `q` (32 values `max(q_x, 0)`, then 32 `max(−q_x, 0)`), as four i32 lanes:
+/// `Σ w·q_x = Σ w·max(q_x, 0) − Σ w·max(−q_x, 0)`. The split values are relaxed SIMD's 7-bit
+/// operand (0‥127) and the pair sums (≥ 2·(−128)·127) fit an i16, so no engine can change the
+/// result, −128 weights included.
+///
+/// # Safety
+/// `q` must point at 64 readable bytes.
+#[cfg(target_feature = "relaxed-simd")]
+#[inline(always)]
+pub unsafe fn byte_dot((a, b): (v128, v128), q: *const i8) -> v128 {
+    let p0 = v128_load(q as *const v128);
+    let p1 = v128_load(q.add(16) as *const v128);
+    let n0 = v128_load(q.add(32) as *const v128);
+    let n1 = v128_load(q.add(48) as *const v128);
+    let pos = i32x4_relaxed_dot_i8x16_i7x16_add(
+        b,
+        p1,
+        i32x4_relaxed_dot_i8x16_i7x16_add(a, p0, i32x4_splat(0)),
+    );
+    let neg = i32x4_relaxed_dot_i8x16_i7x16_add(
+        b,
+        n1,
+        i32x4_relaxed_dot_i8x16_i7x16_add(a, n0, i32x4_splat(0)),
+    );
+    i32x4_sub(pos, neg)
 }

@@ -39,6 +39,14 @@ pub fn words(w: [u32; 4]) -> I {
     unsafe { _mm_setr_epi32(w[0] as i32, w[1] as i32, w[2] as i32, w[3] as i32) }
 }
 #[inline(always)]
+pub fn isplat(v: i32) -> I {
+    unsafe { _mm_set1_epi32(v) }
+}
+#[inline(always)]
+pub fn isub(a: I, b: I) -> I {
+    unsafe { _mm_sub_epi32(a, b) }
+}
+#[inline(always)]
 pub fn high_halves(h: I) -> I {
     unsafe { _mm_srli_epi32(h, 16) }
 }
@@ -90,34 +98,23 @@ pub unsafe fn q4_1_unpack(b: *const u8) -> __m256i {
     _mm256_set_m128i(hi, lo)
 }
 
-/// Products of [`q4_1_unpack`]ed nibbles and 32 activations at `q`, as four i32 lanes.
+/// Products of 32 non-negative weights (0‥127: [`q4_1_unpack`]ed nibbles, [`q5_0_unpack`]ed
+/// 5-bit values) and 32 activations at `q`, as four i32 lanes.
 ///
 /// # Safety
 /// `q` must point at 32 readable bytes.
 #[inline(always)]
-pub unsafe fn q4_1_dot(nibbles: __m256i, q: *const i8) -> __m128i {
+pub unsafe fn u7_dot(nibbles: __m256i, q: *const i8) -> __m128i {
     let y = _mm256_loadu_si256(q as *const __m256i);
-    // Pair sums of nibble × i8 (|·| ≤ 2·15·128) are exact in i16.
+    // Pair sums of 7-bit × i8 (|·| ≤ 2·127·127) are exact in i16.
     let p16 = _mm256_maddubs_epi16(nibbles, y);
-    fold8(_mm256_madd_epi16(p16, _mm256_set1_epi16(1)))
-}
-
-/// Products of 32 signed weights (`|v| ≤ 127`) and 32 activations at `q` (`|q_x| ≤ 127`),
-/// as four i32 lanes: `maddubs` takes |v| as its unsigned operand and the activations with v's
-/// sign, and for weights that fit 7 bits (|v| ≤ 64) its pair sums (≤ 2·64·127) stay exact.
-///
-/// # Safety
-/// `q` must point at 32 readable bytes.
-#[inline(always)]
-pub unsafe fn small_dot(v: __m256i, q: *const i8) -> __m128i {
-    let y = _mm256_loadu_si256(q as *const __m256i);
-    let p16 = _mm256_maddubs_epi16(_mm256_sign_epi8(v, v), _mm256_sign_epi8(y, v));
     fold8(_mm256_madd_epi16(p16, _mm256_set1_epi16(1)))
 }
 
 // ---- Q5_0 ----
 
-/// A `Q5_0` block's 32 values `q − 16` (−16‥15), in element order, for [`small_dot`].
+/// A `Q5_0` block's 32 values `q` (0‥31, 16 above the weight's value), in element order, for
+/// [`u7_dot`].
 ///
 /// # Safety
 /// `b` must point at a whole block.
@@ -141,11 +138,7 @@ pub unsafe fn q5_0_unpack(b: *const u8) -> __m256i {
         _mm_and_si128(_mm_srli_epi16(packed, 4), mask),
         _mm_and_si128(packed, mask),
     );
-    // A nibble without its fifth bit is q − 16 once 0xF0 fills its top: nibble − 16 as i8.
-    _mm256_or_si256(
-        nibbles,
-        _mm256_andnot_si256(high, _mm256_set1_epi8(0xF0u8 as i8)),
-    )
+    _mm256_or_si256(nibbles, _mm256_and_si256(high, _mm256_set1_epi8(0x10)))
 }
 
 // ---- K-quants ----
@@ -179,9 +172,10 @@ pub unsafe fn q4_k_dot(qs: *const u8, sc: &[u8; 8], q: *const i8) -> __m128i {
 /// activations at `q`, as four i32 lanes.
 ///
 /// # Safety
-/// `b` must point at a whole block, `q` at 256 readable bytes.
+/// `b` must point at a whole block, `q` at 256 readable bytes (`_bsums`, the group sums, are
+/// not needed: the values go through `maddubs` with their sign moved onto the activations).
 #[inline(always)]
-pub unsafe fn q6_k_dot(b: *const u8, q: *const i8) -> __m128i {
+pub unsafe fn q6_k_dot(b: *const u8, q: *const i8, _bsums: *const i16) -> __m128i {
     let (m4, m2) = (_mm256_set1_epi8(0x0F), _mm256_set1_epi8(0x30));
     let mut acc = _mm256_setzero_si256();
     for half in 0..2 {
@@ -224,6 +218,9 @@ pub unsafe fn q6_k_dot(b: *const u8, q: *const i8) -> __m128i {
 }
 
 // ---- Plain bytes: Q8_0 (signed), A8 (unsigned) ----
+
+/// Whether [`byte_dot`] reads sign-split activations (no: it widens both sides to i16).
+pub const BYTES_SPLIT: bool = false;
 
 /// A block's 32 weight bytes at `w` — signed when `SIGNED`, else unsigned — widened to i16 in
 /// two vectors of 16, for [`byte_dot`].
