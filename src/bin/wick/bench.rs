@@ -44,8 +44,8 @@ pub struct BenchArgs {
     /// The Python that has xllamacpp or llama-cpp-python, for --compare-llamacpp.
     #[arg(long, default_value = "python3")]
     python: String,
-    /// How the KV cache stores keys and values: f16 (the default) or f32.
-    #[arg(long, default_value = "f16", value_parser = ["f16", "f32"])]
+    /// How the KV cache stores keys and values: f32 (the default) or f16 (half the memory).
+    #[arg(long, default_value = "f32", value_parser = ["f32", "f16"])]
     kv_cache: String,
     /// Also decode under this constraint and show the token masks' share of a decode step.
     #[command(flatten)]
@@ -382,8 +382,8 @@ pub fn bench(a: BenchArgs) -> Result<(), Error> {
     }
     let grammar = a.constraint.grammar()?;
     let (mut engine, load_s) = load(&a.model)?;
-    if a.kv_cache == "f32" {
-        engine.model_mut().set_kv_type(KvType::F32);
+    if a.kv_cache == "f16" {
+        engine.model_mut().set_kv_type(KvType::F16);
     }
     let prompts = prompts(&engine, &a.prompt_tokens)?;
     // The peer before Wick: a missing llama.cpp package fails before minutes of measuring.
