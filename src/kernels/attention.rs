@@ -163,10 +163,213 @@ pub fn rope(
     }
 }
 
+/// Query rows per tile of [`attend`]: each block of keys is read once for this many queries.
+const QUERY_BLOCK: usize = 16;
+/// Keys per block of [`attend`]: a block's keys and values (64 KiB at head_dim 128) stay in L1/L2
+/// while the tile's queries use them.
+const KEY_BLOCK: usize = 64;
+
+/// Four dot products of `a` with `b[t]`, each summed exactly as [`dot`] sums it (same lanes, same
+/// pairwise order, so the same bits), computed side by side so they do not wait on each other.
+#[inline(always)]
+fn dot4(a: &[f32], b: [&[f32]; 4]) -> [f32; 4] {
+    let n8 = a.len() / 8 * 8;
+    let mut acc = [[0f32; 8]; 4];
+    for c in (0..n8).step_by(8) {
+        let x = &a[c..c + 8];
+        for (acc, b) in acc.iter_mut().zip(&b) {
+            let y = &b[c..c + 8];
+            for l in 0..8 {
+                acc[l] += x[l] * y[l];
+            }
+        }
+    }
+    let mut out = [0f32; 4];
+    for ((o, acc), b) in out.iter_mut().zip(&acc).zip(&b) {
+        let tail: f32 = a[n8..]
+            .iter()
+            .zip(&b[n8..])
+            .fold(0.0, |s, (x, y)| s + x * y);
+        *o = ((acc[0] + acc[1]) + (acc[2] + acc[3]))
+            + ((acc[4] + acc[5]) + (acc[6] + acc[7]))
+            + tail;
+    }
+    out
+}
+
+/// One block's cached keys or values, `[kv_heads][stride][head_dim]`, as the cache stores them.
+#[derive(Debug, Clone, Copy)]
+pub enum Rows<'a> {
+    /// f32, read in place.
+    F32(&'a [f32]),
+    /// f16 bits, widened to f32 (exactly) a block at a time before use.
+    F16(&'a [u16]),
+}
+
+impl<'a> Rows<'a> {
+    /// Elements `from..to` as f32: the stored slice itself, or its f16 values widened into
+    /// `scratch` (which must hold `to - from`).
+    #[inline]
+    fn f32s<'s>(self, from: usize, to: usize, scratch: &'s mut [f32]) -> &'s [f32]
+    where
+        'a: 's,
+    {
+        match self {
+            Rows::F32(x) => &x[from..to],
+            Rows::F16(x) => {
+                let out = &mut scratch[..to - from];
+                for (o, &h) in out.iter_mut().zip(&x[from..to]) {
+                    *o = f16_bits_to_f32(h);
+                }
+                out
+            }
+        }
+    }
+
+    /// Scratch [`Rows::f32s`] needs for `n` elements: none for f32.
+    fn scratch(self, n: usize) -> Vec<f32> {
+        match self {
+            Rows::F32(_) => Vec::new(),
+            Rows::F16(_) => vec![0f32; n],
+        }
+    }
+}
+
+/// An f16 (its bits) as f32, exactly, with the same integer ops on every target (no F16C here,
+/// so the cache's bits widen identically natively and in wasm).
+#[inline(always)]
+pub fn f16_bits_to_f32(h: u16) -> f32 {
+    super::f16::f16_to_f32_portable(h as u8, (h >> 8) as u8)
+}
+
+/// `x` rounded to the nearest f16 (ties to even), saturated at ±65504 so no key or value becomes
+/// an infinity: the cache's storage rounding, the same on every target.
+#[inline]
+pub fn f32_to_f16_bits(x: f32) -> u16 {
+    half::f16::from_f32(x.clamp(-65504.0, 65504.0)).to_bits()
+}
+
 /// Attention of `q` (`rows` query positions from `pos` on, `heads × head_dim` each) over the
 /// cached keys and values (`pos + rows` positions of each head, laid out as [`Shape::stride`]
 /// says): returns the `rows × heads × head_dim` outputs.
-pub fn attend(q: &[f32], k: &[f32], v: &[f32], pos: usize, shape: Shape) -> Vec<f32> {
+///
+/// Tiled: a task takes [`QUERY_BLOCK`] queries of one head through the keys [`KEY_BLOCK`] at a
+/// time, so each block of keys, then of values, is read (and, from an f16 cache, widened) once
+/// per tile rather than once per query. It keeps the tile's scores (16 × 4k positions is 256 KiB)
+/// rather than an online softmax, so each query's arithmetic is [`attend_rows`]'s in the same
+/// order: the same bits, alone or in a chunk, on every target.
+pub fn attend(q: &[f32], k: Rows, v: Rows, pos: usize, shape: Shape) -> Vec<f32> {
+    let Shape {
+        heads,
+        kv_heads,
+        head_dim: hd,
+        window,
+        stride,
+    } = shape;
+    let rows = q.len() / (heads * hd);
+    let group = heads / kv_heads;
+    let scale = 1.0 / (hd as f32).sqrt();
+    let tiles = rows.div_ceil(QUERY_BLOCK);
+    // Head-major outputs, so each task (head, tile) owns one contiguous slice.
+    let mut by_head = vec![0f32; q.len()];
+    let one = |(task, o): (usize, &mut [f32])| {
+        let (h, tile) = (task / tiles, task % tiles);
+        let r0 = tile * QUERY_BLOCK;
+        let n = o.len() / hd;
+        let g = h / group;
+        let first_key = |r: usize| window.map_or(0, |w| (pos + r + 1).saturating_sub(w));
+        // Keys `lo..hi` cover the tile; query `r` sees `first_key(r0 + r)..=pos + r0 + r`.
+        let (lo, hi) = (first_key(r0), pos + r0 + n);
+        let span = |r: usize| (first_key(r0 + r), pos + r0 + r + 1);
+        let mut scores = vec![0f32; n * (hi - lo)];
+        let mut buf = k.scratch(KEY_BLOCK * hd);
+        // Blocks start at multiples of KEY_BLOCK, whichever query starts the tile.
+        let blocks = || {
+            let first = lo - lo % KEY_BLOCK;
+            (first..hi)
+                .step_by(KEY_BLOCK)
+                .map(move |kb| (kb.max(lo), (kb + KEY_BLOCK).min(hi)))
+        };
+        // Pass 1: scores, a block of keys at a time for every query of the tile.
+        for (k0, ke) in blocks() {
+            let keys = k.f32s((g * stride + k0) * hd, (g * stride + ke) * hd, &mut buf);
+            let key = |j: usize| &keys[(j - k0) * hd..(j - k0 + 1) * hd];
+            for r in 0..n {
+                let (a, b) = (span(r).0.max(k0), span(r).1.min(ke));
+                if a >= b {
+                    continue;
+                }
+                let qh = &q[((r0 + r) * heads + h) * hd..((r0 + r) * heads + h + 1) * hd];
+                let s = &mut scores[r * (hi - lo) + a - lo..r * (hi - lo) + b - lo];
+                let mut j = 0;
+                while j + 4 <= s.len() {
+                    let d = dot4(
+                        qh,
+                        [key(a + j), key(a + j + 1), key(a + j + 2), key(a + j + 3)],
+                    );
+                    for t in 0..4 {
+                        s[j + t] = d[t] * scale;
+                    }
+                    j += 4;
+                }
+                for (j, s) in s.iter_mut().enumerate().skip(j) {
+                    *s = dot(qh, key(a + j)) * scale;
+                }
+            }
+        }
+        // Softmax per query, in key order: exp(s − max), their sum, then each weight.
+        for r in 0..n {
+            let (a, b) = span(r);
+            let s = &mut scores[r * (hi - lo) + a - lo..r * (hi - lo) + b - lo];
+            let max = s.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            let mut sum = 0f32;
+            for s in s.iter_mut() {
+                *s = libm::expf(*s - max);
+                sum += *s;
+            }
+            s.iter_mut().for_each(|s| *s /= sum);
+        }
+        // Pass 2: the weighted values, a block at a time, each output summed in key order.
+        let mut buf = v.scratch(KEY_BLOCK * hd);
+        for (k0, ke) in blocks() {
+            let values = v.f32s((g * stride + k0) * hd, (g * stride + ke) * hd, &mut buf);
+            for r in 0..n {
+                let (a, b) = (span(r).0.max(k0), span(r).1.min(ke));
+                let out = &mut o[r * hd..(r + 1) * hd];
+                for j in a..b {
+                    let w = scores[r * (hi - lo) + j - lo];
+                    axpy(out, w, &values[(j - k0) * hd..(j - k0 + 1) * hd]);
+                }
+            }
+        }
+    };
+    let tasks: Vec<(usize, &mut [f32])> = by_head
+        .chunks_mut(rows * hd)
+        .enumerate()
+        .flat_map(|(h, head)| {
+            head.chunks_mut(QUERY_BLOCK * hd)
+                .enumerate()
+                .map(move |(t, o)| (h * tiles + t, o))
+        })
+        .collect();
+    if rows * (pos + rows) * heads < PARALLEL_MIN {
+        tasks.into_iter().for_each(one);
+    } else {
+        super::team::for_each(tasks, one);
+    }
+    // Back to position-major: `[rows][heads][head_dim]`.
+    let mut out = vec![0f32; q.len()];
+    for (h, head) in by_head.chunks_exact(rows * hd).enumerate() {
+        for (r, x) in head.chunks_exact(hd).enumerate() {
+            out[(r * heads + h) * hd..(r * heads + h + 1) * hd].copy_from_slice(x);
+        }
+    }
+    out
+}
+
+/// The scalar reference of [`attend`]: one query at a time, all its scores, then softmax, then
+/// the weighted sum of values (each key read once per query). Same inputs and outputs.
+pub fn attend_rows(q: &[f32], k: &[f32], v: &[f32], pos: usize, shape: Shape) -> Vec<f32> {
     let Shape {
         heads,
         kv_heads,
@@ -294,7 +497,8 @@ mod tests {
                 }
                 out
             };
-            let got = attend(&q, &head_major(&k), &head_major(&v), pos, s);
+            let (hk, hv) = (head_major(&k), head_major(&v));
+            let got = attend(&q, Rows::F32(&hk), Rows::F32(&hv), pos, s);
             let want = reference(&q, &k, &v, pos, s);
             let err = got
                 .iter()
@@ -302,6 +506,101 @@ mod tests {
                 .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
             assert!(err < 1e-5, "rows {rows} pos {pos} window {window:?}: {err}");
         }
+    }
+
+    #[test]
+    fn the_tiled_kernel_matches_the_row_by_row_reference() {
+        // Prefill chunks and decode steps, across key-block and query-tile edges, with and
+        // without a window, head widths with and without a tail past the eight lanes.
+        for (rows, pos, window, head_dim) in [
+            (1, 0, None, 64),
+            (1, 200, None, 64),
+            (37, 0, None, 64),
+            (40, 130, None, 12),
+            (17, 63, Some(70), 64),
+            (16, 300, Some(5), 8),
+            (1, 500, Some(100), 64),
+        ] {
+            let (heads, kv_heads) = (6, 2);
+            let total = pos + rows;
+            let s = Shape {
+                heads,
+                kv_heads,
+                head_dim,
+                window,
+                stride: total + 7,
+            };
+            let q = noise(11, rows * heads * head_dim);
+            let k = noise(12, kv_heads * s.stride * head_dim);
+            let v = noise(13, kv_heads * s.stride * head_dim);
+            // Large scores too, so the softmax's max matters.
+            let q: Vec<f32> = q.iter().map(|x| x * 8.0).collect();
+            let got = attend(&q, Rows::F32(&k), Rows::F32(&v), pos, s);
+            let want = attend_rows(&q, &k, &v, pos, s);
+            assert_eq!(got, want, "rows {rows} pos {pos} window {window:?}");
+            // The same keys give the same bits whether a query comes alone or in a chunk.
+            if rows > 1 {
+                let last = &q[(rows - 1) * heads * head_dim..];
+                let alone = attend(last, Rows::F32(&k), Rows::F32(&v), pos + rows - 1, s);
+                assert_eq!(alone, got[(rows - 1) * heads * head_dim..].to_vec());
+            }
+        }
+    }
+
+    #[test]
+    fn an_f16_cache_is_the_f32_kernel_on_its_widened_values() {
+        // Chunks and decode steps over several key blocks, with and without a window.
+        for (rows, pos, window) in [
+            (1, 0, None),
+            (1, 300, None),
+            (40, 90, None),
+            (19, 70, Some(50)),
+        ] {
+            let (heads, kv_heads, head_dim) = (6, 2, 64);
+            let total = pos + rows;
+            let s = Shape {
+                heads,
+                kv_heads,
+                head_dim,
+                window,
+                stride: total + 5,
+            };
+            let q = noise(21, rows * heads * head_dim);
+            let half = |seed| -> Vec<u16> {
+                let x = noise(seed, kv_heads * s.stride * head_dim);
+                x.iter().map(|&x| f32_to_f16_bits(x * 3.0)).collect()
+            };
+            let (k16, v16) = (half(22), half(23));
+            let wide = |h: &[u16]| -> Vec<f32> { h.iter().map(|&h| f16_bits_to_f32(h)).collect() };
+            let (k32, v32) = (wide(&k16), wide(&v16));
+            let got = attend(&q, Rows::F16(&k16), Rows::F16(&v16), pos, s);
+            let want = attend(&q, Rows::F32(&k32), Rows::F32(&v32), pos, s);
+            assert_eq!(got, want, "rows {rows} pos {pos} window {window:?}");
+        }
+    }
+
+    #[test]
+    fn f16_storage_rounds_to_nearest_and_saturates() {
+        for x in [
+            0.0f32,
+            -0.0,
+            1.0,
+            1.0 + 1.0 / 4096.0,
+            -3.3,
+            1e-6,
+            6e-8,
+            65504.0,
+            1e-3,
+        ] {
+            let want = half::f16::from_f32(x).to_f32();
+            assert_eq!(
+                f16_bits_to_f32(f32_to_f16_bits(x)).to_bits(),
+                want.to_bits(),
+                "{x}"
+            );
+        }
+        assert_eq!(f16_bits_to_f32(f32_to_f16_bits(1e6)), 65504.0);
+        assert_eq!(f16_bits_to_f32(f32_to_f16_bits(-1e6)), -65504.0);
     }
 
     #[test]

@@ -4,6 +4,7 @@
 use candle_core::Tensor;
 
 use crate::error::Result;
+use crate::kernels::attention::{f16_bits_to_f32, f32_to_f16_bits, Rows};
 
 /// A block's keys and values as Candle tensors `[1, kv_heads, capacity, head_dim]`, for
 /// Candle's attention on GPUs; grown in chunks.
@@ -45,20 +46,133 @@ impl GpuCache {
     }
 }
 
-/// A block's keys and values on the CPU as rows of f32, head-major
-/// (`[kv_heads][stride][head_dim]`: each head's keys lie in order, as attention reads them), read
-/// in place by [`crate::kernels::attention`].
-#[derive(Debug, Default)]
+/// How a [`CpuCache`] stores keys and values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum KvType {
+    /// 4 bytes a value, exactly what the projections computed: the default, as the f16
+    /// cache moves the logits of the quantized models by up to a few units at some positions
+    /// (`tests/real_models.rs` measures it).
+    #[default]
+    F32,
+    /// 2 bytes a value, rounded to nearest (llama.cpp's default): half the memory.
+    F16,
+}
+
+/// One buffer of a [`CpuCache`], in its [`KvType`].
+#[derive(Debug)]
+enum Store {
+    F32(Vec<f32>),
+    F16(Vec<u16>),
+}
+
+impl Store {
+    fn empty(t: KvType) -> Self {
+        match t {
+            KvType::F32 => Store::F32(Vec::new()),
+            KvType::F16 => Store::F16(Vec::new()),
+        }
+    }
+
+    /// The buffer as the attention kernel reads it.
+    fn rows(&self) -> Rows<'_> {
+        match self {
+            Store::F32(x) => Rows::F32(x),
+            Store::F16(x) => Rows::F16(x),
+        }
+    }
+
+    /// Moves each of `heads` heads' first `keep × head_dim` values from `old` apart to `new`
+    /// apart (in positions), in a buffer of `heads × new` positions.
+    fn regrow(&mut self, heads: usize, old: usize, new: usize, keep: usize, head_dim: usize) {
+        fn regrow<T: Copy + Default>(
+            buf: &[T],
+            g: usize,
+            old: usize,
+            new: usize,
+            keep: usize,
+        ) -> Vec<T> {
+            let mut grown = vec![T::default(); g * new];
+            for h in 0..g {
+                grown[h * new..h * new + keep].copy_from_slice(&buf[h * old..h * old + keep]);
+            }
+            grown
+        }
+        let (old, new, keep) = (old * head_dim, new * head_dim, keep * head_dim);
+        match self {
+            Store::F32(x) => *x = regrow(x, heads, old, new, keep),
+            Store::F16(x) => *x = regrow(x, heads, old, new, keep),
+        }
+    }
+
+    /// Writes `x` at element `at`, rounded to the store's type.
+    fn write(&mut self, at: usize, x: &[f32]) {
+        match self {
+            Store::F32(s) => s[at..at + x.len()].copy_from_slice(x),
+            Store::F16(s) => {
+                for (s, &x) in s[at..at + x.len()].iter_mut().zip(x) {
+                    *s = f32_to_f16_bits(x);
+                }
+            }
+        }
+    }
+
+    /// Appends `n` values from element `at` to `out`, as f32.
+    fn read(&self, at: usize, n: usize, out: &mut Vec<f32>) {
+        match self {
+            Store::F32(s) => out.extend_from_slice(&s[at..at + n]),
+            Store::F16(s) => out.extend(s[at..at + n].iter().map(|&h| f16_bits_to_f32(h))),
+        }
+    }
+}
+
+/// A block's keys and values on the CPU, head-major (`[kv_heads][stride][head_dim]`: each
+/// head's keys lie in order, as attention reads them), in f32 or f16 ([`KvType`]), read in
+/// place by [`crate::kernels::attention`].
+#[derive(Debug)]
 pub(super) struct CpuCache {
-    pub(super) k: Vec<f32>,
-    pub(super) v: Vec<f32>,
+    k: Store,
+    v: Store,
     /// Positions held.
     pub(super) len: usize,
     /// Positions there is room for per head (rows of one head are `stride` apart).
     pub(super) stride: usize,
 }
 
+impl Default for CpuCache {
+    fn default() -> Self {
+        Self::new(KvType::default())
+    }
+}
+
 impl CpuCache {
+    /// An empty cache that stores `t`.
+    pub(super) fn new(t: KvType) -> Self {
+        CpuCache {
+            k: Store::empty(t),
+            v: Store::empty(t),
+            len: 0,
+            stride: 0,
+        }
+    }
+
+    /// How this cache stores keys and values.
+    pub(super) fn kv_type(&self) -> KvType {
+        match self.k {
+            Store::F32(_) => KvType::F32,
+            Store::F16(_) => KvType::F16,
+        }
+    }
+
+    /// The keys, as the attention kernel reads them.
+    pub(super) fn keys(&self) -> Rows<'_> {
+        self.k.rows()
+    }
+
+    /// The values, as the attention kernel reads them.
+    pub(super) fn values(&self) -> Rows<'_> {
+        self.v.rows()
+    }
+
     /// Keeps positions `..pos` and appends the rows of `k` and `v` (position-major,
     /// `kv_heads × head_dim` each) after them, growing by doubling up to `limit` positions (the
     /// layout is head-major, so growing moves each head's rows once).
@@ -76,13 +190,7 @@ impl CpuCache {
         if need > self.stride {
             let stride = need.max((2 * self.stride).max(64).min(limit));
             for buf in [&mut self.k, &mut self.v] {
-                let mut grown = vec![0f32; kv_heads * stride * head_dim];
-                for g in 0..kv_heads {
-                    let (from, to) = (g * self.stride * head_dim, g * stride * head_dim);
-                    grown[to..to + keep * head_dim]
-                        .copy_from_slice(&buf[from..from + keep * head_dim]);
-                }
-                *buf = grown;
+                buf.regrow(kv_heads, self.stride, stride, keep, head_dim);
             }
             self.stride = stride;
         }
@@ -94,23 +202,22 @@ impl CpuCache {
             for g in 0..kv_heads {
                 let at = (g * self.stride + pos + r) * head_dim;
                 let from = g * head_dim;
-                self.k[at..at + head_dim].copy_from_slice(&kr[from..from + head_dim]);
-                self.v[at..at + head_dim].copy_from_slice(&vr[from..from + head_dim]);
+                self.k.write(at, &kr[from..from + head_dim]);
+                self.v.write(at, &vr[from..from + head_dim]);
             }
         }
         self.len = need;
     }
 
-    /// The keys and values of position `pos`, position-major (`kv_heads × head_dim` each), the
-    /// form [`CpuCache::append`] takes back.
+    /// The keys and values of position `pos`, position-major (`kv_heads × head_dim` each, as
+    /// f32), the form [`CpuCache::append`] takes back (an f16 cache gets the same bits back).
     pub(super) fn row(&self, pos: usize, kv_heads: usize, head_dim: usize) -> (Vec<f32>, Vec<f32>) {
-        let gather = |buf: &[f32]| -> Vec<f32> {
-            (0..kv_heads)
-                .flat_map(|g| {
-                    let at = (g * self.stride + pos) * head_dim;
-                    buf[at..at + head_dim].iter().copied()
-                })
-                .collect()
+        let gather = |buf: &Store| -> Vec<f32> {
+            let mut out = Vec::with_capacity(kv_heads * head_dim);
+            for g in 0..kv_heads {
+                buf.read((g * self.stride + pos) * head_dim, head_dim, &mut out);
+            }
+            out
         };
         (gather(&self.k), gather(&self.v))
     }

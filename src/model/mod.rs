@@ -25,6 +25,7 @@ pub use config::{Activation, Config, Norm, Positions, RopeScaling};
 
 use crate::error::{Error, Result};
 use crate::kernels;
+pub use cache::KvType;
 use cache::{CpuCache, GpuCache};
 use layers::{Embedding, Ffn, Linear, NormLayer, Rope};
 use profile::{time, Stage};
@@ -104,7 +105,7 @@ impl Block {
             stride: c.stride,
         };
         Ok(time(Stage::Attention, || {
-            kernels::attention::attend(&q, &c.k, &c.v, s.pos, shape)
+            kernels::attention::attend(&q, c.keys(), c.values(), s.pos, shape)
         }))
     }
 
@@ -238,10 +239,31 @@ impl Model {
         self.limit
     }
 
-    /// Bytes of KV cache the model holds at its context limit (f32 keys and values).
+    /// Bytes of KV cache the model holds at its context limit (f32 on GPUs; the CPU cache's
+    /// [`KvType`] on the CPU).
     pub fn kv_bytes_at_limit(&self) -> usize {
         let c = &self.config;
-        2 * c.n_layers * c.n_kv_heads * c.head_dim * self.limit * std::mem::size_of::<f32>()
+        let size = match self.kv_type() {
+            KvType::F16 if self.device.is_cpu() => 2,
+            _ => 4,
+        };
+        2 * c.n_layers * c.n_kv_heads * c.head_dim * self.limit * size
+    }
+
+    /// How the CPU KV cache stores keys and values.
+    pub fn kv_type(&self) -> KvType {
+        self.blocks
+            .first()
+            .map_or(KvType::default(), |b| b.cpu_cache.kv_type())
+    }
+
+    /// Stores the CPU KV cache's keys and values as `t` from now on; forgets every cached
+    /// position.
+    pub fn set_kv_type(&mut self, t: KvType) {
+        for b in &mut self.blocks {
+            b.cpu_cache = CpuCache::new(t);
+            b.gpu_cache.len = 0;
+        }
     }
 
     /// Bytes of weights a decode step reads once each: every matmul's, the output head's

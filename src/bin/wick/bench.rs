@@ -7,6 +7,7 @@ use std::time::Instant;
 use clap::Args;
 use wick::kernels::team;
 use wick::model::profile::{self, Stage};
+use wick::model::KvType;
 use wick::session::PREFILL_CHUNK;
 use wick::{Engine, Error, Event, Grammar, Message, Sampler, SamplingParams};
 
@@ -43,6 +44,9 @@ pub struct BenchArgs {
     /// The Python that has xllamacpp or llama-cpp-python, for --compare-llamacpp.
     #[arg(long, default_value = "python3")]
     python: String,
+    /// How the KV cache stores keys and values: f32 (the default) or f16 (half the memory).
+    #[arg(long, default_value = "f32", value_parser = ["f32", "f16"])]
+    kv_cache: String,
     /// Also decode under this constraint and show the token masks' share of a decode step.
     #[command(flatten)]
     constraint: ConstraintArgs,
@@ -423,6 +427,9 @@ pub fn bench(a: BenchArgs) -> Result<(), Error> {
     }
     let grammar = a.constraint.grammar()?;
     let (mut engine, load_s) = load(&a.model)?;
+    if a.kv_cache == "f16" {
+        engine.model_mut().set_kv_type(KvType::F16);
+    }
     let prompts = prompts(&engine, &a.prompt_tokens)?;
     // The peer before Wick: a missing llama.cpp package fails before minutes of measuring.
     let peer = match a.compare_llamacpp {
