@@ -15,7 +15,7 @@ const REPO = 'HuggingFaceTB/SmolLM2-135M-Instruct';
 /** What the package holds: the API's modules, its types and the four wasm builds. */
 const PACKAGED = [
   'README.md', 'package.json',
-  ...['wick.js', 'wick.d.ts', 'error.js', 'cache.js', 'gguf.js', 'memory.js', 'model-files.js', 'openai.js', 'protocol.js', 'wasm.js', 'worker.js'].map((f) => `www/${f}`),
+  ...['wick.js', 'wick.d.ts', 'error.js', 'cache.js', 'opfs-store.js', 'sha256-worker.js', 'gguf.js', 'memory.js', 'model-files.js', 'openai.js', 'protocol.js', 'wasm.js', 'worker.js'].map((f) => `www/${f}`),
   // sha256 for checking downloads as they stream: @noble/hashes, vendored with its license.
   ...['sha2.js', '_md.js', '_u64.js', 'utils.js', 'LICENSE'].map((f) => `www/vendor/noble-hashes/${f}`),
   ...['pkg', 'pkg-relaxed', 'pkg-threads', 'pkg-threads-relaxed'].flatMap((p) => [`www/${p}/wick.js`, `www/${p}/wick_bg.wasm`]),
@@ -84,7 +84,7 @@ test('npm pack gives wick.js, its types and the four wasm builds, and nothing un
   }
   // Every module wick.js imports, and each import of theirs, is in the package.
   for (const file of packed.files.map((f) => f.path).filter((p) => /^www\/[\w/-]+\.js$/.test(p) && !p.includes('/pkg'))) {
-    for (const [, dep] of readFileSync(join(installed, file), 'utf8').matchAll(/from ['"](\.\/[\w/.-]+\.js)['"]/g)) {
+    for (const [, dep] of readFileSync(join(installed, file), 'utf8').matchAll(/(?:from |new URL\()['"](\.\/[\w/.-]+\.js)['"]/g)) {
       const path = new URL(dep, `file:///${file}`).pathname.slice(1);
       assert.ok(files.includes(path), `${file} imports ${dep}`);
     }
