@@ -117,9 +117,17 @@ fn tiny_kv_snapshot_restores_as_a_prefill() {
     let n = b.restore_kv(&snapshot, &ids).unwrap();
     assert!(n > 0);
     let continued: Vec<f32> = b.model_mut().forward(&ids[n..]).unwrap().to_vec1().unwrap();
-    let prefilled: Vec<f32> = engine().model_mut().forward(&ids).unwrap().to_vec1().unwrap();
+    let prefilled: Vec<f32> = engine()
+        .model_mut()
+        .forward(&ids)
+        .unwrap()
+        .to_vec1()
+        .unwrap();
     let same = |x: &[f32], y: &[f32]| x.iter().zip(y).all(|(p, q)| p.to_bits() == q.to_bits());
-    assert!(same(&continued, &prefilled), "restored + rest = prefill, to the bit");
+    assert!(
+        same(&continued, &prefilled),
+        "restored + rest = prefill, to the bit"
+    );
 
     let mut bad = snapshot.clone();
     let middle = bad.len() / 2;
