@@ -93,6 +93,37 @@ pub enum Error {
     /// Generation was asked to continue while no generation is running.
     #[error("no generation in progress")]
     NotGenerating,
+    /// A KV snapshot ends early: it was cut short while being written or copied.
+    #[error("the KV snapshot is truncated: it needs {needed} bytes but has {len}")]
+    SnapshotTruncated {
+        /// Bytes its header announces.
+        needed: u64,
+        /// Bytes it has.
+        len: u64,
+    },
+    /// A KV snapshot's bytes are not a snapshot, are damaged, or are of an unknown version.
+    #[error("the KV snapshot is corrupt: {0}")]
+    SnapshotCorrupt(String),
+    /// A KV snapshot was made by another model (or another file of the same model).
+    #[error("the KV snapshot was made by another model (its model id starts {snapshot}, this model's {model})")]
+    SnapshotOtherModel {
+        /// The first hex digits of the snapshot's model id.
+        snapshot: String,
+        /// The first hex digits of the loaded model's id.
+        model: String,
+    },
+    /// A KV snapshot's tokens are not the start of the prompt it was to continue.
+    #[error("the KV snapshot holds another conversation: its {tokens} tokens are not the start of this prompt (they differ at token {at})")]
+    SnapshotOtherPrefix {
+        /// Tokens the snapshot holds.
+        tokens: usize,
+        /// The first token where snapshot and prompt differ.
+        at: usize,
+    },
+    /// A KV snapshot that fits this model but not this engine (its shape, element type, device
+    /// or context length).
+    #[error("the KV snapshot does not fit this engine: {0}")]
+    SnapshotMismatch(String),
     /// Training options that cannot work, a corpus too short for them, or a diverged run.
     #[error("training: {0}")]
     Train(String),

@@ -6,10 +6,11 @@
 //! next prompt only prefills the tokens past the longest prefix already cached.
 //!
 //! What a step reports lives in `session/event.rs`; the steps of a beam-search reply in
-//! `session/search.rs`.
+//! `session/search.rs`; saving the KV cache to bytes and restoring it in `session/snapshot.rs`.
 
 mod event;
 mod search;
+mod snapshot;
 
 use std::sync::Arc;
 
@@ -79,6 +80,9 @@ pub struct Engine {
     context_length: usize,
     /// The vocabulary as the constraint stage reads it, built at the first constrained reply.
     vocabulary: Option<Vocabulary>,
+    /// The model's identity, which KV snapshots carry: the file's fingerprint when the engine
+    /// was loaded from one, else taken from the model at the first snapshot.
+    model_id: Option<[u8; 32]>,
 }
 
 impl Engine {
@@ -126,7 +130,9 @@ impl Engine {
             tokenizer.bos_token(),
             tokenizer.eos_token(),
         )?;
-        Ok(Self::new(model, tokenizer, template))
+        let mut engine = Self::new(model, tokenizer, template);
+        engine.model_id = Some(g.fingerprint());
+        Ok(engine)
     }
 
     /// Builds an engine from the files of a Hugging Face model folder, by name (see
@@ -163,6 +169,10 @@ impl Engine {
         if let Some((bits, group)) = quantize {
             hf = hf.quantized_at_load(bits, group)?;
         }
+        // The same folder quantized at load is another model.
+        let mut id = crate::weights::fingerprint::Fingerprint::new("quantized at load");
+        id.add(&folder.fingerprint()?);
+        id.add(format!("{quantize:?}").as_bytes());
         let model = Model::from_hf(&hf, device)?;
         let (tokenizer, template) = match tokenizer {
             Some(t) => t,
@@ -173,7 +183,9 @@ impl Engine {
             tokenizer.bos_token(),
             tokenizer.eos_token(),
         )?;
-        Ok(Self::new(model, tokenizer, template))
+        let mut engine = Self::new(model, tokenizer, template);
+        engine.model_id = Some(id.finish());
+        Ok(engine)
     }
 
     /// Builds an engine from its parts.
@@ -188,6 +200,7 @@ impl Engine {
             last_stats: Stats::default(),
             context_length,
             vocabulary: None,
+            model_id: None,
         }
     }
 

@@ -305,6 +305,48 @@ impl WickEngine {
         logits
     }
 
+    /// The model's identity, which its KV snapshots carry, as 64 hex digits: a fingerprint of
+    /// the file it was loaded from (its header and samples of every tensor).
+    #[wasm_bindgen(js_name = modelId)]
+    pub fn model_id(&mut self) -> Result<String, JsValue> {
+        let id = self.engine.model_id().map_err(request_error)?;
+        Ok(id.iter().map(|b| format!("{b:02x}")).collect())
+    }
+
+    /// The prompt tokens a reply to `messages` (JSON `[{role, content}]`) runs.
+    #[wasm_bindgen(js_name = chatTokens)]
+    pub fn chat_tokens(&self, messages: &str) -> Result<Vec<u32>, JsValue> {
+        let messages: Vec<Message> = serde_json::from_str(messages).map_err(bad_json)?;
+        self.engine.chat_tokens(&messages).map_err(request_error)
+    }
+
+    /// How many leading tokens of `ids` the KV cache holds already.
+    #[wasm_bindgen(js_name = cachedPrefix)]
+    pub fn cached_prefix(&self, ids: Vec<u32>) -> usize {
+        self.engine.cached_prefix_of(&ids)
+    }
+
+    /// A snapshot of the KV cache as bytes: of what a finished conversation `messages` (JSON,
+    /// the last message the reply) agrees with, or of the whole cache without it.
+    #[wasm_bindgen(js_name = saveKv)]
+    pub fn save_kv(&mut self, messages: Option<String>) -> Result<Vec<u8>, JsValue> {
+        match messages {
+            Some(m) => {
+                let messages: Vec<Message> = serde_json::from_str(&m).map_err(bad_json)?;
+                self.engine.save_chat_kv(&messages)
+            }
+            None => self.engine.save_kv(),
+        }
+        .map_err(request_error)
+    }
+
+    /// Restores a snapshot [`Self::save_kv`] wrote, if it is whole, of this model, and its tokens
+    /// start the prompt `ids`; returns the tokens now cached. A refused snapshot leaves the cache.
+    #[wasm_bindgen(js_name = restoreKv)]
+    pub fn restore_kv(&mut self, bytes: &[u8], ids: Vec<u32>) -> Result<usize, JsValue> {
+        self.engine.restore_kv(bytes, &ids).map_err(request_error)
+    }
+
     /// Forgets the conversation.
     pub fn reset(&mut self) {
         self.engine.reset();

@@ -96,3 +96,44 @@ fn tiny_beam_search_matches_the_native_reference() {
         );
     }
 }
+
+/// A KV snapshot taken and restored in wasm continues as a prefill of the same tokens does, to
+/// the bit, and a damaged one is refused (`tests/kv_snapshot.rs` has the rest, natively).
+#[wasm_bindgen_test]
+fn tiny_kv_snapshot_restores_as_a_prefill() {
+    let bytes = tiny_gguf(42).expect("tiny model");
+    let engine = || Engine::from_gguf_bytes(&bytes, &Device::Cpu).expect("tiny model loads");
+    let mut a = engine();
+    let prompt = "<|im_start|>user\nName three colours.<|im_end|>\n";
+    let (reply, _) = a
+        .generate(prompt, SamplingParams::greedy(6), |_| {})
+        .unwrap();
+    let snapshot = a.save_kv().unwrap();
+    let mut ids = a.tokenizer().encode(prompt).unwrap();
+    ids.extend(&reply);
+    ids.extend(a.tokenizer().encode("<|im_start|>user\nMore?").unwrap());
+
+    let mut b = engine();
+    let n = b.restore_kv(&snapshot, &ids).unwrap();
+    assert!(n > 0);
+    let continued: Vec<f32> = b.model_mut().forward(&ids[n..]).unwrap().to_vec1().unwrap();
+    let prefilled: Vec<f32> = engine()
+        .model_mut()
+        .forward(&ids)
+        .unwrap()
+        .to_vec1()
+        .unwrap();
+    let same = |x: &[f32], y: &[f32]| x.iter().zip(y).all(|(p, q)| p.to_bits() == q.to_bits());
+    assert!(
+        same(&continued, &prefilled),
+        "restored + rest = prefill, to the bit"
+    );
+
+    let mut bad = snapshot.clone();
+    let middle = bad.len() / 2;
+    bad[middle] ^= 1;
+    assert!(matches!(
+        engine().restore_kv(&bad, &ids),
+        Err(wick::Error::SnapshotCorrupt(_))
+    ));
+}

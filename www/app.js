@@ -365,10 +365,11 @@ async function copy(button, text) {
 /** What this site keeps in the browser, for the storage panel. */
 async function showStorage() {
   try {
-    const [{ usage, quota, models }, chats] = await Promise.all([Wick.cache.estimate(), conversationsSize()]);
+    const [{ usage, quota, models }, chats, kv] = await Promise.all([Wick.cache.estimate(), conversationsSize(), Wick.kvCache.estimate()]);
     const offline = navigator.serviceWorker?.controller ? 'works offline' : 'online only';
     ui.storage.textContent = `${mb(usage)} MB used of ${mb(quota)} MB: downloaded models ${mb(models)} MB, ` +
-      `${chats.count} chat${chats.count === 1 ? '' : 's'} ${(chats.bytes / 1e3).toFixed(1)} kB · ${offline}`;
+      `${chats.count} chat${chats.count === 1 ? '' : 's'} ${(chats.bytes / 1e3).toFixed(1)} kB, ` +
+      `${kv.count} KV snapshot${kv.count === 1 ? '' : 's'} ${mb(kv.bytes)} MB · ${offline}`;
   } catch (e) {
     ui.storage.textContent = `Storage figures unavailable (${e.message}).`;
   }
@@ -397,6 +398,8 @@ async function loadModel(model, name) {
   try {
     const next = await Wick.load(model, {
       threads: THREADS, simd: SIMD, contextLength: CONTEXT, quantize: ui.quantize.value || null, signal: controller.signal,
+      // Each reply's KV cache is kept, so a reloaded conversation continues without its prefill.
+      kvCache: true, onKvSaved: () => showStorage(),
       onRestart: (e) => showRestart(ui, e, dropEngine),
       onProgress: ({ loaded, total, phase }) => {
         ui.loader.classList.remove('done');
@@ -495,7 +498,8 @@ ui.sidebar.addEventListener('keydown', (e) => {
 });
 ui.clearChats.addEventListener('click', async () => {
   dropReply();
-  await clearConversations().catch((e) => showError(`Could not delete the chats: ${e.message}`));
+  // A conversation's KV snapshots go with it.
+  await Promise.all([clearConversations(), Wick.kvCache.clear()]).catch((e) => showError(`Could not delete the chats: ${e.message}`));
   startChat();
   await showList();
 });

@@ -4,7 +4,8 @@
 
 /**
  * @typedef {import('./model-files.js').ModelSource} ModelSource
- * @typedef {{ threads: number, simd: 'relaxed'|'simd128', contextLength?: number, quantize?: 'q4'|'q8'|null }} LoadOptions
+ * @typedef {{ threads: number, simd: 'relaxed'|'simd128', contextLength?: number, quantize?: 'q4'|'q8'|null,
+ *   kvCache?: boolean }} LoadOptions
  * @typedef {{ role: string, content: string }} Message
  * @typedef {Record<string, unknown>} EngineParams Rust's `SamplingParams` as JSON
  *   (temperature, top_k, top_p, min_p, repeat_penalty, frequency_penalty, presence_penalty,
@@ -35,6 +36,10 @@ export const ToWorker = Object.freeze({
   CANCEL: 'cancel',
   /** `{ id, messages: Message[] }`: run the start of a conversation into the KV cache; answers RESULT `{ cached }`. */
   WARM: 'warm',
+  /** `{ id, messages: Message[] | null }`: answers RESULT with a KV snapshot (a Uint8Array). */
+  SAVE_KV: 'save-kv',
+  /** `{ id, bytes: Uint8Array, messages: Message[] }`: restores a snapshot before a reply to `messages`; answers RESULT `{ cached }`. */
+  RESTORE_KV: 'restore-kv',
   /** `{ id, text }`: answers RESULT with the token ids. */
   TOKENIZE: 'tokenize',
   /** `{ id, ids: number[] }`: answers RESULT with the text. */
@@ -66,8 +71,14 @@ export const FromWorker = Object.freeze({
   PREFILL: 'prefill',
   /** `{ id, text, logprobs?: TokenLogprobs }`: one generated token and the text it completes. */
   TOKEN: 'token',
-  /** `{ id, reason, text, stats: Stats, memoryBytes }`: the reply ended (text: a last piece, possibly empty). */
+  /**
+   * `{ id, reason, text, stats: Stats, memoryBytes, kv }`: the reply ended (text: a last piece,
+   * possibly empty). `kv`: `{ restored, refused? }` when the engine keeps KV snapshots — tokens
+   * restored from one before the reply, and why one was refused.
+   */
   DONE: 'done',
+  /** `{ model, name, tokens, bytes }`: the KV cache was snapshotted to OPFS after a reply. */
+  KV_SAVED: 'kv-saved',
   /** `{}`: the answer to PING. */
   PONG: 'pong',
   /** `{ id, value }`: the answer to WARM, TOKENIZE, DETOKENIZE or PROFILE. */

@@ -68,6 +68,14 @@ export interface LoadOptions {
   revision?: string;
   /** Quantize a float model's weights at load: 'q4' or 'q8' (default null: keep them). */
   quantize?: 'q4' | 'q8' | null;
+  /**
+   * Keep the KV cache across reloads (default false): after each chat reply the conversation's
+   * KV cache is snapshotted to OPFS (`Wick.kvCache`), and a later chat request whose prompt
+   * starts with a kept snapshot's tokens restores it and prefills only the rest.
+   */
+  kvCache?: boolean;
+  /** Called when a reply's KV snapshot was written (with `kvCache: true`). */
+  onKvSaved?: (saved: { tokens: number; bytes: number }) => void;
 }
 
 /** A crash of the engine's worker and what became of it (`LoadOptions.onRestart`). */
@@ -345,6 +353,17 @@ export interface WickEngine {
   profile(on: boolean): Promise<{ prefill: PhaseProfile; decode: PhaseProfile }>;
   /** Runs the start of a conversation into the KV cache ahead of the next request. */
   warm(messages: ChatMessage[]): Promise<{ cached_tokens: number }>;
+  /**
+   * A snapshot of the KV cache (model id, tokens, keys and values, checksum); with `messages` (a
+   * finished conversation, the reply last) of what that conversation agrees with.
+   */
+  saveKv(messages?: ChatMessage[]): Promise<Uint8Array>;
+  /**
+   * Restores a `saveKv` snapshot before a reply to `messages` (it then prefills only the rest);
+   * fails with 'invalid_request', the cache left as it was, for another model's snapshot, one
+   * whose tokens do not start the prompt, or a corrupt or truncated one.
+   */
+  restoreKv(bytes: Uint8Array, messages: ChatMessage[]): Promise<{ cached_tokens: number }>;
   /** Stops every running and waiting request (each fails with WickError('aborted')). */
   interrupt(): void;
   /** Frees the engine's worker and memory. */
@@ -381,9 +400,27 @@ export interface ModelCache {
  * `{hubUrl}/org/name/resolve/{revision}/…`; or File objects. A string is a URL when it has a
  * scheme or starts with '/', './' or '../'.
  */
+export interface KvSnapshot {
+  /** The model's id (a fingerprint of its file). */
+  model: string;
+  name: string;
+  /** Tokens it holds. */
+  tokens: number;
+  bytes: number;
+  /** When it was written, ms since 1970. */
+  modified: number;
+}
+
+export interface KvCache {
+  list(): Promise<KvSnapshot[]>;
+  estimate(): Promise<{ count: number; bytes: number }>;
+  clear(): Promise<void>;
+}
+
 export declare function load(model: string | URL | File | File[] | FileList, options?: LoadOptions): Promise<WickEngine>;
 export declare const cache: ModelCache;
-export declare const Wick: { load: typeof load; cache: ModelCache; WickError: typeof WickError };
+export declare const kvCache: KvCache;
+export declare const Wick: { load: typeof load; cache: ModelCache; kvCache: KvCache; WickError: typeof WickError };
 export default Wick;
 
 /** One phase's counts from the stage timers: its forwards, their wall time, each stage's time. */

@@ -1,9 +1,12 @@
 // Wick's public API: `Wick.load(model)` gives an engine that runs in its own Web Worker, and the
 // engine is talked to as OpenAI's API is: `engine.chat.completions.create(body)`,
 // `engine.completions.create(body)`, or over HTTP with `engine.fetch`. `Wick.cache` shows and
-// frees the model files the browser keeps. Types: wick.d.ts.
+// frees the model files the browser keeps, `Wick.kvCache` the KV snapshots (load option
+// `kvCache`: a conversation continues after a reload without running its prompt again). Types:
+// wick.d.ts.
 import { WickError } from './error.js';
 import { modelCache } from './cache.js';
+import { kvCache as kvStore } from './kv-store.js';
 import { describeModel } from './model-files.js';
 import { ToWorker, FromWorker } from './protocol.js';
 import {
@@ -15,7 +18,13 @@ export { WickError };
 /** The model files the browser keeps: `list()`, `has(url)`, `delete(url)`, `clear()`, `estimate()`. */
 export const cache = modelCache;
 
-const LOAD_OPTIONS = new Set(['threads', 'simd', 'contextLength', 'onProgress', 'onCacheError', 'onRestart', 'watchdogSeconds', 'signal', 'hubUrl', 'revision', 'quantize']);
+/**
+ * The KV snapshots engines loaded with `kvCache: true` keep in OPFS, one per conversation and
+ * model, bounded in number and bytes: `list()`, `estimate()` (`{ count, bytes }`), `clear()`.
+ */
+export const kvCache = kvStore;
+
+const LOAD_OPTIONS = new Set(['threads', 'simd', 'contextLength', 'onProgress', 'onCacheError', 'onRestart', 'watchdogSeconds', 'signal', 'hubUrl', 'revision', 'quantize', 'kvCache', 'onKvSaved']);
 
 /**
  * Seconds a busy engine may go without answering before it is taken for hung: one step (a
@@ -71,19 +80,20 @@ export async function load(model, options = {}) {
   for (const key of Object.keys(options)) {
     if (!LOAD_OPTIONS.has(key)) throw new WickError('invalid_request', `Unknown load option ${key} (known: ${[...LOAD_OPTIONS].join(', ')}).`, { param: key });
   }
-  const { threads, simd = 'relaxed', contextLength, onProgress, onCacheError, onRestart, watchdogSeconds = WATCHDOG_SECONDS, signal, hubUrl, revision, quantize = null } = options;
+  const { threads, simd = 'relaxed', contextLength, onProgress, onCacheError, onRestart, watchdogSeconds = WATCHDOG_SECONDS, signal, hubUrl, revision, quantize = null, kvCache = false, onKvSaved } = options;
   const cores = globalThis.navigator?.hardwareConcurrency || 1;
   if (threads !== undefined && !(Number.isSafeInteger(threads) && threads >= 1)) throw new WickError('invalid_request', 'threads must be a whole number ≥ 1.', { param: 'threads' });
   if (contextLength !== undefined && !(Number.isSafeInteger(contextLength) && contextLength >= 2)) throw new WickError('invalid_request', 'contextLength must be a whole number ≥ 2.', { param: 'contextLength' });
   if (!(typeof watchdogSeconds === 'number' && watchdogSeconds >= 0 && watchdogSeconds < 2 ** 31 / 1000)) throw new WickError('invalid_request', 'watchdogSeconds must be a number ≥ 0 (0: no watchdog).', { param: 'watchdogSeconds' });
   if (simd !== 'relaxed' && simd !== 'simd128') throw new WickError('invalid_request', 'simd must be "relaxed" or "simd128".', { param: 'simd' });
   if (quantize !== null && quantize !== 'q4' && quantize !== 'q8') throw new WickError('invalid_request', 'quantize must be "q4", "q8" or null.', { param: 'quantize' });
+  if (typeof kvCache !== 'boolean') throw new WickError('invalid_request', 'kvCache must be true or false.', { param: 'kvCache' });
   if (signal?.aborted) throw aborted('Loading the model');
   const base = globalThis.document?.baseURI ?? globalThis.location?.href;
   const source = describeModel(model, { hubUrl, revision }, base);
-  const loadOptions = { threads: Math.min(threads ?? cores, cores), simd, contextLength, quantize };
+  const loadOptions = { threads: Math.min(threads ?? cores, cores), simd, contextLength, quantize, kvCache };
   const { worker, info } = await startWorker(source, loadOptions, { onProgress, onCacheError, signal });
-  return new Engine(worker, info, { source, options: loadOptions, onProgress, onCacheError, onRestart, watchdogMs: watchdogSeconds * 1000 });
+  return new Engine(worker, info, { source, options: loadOptions, onProgress, onCacheError, onRestart, onKvSaved, watchdogMs: watchdogSeconds * 1000 });
 }
 
 /**
@@ -188,6 +198,7 @@ class Engine {
       if (data.type === FromWorker.PONG) return;
       if (data.type === FromWorker.DONE || data.type === FromWorker.RESULT) this.#crashesInARow = 0;
       if (data.type === FromWorker.CACHE_ERROR) this.#reload.onCacheError?.(WickError.from(data.error));
+      else if (data.type === FromWorker.KV_SAVED) this.#reload.onKvSaved?.({ tokens: data.tokens, bytes: data.bytes });
       else if (data.type === FromWorker.ERROR && data.fatal) this.#crash(WickError.from(data.error));
       else this.#inboxes.get(data.id)?.push(data);
     };
@@ -565,6 +576,35 @@ class Engine {
     return { cached_tokens: cached };
   }
 
+  /**
+   * A snapshot of the engine's KV cache as bytes (the model's id, the tokens, their keys and
+   * values, a checksum), to give to `restoreKv` later, in this engine or another of the same
+   * model. With `messages` (a finished conversation, the reply last) only what the conversation
+   * agrees with is kept. Fails while a request runs.
+   * @param {{ role: string, content: string }[]} [messages]
+   * @returns {Promise<Uint8Array>}
+   */
+  async saveKv(messages) {
+    const checked = messages === undefined ? null : chatRequest({ messages }, this.#info).messages;
+    return this.#call(ToWorker.SAVE_KV, { messages: checked });
+  }
+
+  /**
+   * Restores a `saveKv` snapshot before a reply to `messages`, so that reply prefills only the
+   * tokens past it. The engine checks it whole and fails with WickError('invalid_request') — its
+   * cache left as it was — when it is of another model, its tokens do not start this
+   * conversation's prompt, or it is corrupt or truncated. Resolves to the tokens now cached.
+   * @param {Uint8Array} bytes
+   * @param {{ role: string, content: string }[]} messages
+   * @returns {Promise<{ cached_tokens: number }>}
+   */
+  async restoreKv(bytes, messages) {
+    if (!(bytes instanceof Uint8Array)) throw new WickError('invalid_request', 'restoreKv takes the Uint8Array saveKv gave.');
+    const { messages: checked } = chatRequest({ messages }, this.#info);
+    const { cached } = await this.#call(ToWorker.RESTORE_KV, { bytes, messages: checked });
+    return { cached_tokens: cached };
+  }
+
   /** Stops every running and waiting request of this engine: each fails with WickError('aborted'). */
   interrupt() {
     for (const c of this.#requests) c.abort();
@@ -656,5 +696,5 @@ async function* completionChunks(req, responses, first, start, release) {
 }
 
 /** Wick's API in one object: `load`, `cache` and `WickError`. */
-export const Wick = Object.freeze({ load, cache, WickError });
+export const Wick = Object.freeze({ load, cache, kvCache, WickError });
 export default Wick;

@@ -7,6 +7,7 @@ import { loadWasm } from './wasm.js';
 import { fetchModel } from './model-files.js';
 import { readMetadata, describe } from './gguf.js';
 import { checkFits, DEFAULT_CONTEXT } from './memory.js';
+import * as kvStore from './kv-store.js';
 
 /** @type {any} the WickEngine of the wasm build */
 let engine = null;
@@ -14,6 +15,8 @@ let engine = null;
 let memory = null;
 /** @type {{ id: number, cancelled: boolean } | null} the reply in progress */
 let current = null;
+/** Whether chat replies snapshot the KV cache to OPFS and restore from it (load option `kvCache`). */
+let keepKv = false;
 
 const post = (type, payload = {}) => self.postMessage({ type, ...payload });
 
@@ -119,6 +122,7 @@ async function load({ source, options }) {
       return load({ source, options: { ...options, recheck: true } });
     }
     engine.setContextLength(options.contextLength ?? DEFAULT_CONTEXT);
+    keepKv = Boolean(options.kvCache) && typeof navigator.storage?.getDirectory === 'function';
     const details = JSON.parse(engine.info());
     const quantization = shape ? (shape.quantization ?? 'unknown quantization') : details.format.replace(/^safetensors, /, '');
     const info = {
@@ -156,9 +160,13 @@ async function generate({ id, messages, prompt, params, fresh }) {
   try {
     const json = JSON.stringify(params);
     if (fresh) engine.reset();
-    if (typeof prompt === 'string') engine.startRaw(prompt, json);
-    else engine.startChat(JSON.stringify(messages), json);
+    const chat = typeof prompt !== 'string';
+    // A snapshot that fails to load (storage, or one the engine refuses) only costs the prefill.
+    const kv = keepKv && chat && !fresh ? await kvStore.restore(engine, messages).catch((e) => ({ restored: 0, refused: e.message })) : null;
+    if (chat) engine.startChat(JSON.stringify(messages), json);
+    else engine.startRaw(prompt, json);
     post(FromWorker.STARTED, { id });
+    let said = '';
     for (;;) {
       await nextTurn();
       if (reply.cancelled) {
@@ -169,10 +177,14 @@ async function generate({ id, messages, prompt, params, fresh }) {
       if (armed) fireTestHook();
       const ev = JSON.parse(engine.step());
       if (ev.kind === 'prefill') post(FromWorker.PREFILL, { id, done: ev.done, total: ev.total });
-      else if (ev.kind === 'token') post(FromWorker.TOKEN, { id, text: ev.text, logprobs: ev.logprobs });
+      else if (ev.kind === 'token') {
+        said += ev.text;
+        post(FromWorker.TOKEN, { id, text: ev.text, logprobs: ev.logprobs });
+      }
       else if (ev.kind === 'search') continue; // a beam search went one token deeper
       else {
-        post(FromWorker.DONE, { id, reason: ev.reason, text: ev.text, stats: JSON.parse(engine.stats()), memoryBytes: memory.buffer.byteLength });
+        post(FromWorker.DONE, { id, reason: ev.reason, text: ev.text, stats: JSON.parse(engine.stats()), memoryBytes: memory.buffer.byteLength, kv });
+        if (keepKv && chat) saveKv([...messages, { role: 'assistant', content: said + ev.text }]);
         return;
       }
     }
@@ -181,6 +193,14 @@ async function generate({ id, messages, prompt, params, fresh }) {
   } finally {
     if (current === reply) current = null;
   }
+}
+
+/** Snapshots the conversation's KV cache to OPFS after a reply; a failure is logged, the chat goes on. */
+function saveKv(messages) {
+  kvStore.save(engine, messages).then(
+    (s) => post(FromWorker.KV_SAVED, s),
+    (e) => console.warn(`Wick: the KV cache was not kept (${e.message}).`),
+  );
 }
 
 /** Runs a quick engine call that answers RESULT. */
@@ -207,6 +227,12 @@ self.onmessage = ({ data }) => {
     case ToWorker.WARM:
       // Skipped while a reply runs: the reply itself fills the cache.
       answer(data.id, () => ({ cached: current ? engine.cachedTokens() : engine.warmChat(JSON.stringify(data.messages)) }));
+      break;
+    case ToWorker.SAVE_KV:
+      answer(data.id, () => engine.saveKv(data.messages ? JSON.stringify(data.messages) : undefined));
+      break;
+    case ToWorker.RESTORE_KV:
+      answer(data.id, () => ({ cached: engine.restoreKv(data.bytes, engine.chatTokens(JSON.stringify(data.messages))) }));
       break;
     case ToWorker.TOKENIZE:
       answer(data.id, () => Array.from(engine.tokenize(data.text)));

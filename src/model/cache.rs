@@ -222,3 +222,92 @@ impl CpuCache {
         (gather(&self.k), gather(&self.v))
     }
 }
+
+impl KvType {
+    /// Bytes of one stored value.
+    pub(super) fn size(self) -> usize {
+        match self {
+            KvType::F32 => 4,
+            KvType::F16 => 2,
+        }
+    }
+}
+
+impl Store {
+    /// `n` values from element `at`, appended to `out` as little-endian bytes of the store's type.
+    fn write_bytes(&self, at: usize, n: usize, out: &mut Vec<u8>) {
+        match self {
+            Store::F32(s) => s[at..at + n]
+                .iter()
+                .for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
+            Store::F16(s) => s[at..at + n]
+                .iter()
+                .for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
+        }
+    }
+
+    /// Sets the values from element `at` to the little-endian values of the store's type in `bytes`.
+    fn read_bytes(&mut self, at: usize, bytes: &[u8]) {
+        match self {
+            Store::F32(s) => {
+                for (x, b) in s[at..].iter_mut().zip(bytes.chunks_exact(4)) {
+                    *x = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+                }
+            }
+            Store::F16(s) => {
+                for (x, b) in s[at..].iter_mut().zip(bytes.chunks_exact(2)) {
+                    *x = u16::from_le_bytes([b[0], b[1]]);
+                }
+            }
+        }
+    }
+}
+
+impl CpuCache {
+    /// The first `len` positions' keys then values, head-major, appended to `out` as
+    /// little-endian bytes of the cache's [`KvType`] (the layout [`CpuCache::read_rows`] takes
+    /// back).
+    pub(super) fn write_rows(
+        &self,
+        out: &mut Vec<u8>,
+        len: usize,
+        kv_heads: usize,
+        head_dim: usize,
+    ) {
+        for buf in [&self.k, &self.v] {
+            for g in 0..kv_heads {
+                buf.write_bytes(g * self.stride * head_dim, len * head_dim, out);
+            }
+        }
+    }
+
+    /// Replaces the cache with the first `len` of the `all` positions that
+    /// [`CpuCache::write_rows`] wrote to `bytes` (whose length and type the caller checked),
+    /// with room for `stride` positions per head.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn read_rows(
+        &mut self,
+        bytes: &[u8],
+        all: usize,
+        len: usize,
+        stride: usize,
+        kv_heads: usize,
+        head_dim: usize,
+    ) {
+        let size = self.kv_type().size();
+        let head = all * head_dim * size;
+        for (h, buf) in [&mut self.k, &mut self.v].into_iter().enumerate() {
+            *buf = Store::empty(match buf {
+                Store::F32(_) => KvType::F32,
+                Store::F16(_) => KvType::F16,
+            });
+            buf.regrow(kv_heads, 0, stride, 0, head_dim);
+            for g in 0..kv_heads {
+                let from = &bytes[(h * kv_heads + g) * head..][..len * head_dim * size];
+                buf.read_bytes(g * stride * head_dim, from);
+            }
+        }
+        self.len = len;
+        self.stride = stride;
+    }
+}

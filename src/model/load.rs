@@ -223,6 +223,21 @@ impl Model {
         Self::load(cfg, hf, device, &describe, None)
     }
 
+    /// An identity of the loaded model for KV snapshots when its file is not at hand (a model
+    /// built in memory): a sha256 of its config and of every norm's weights. Loaders that have
+    /// the file use the file's fingerprint instead ([`crate::weights::fingerprint`]).
+    pub fn fingerprint(&self) -> Result<[u8; 32]> {
+        let mut f = crate::weights::fingerprint::Fingerprint::new("model");
+        f.add(format!("{:?}", self.config).as_bytes());
+        let norms = self.blocks.iter().flat_map(|b| [&b.attn_norm, &b.ffn_norm]);
+        for n in norms.chain([&self.norm]) {
+            let w = n.w.flatten_all()?.to_vec1::<f32>()?;
+            let bytes: Vec<u8> = w.iter().flat_map(|x| x.to_le_bytes()).collect();
+            f.add(&bytes);
+        }
+        Ok(f.finish())
+    }
+
     fn load(
         cfg: Config,
         src: &dyn TensorSource,

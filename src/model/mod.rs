@@ -16,6 +16,7 @@ mod config;
 mod layers;
 mod load;
 pub mod profile;
+mod snapshot;
 
 use candle_core::{Device, Tensor, D};
 use candle_nn::ops::softmax_last_dim;

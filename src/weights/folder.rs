@@ -280,6 +280,18 @@ impl<'a> ModelFolder<'a> {
             .collect()
     }
 
+    /// The folder's identity for KV snapshots (see [`super::fingerprint`]): `config.json`,
+    /// the tokenizer and samples of every tensor of every shard.
+    pub fn fingerprint(&self) -> Result<[u8; 32]> {
+        let mut f = super::fingerprint::Fingerprint::new("safetensors folder");
+        f.add(&self.config_bytes()?);
+        f.add(&self.tokenizer_json()?);
+        for shard in self.safetensors()? {
+            shard.fingerprint_into(&mut f);
+        }
+        Ok(f.finish())
+    }
+
     /// The weights under llama.cpp's names, with `config.json`.
     pub fn hf_model(&self) -> Result<HfModel<'a>> {
         let shards = self.safetensors()?;

@@ -421,6 +421,20 @@ impl<'a> Gguf<'a> {
         })
     }
 
+    /// The file's identity for KV snapshots (see [`super::fingerprint`]): its header and
+    /// samples of every tensor.
+    pub fn fingerprint(&self) -> [u8; 32] {
+        let data_start = self.tensors.values().map(|t| t.range.start).min();
+        let mut f = super::fingerprint::Fingerprint::new("gguf");
+        f.add(&self.bytes[..data_start.unwrap_or(self.bytes.len())]);
+        for t in self.tensors.values() {
+            f.add_tensor(t.range.clone(), |r| {
+                std::borrow::Cow::Borrowed(&self.bytes[r])
+            });
+        }
+        f.finish()
+    }
+
     /// Parses a file held in a shared buffer; [`Gguf::tensor_data`] then copies nothing, so the
     /// file's bytes are the only copy of the weights that use it.
     pub fn parse_shared<T: AsRef<[u8]> + Send + Sync + 'static>(file: &'a Arc<T>) -> Result<Self> {

@@ -5,6 +5,7 @@
 //! (`blk.0.attn_q.weight` …) through [`TensorSource`], each in the form its matmul runs fastest.
 
 pub mod affine;
+pub mod fingerprint;
 pub mod folder;
 pub mod gguf;
 pub mod hf;

@@ -236,6 +236,16 @@ impl<'a> SafeTensors<'a> {
         })
     }
 
+    /// Adds the file's identity to `f` (see [`super::fingerprint`]): every tensor's name,
+    /// type, shape and samples of its bytes.
+    pub fn fingerprint_into(&self, f: &mut super::fingerprint::Fingerprint) {
+        f.add(self.file.as_bytes());
+        for (name, t) in &self.tensors {
+            f.add(format!("{name} {:?} {:?}", t.dtype, t.shape).as_bytes());
+            f.add_tensor(t.range.clone(), |r| self.bytes.read(r));
+        }
+    }
+
     /// A tensor's description, or an error naming the file and the tensor.
     pub fn info(&self, name: &str) -> Result<&TensorInfo> {
         self.tensors

@@ -306,12 +306,15 @@ test('conversations survive a reload, and can be renamed, opened and deleted fro
 test('storage use is shown and clearing the chats empties the list for good', async () => {
   await page.waitForFunction(() => /chats? [\d.]+ kB/.test(document.getElementById('storage-use').textContent));
   const text = await page.textContent('#storage-use');
-  const m = text.match(/([\d.]+) MB used of ([\d.]+) MB: downloaded models ([\d.]+) MB, (\d+) chats? [\d.]+ kB · works offline/);
+  const m = text.match(/([\d.]+) MB used of ([\d.]+) MB: downloaded models ([\d.]+) MB, (\d+) chats? [\d.]+ kB, (\d+) KV snapshots? ([\d.]+) MB · works offline/);
   assert.ok(m, text);
   assert.ok(Number(m[3]) > 99, text); // the default model, about 100 MB
   assert.ok(Number(m[4]) >= 2, text);
+  // The replies above left their KV snapshots; they go with the chats.
+  assert.ok(Number(m[5]) >= 1 && Number(m[6]) > 1, text);
   await page.click('#clear-chats');
-  await page.waitForFunction(() => !document.querySelector('#conversation-list li') && /, 0 chats/.test(document.getElementById('storage-use').textContent));
+  await page.waitForFunction(() => !document.querySelector('#conversation-list li') && /, 0 chats [\d.]+ kB, 0 KV snapshots/.test(document.getElementById('storage-use').textContent));
+  assert.deepEqual(await page.evaluate(async () => (await import('/www/wick.js')).Wick.kvCache.list()), []);
   await page.reload();
   await waitReady(page);
   await page.waitForFunction(() => /, 0 chats/.test(document.getElementById('storage-use').textContent));

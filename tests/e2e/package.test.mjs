@@ -15,7 +15,7 @@ const REPO = 'HuggingFaceTB/SmolLM2-135M-Instruct';
 /** What the package holds: the API's modules, its types and the four wasm builds. */
 const PACKAGED = [
   'README.md', 'package.json',
-  ...['wick.js', 'wick.d.ts', 'error.js', 'cache.js', 'opfs-store.js', 'sha256-worker.js', 'gguf.js', 'memory.js', 'model-files.js', 'openai.js', 'protocol.js', 'wasm.js', 'worker.js'].map((f) => `www/${f}`),
+  ...['wick.js', 'wick.d.ts', 'error.js', 'cache.js', 'opfs-store.js', 'sha256-worker.js', 'kv-store.js', 'gguf.js', 'memory.js', 'model-files.js', 'openai.js', 'protocol.js', 'wasm.js', 'worker.js'].map((f) => `www/${f}`),
   // sha256 for checking downloads as they stream: @noble/hashes, vendored with its license.
   ...['sha2.js', '_md.js', '_u64.js', 'utils.js', 'LICENSE'].map((f) => `www/vendor/noble-hashes/${f}`),
   ...['pkg', 'pkg-relaxed', 'pkg-threads', 'pkg-threads-relaxed'].flatMap((p) => [`www/${p}/wick.js`, `www/${p}/wick_bg.wasm`]),
