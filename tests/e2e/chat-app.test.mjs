@@ -363,6 +363,39 @@ test('at phone width the page fits, the chat list folds away, and axe-core finds
   await page.setViewportSize({ width: 1000, height: 800 });
 });
 
+test('while the server lists no MLX folder yet (a first run), the page starts with the GGUF and answers', async () => {
+  const MLX_PATH = 'models/SmolLM2-135M-Instruct-MLX-4bit/';
+  const asked = [];
+  // At the context, so the service worker's requests are seen too.
+  const list = async (route) => {
+    const response = await route.fetch();
+    const models = await response.json();
+    assert.ok(models.some((m) => m.path === MLX_PATH), 'the real listing has the folder');
+    await route.fulfill({ response, json: models.filter((m) => m.path !== MLX_PATH) });
+  };
+  const folder = (route) => {
+    asked.push(route.request().url());
+    return route.fulfill({ status: 404, body: 'not yet' });
+  };
+  await browser.context.route(/\/models\/$/, list);
+  await browser.context.route(/SmolLM2-135M-Instruct-MLX-4bit/, folder);
+  const first = await browser.context.newPage();
+  first.on('pageerror', (e) => consoleErrors.push(`page exception: ${e.message}`));
+  first.on('console', (m) => m.type() === 'error' && consoleErrors.push(m.text()));
+  try {
+    await first.goto(browser.base);
+    await waitReady(first);
+    assert.equal(await first.inputValue('#model-choice'), 'models/SmolLM2-135M-Instruct.Q4_1.gguf');
+    assert.deepEqual(asked, [], 'nothing of the MLX folder is asked for');
+    const reply = await ask(first, 'What is the capital of France?');
+    assert.match(reply.text, /Paris/);
+  } finally {
+    await browser.context.unroute(/\/models\/$/, list);
+    await browser.context.unroute(/SmolLM2-135M-Instruct-MLX-4bit/, folder);
+    await first.close();
+  }
+});
+
 test('the console shows no errors', () => {
   assert.deepEqual(consoleErrors, []);
 });
