@@ -72,10 +72,11 @@ test('a wasm trap mid-reply is recovered in place: a fresh worker loads the mode
 
   const next = await ask(page, FRANCE);
   assert.match(next.text, /Paris/);
-  // The whole conversation was sent again, and all of it ran: the new instance's cache was empty.
+  // The whole conversation was sent again. The new instance's cache was empty, and it restored
+  // the KV snapshot kept after the first reply: at least the first prompt did not run again.
   const after = promptTokens(next.status);
   assert.ok(after.prompt > before.prompt + 20, `${after.prompt} vs ${before.prompt}`);
-  assert.equal(after.fresh, after.prompt);
+  assert.ok(after.fresh > 0 && after.fresh <= after.prompt - before.prompt, `${after.fresh} new of ${after.prompt}`);
 });
 
 test('an engine that runs out of memory is recovered in place and the next message is answered', async () => {
@@ -85,7 +86,9 @@ test('an engine that runs out of memory is recovered in place and the next messa
   assert.match(crash.status, /Restarted after a crash \(out_of_memory\)/);
   const next = await ask(page, FRANCE);
   assert.match(next.text, /Paris/);
-  assert.equal(promptTokens(next.status).fresh, promptTokens(next.status).prompt);
+  // The conversation's last snapshot (after the reply before the crash) was restored.
+  const after = promptTokens(next.status);
+  assert.ok(after.fresh > 0 && after.fresh < after.prompt, `${after.fresh} new of ${after.prompt}`);
 });
 
 test('the watchdog catches an engine that stops answering; a crash right after a restart stops the engine for good', async () => {
