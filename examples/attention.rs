@@ -10,19 +10,7 @@
 
 use std::time::Instant;
 use wick::kernels::attention::{attend, attend_rows, f32_to_f16_bits, Rows, Shape};
-use wick::kernels::team;
-
-fn noise(seed: u64, n: usize) -> Vec<f32> {
-    let mut s = seed;
-    (0..n)
-        .map(|_| {
-            s = s
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            ((s >> 40) as f32 / (1u64 << 24) as f32) - 0.5
-        })
-        .collect()
-}
+use wick::kernels::{noise, team};
 
 fn median(mut x: Vec<f64>) -> f64 {
     x.sort_by(f64::total_cmp);
@@ -59,31 +47,20 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 let half =
                     |x: &[f32]| -> Vec<u16> { x.iter().map(|&x| f32_to_f16_bits(x)).collect() };
                 let (k16, v16) = (half(&k), half(&v));
+                let variants: [&(dyn Fn() -> Vec<f32> + Sync); 3] = [
+                    &|| attend_rows(&q, &k, &v, pos, shape),
+                    &|| attend(&q, Rows::F32(&k), Rows::F32(&v), pos, shape),
+                    &|| attend(&q, Rows::F16(&k16), Rows::F16(&v16), pos, shape),
+                ];
                 let mut t = [Vec::new(), Vec::new(), Vec::new()];
                 pool.install(|| {
                     team::scope(|| {
                         for _ in 0..runs {
-                            let t0 = Instant::now();
-                            std::hint::black_box(attend_rows(&q, &k, &v, pos, shape));
-                            t[0].push(t0.elapsed().as_secs_f64() * 1e3);
-                            let t0 = Instant::now();
-                            std::hint::black_box(attend(
-                                &q,
-                                Rows::F32(&k),
-                                Rows::F32(&v),
-                                pos,
-                                shape,
-                            ));
-                            t[1].push(t0.elapsed().as_secs_f64() * 1e3);
-                            let t0 = Instant::now();
-                            std::hint::black_box(attend(
-                                &q,
-                                Rows::F16(&k16),
-                                Rows::F16(&v16),
-                                pos,
-                                shape,
-                            ));
-                            t[2].push(t0.elapsed().as_secs_f64() * 1e3);
+                            for (t, f) in t.iter_mut().zip(&variants) {
+                                let t0 = Instant::now();
+                                std::hint::black_box(f());
+                                t.push(t0.elapsed().as_secs_f64() * 1e3);
+                            }
                         }
                     })
                 });

@@ -10,7 +10,7 @@
 use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
 use candle_core::{Device, Module, Tensor};
 use std::time::Instant;
-use wick::kernels::{self, WeightType};
+use wick::kernels::{self, noise, WeightType};
 
 /// Median seconds of `f` over `runs` timed runs.
 fn time(runs: usize, mut f: impl FnMut()) -> f64 {
@@ -26,18 +26,6 @@ fn time(runs: usize, mut f: impl FnMut()) -> f64 {
     }
     per.sort_by(f64::total_cmp);
     per[per.len() / 2]
-}
-
-fn noise(seed: u64, n: usize) -> Vec<f32> {
-    let mut s = seed;
-    (0..n)
-        .map(|_| {
-            s = s
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            ((s >> 40) as f32 / (1u64 << 24) as f32) - 0.5
-        })
-        .collect()
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

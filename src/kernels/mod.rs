@@ -153,23 +153,27 @@ impl WeightType {
     }
 }
 
+/// `n` pseudo-random values in [-0.5, 0.5) from `seed`: the data of the kernels' tests and of
+/// the kernel benchmarks (`examples/`), from a small generator of its own so it never changes
+/// with a crate version.
+pub fn noise(seed: u64, n: usize) -> Vec<f32> {
+    let mut s = seed;
+    (0..n)
+        .map(|_| {
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((s >> 40) as f32 / (1u64 << 24) as f32) - 0.5
+        })
+        .collect()
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
     use half::f16;
 
-    /// A small deterministic generator (tests must not change with a crate version).
-    pub fn noise(seed: u64, n: usize) -> Vec<f32> {
-        let mut s = seed;
-        (0..n)
-            .map(|_| {
-                s = s
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
-                ((s >> 40) as f32 / (1u64 << 24) as f32) - 0.5
-            })
-            .collect()
-    }
+    pub use super::noise;
 
     /// Random blocks of `ty`: random f16 scales (and minimums) and random quantized bytes.
     pub fn random_blocks(ty: WeightType, seed: u64, blocks: usize) -> Vec<u8> {

@@ -66,10 +66,19 @@ enum Store {
 }
 
 impl Store {
-    fn empty(t: KvType) -> Self {
+    /// `n` zero values of type `t`.
+    fn zeroed(t: KvType, n: usize) -> Self {
         match t {
-            KvType::F32 => Store::F32(Vec::new()),
-            KvType::F16 => Store::F16(Vec::new()),
+            KvType::F32 => Store::F32(vec![0.0; n]),
+            KvType::F16 => Store::F16(vec![0; n]),
+        }
+    }
+
+    /// The type of the values held.
+    fn kv_type(&self) -> KvType {
+        match self {
+            Store::F32(_) => KvType::F32,
+            Store::F16(_) => KvType::F16,
         }
     }
 
@@ -148,8 +157,8 @@ impl CpuCache {
     /// An empty cache that stores `t`.
     pub(super) fn new(t: KvType) -> Self {
         CpuCache {
-            k: Store::empty(t),
-            v: Store::empty(t),
+            k: Store::zeroed(t, 0),
+            v: Store::zeroed(t, 0),
             len: 0,
             stride: 0,
         }
@@ -157,10 +166,7 @@ impl CpuCache {
 
     /// How this cache stores keys and values.
     pub(super) fn kv_type(&self) -> KvType {
-        match self.k {
-            Store::F32(_) => KvType::F32,
-            Store::F16(_) => KvType::F16,
-        }
+        self.k.kv_type()
     }
 
     /// The keys, as the attention kernel reads them.
@@ -284,7 +290,6 @@ impl CpuCache {
     /// Replaces the cache with the first `len` of the `all` positions that
     /// [`CpuCache::write_rows`] wrote to `bytes` (whose length and type the caller checked),
     /// with room for `stride` positions per head.
-    #[allow(clippy::too_many_arguments)]
     pub(super) fn read_rows(
         &mut self,
         bytes: &[u8],
@@ -297,11 +302,7 @@ impl CpuCache {
         let size = self.kv_type().size();
         let head = all * head_dim * size;
         for (h, buf) in [&mut self.k, &mut self.v].into_iter().enumerate() {
-            *buf = Store::empty(match buf {
-                Store::F32(_) => KvType::F32,
-                Store::F16(_) => KvType::F16,
-            });
-            buf.regrow(kv_heads, 0, stride, 0, head_dim);
+            *buf = Store::zeroed(buf.kv_type(), kv_heads * stride * head_dim);
             for g in 0..kv_heads {
                 let from = &bytes[(h * kv_heads + g) * head..][..len * head_dim * size];
                 buf.read_bytes(g * stride * head_dim, from);
