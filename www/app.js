@@ -555,7 +555,7 @@ async function serverModels() {
 function listModels(models) {
   const known = new Set([...ui.modelChoice.options].map((o) => o.value));
   for (const { path, name, bytes } of models) {
-    if (typeof path !== 'string' || known.has(path)) continue;
+    if (known.has(path)) continue;
     const kind = path.endsWith('/') ? 'safetensors folder' : 'GGUF';
     ui.modelChoice.append(new Option(`${name} · ${kind} · ${mb(bytes)} MB`, path));
   }
