@@ -584,9 +584,8 @@ if ([...ui.modelChoice.options].some((o) => o.value === startModel)) ui.modelCho
 setBusy();
 restoreChat();
 // The engine's worker and wasm are fetched once the service worker serves the page, so they are
-// kept for offline use too.
-startOffline().then(async (controlled) => {
-  const listed = await serverModels();
+// kept for offline use too; the server's models are listed meanwhile.
+Promise.all([startOffline(), serverModels()]).then(async ([controlled, listed]) => {
   // The server lists the GGUF but not the MLX folder yet: a first run, still writing it.
   const has = (path) => listed.some((m) => m.path === path);
   if (!query.has('model') && has(DEFAULT_GGUF) && !has(DEFAULT_MODEL)) startModel = DEFAULT_GGUF;

@@ -214,26 +214,30 @@ async function fetchFolder(url, { signal, onProgress, onCacheError, onTokenizerF
   const counter = progress(onProgress);
   const manifest = await fetchManifest(url + MANIFEST, signal);
   let verified = Boolean(manifest);
-  const add = async (name, optional = false) => {
-    const file = counter.file(url + name);
-    const expect = manifest?.get(name) ?? null;
-    const got = await fetchFile(url + name, { optional, signal, expect, onBytes: file.onBytes, onCacheError, deferCheck });
+  /** Records the file `name` that fetchFile gave (null: an optional file that is missing). */
+  const took = (name, got) => {
     if (!got) return null;
     if (got.checked) checks.push(got.checked);
-    if (!expect) verified = false;
-    file.finish(got.bytes);
+    if (!manifest?.get(name)) verified = false;
+    counter.file(url + name).finish(got.bytes);
     files.push({ name, bytes: got.bytes });
     sources.add(got.source);
     return got.bytes;
   };
+  const add = async (name, optional = false) => {
+    const file = counter.file(url + name);
+    return took(name, await fetchFile(url + name, { optional, signal, expect: manifest?.get(name) ?? null, onBytes: file.onBytes, onCacheError, deferCheck }));
+  };
   const { mod } = await wasm;
   const layout = JSON.parse(mod.folderFiles());
-  for (const { name, required } of layout.files) {
-    // A template in tokenizer_config.json makes chat_template.jinja moot: not asking spares a 404.
-    const config = files.find((f) => f.name === 'tokenizer_config.json');
-    if (name === 'chat_template.jinja' && config && new TextDecoder().decode(config.bytes).includes('"chat_template"')) continue;
-    await add(name, !required);
-  }
+  // The small files are read at once (each costs a few storage round trips), the template last:
+  // one in tokenizer_config.json makes chat_template.jinja moot, and not asking spares a 404.
+  const template = layout.files.find((f) => f.name === 'chat_template.jinja');
+  const small = layout.files.filter((f) => f !== template);
+  const read = await Promise.all(small.map(({ name, required }) => fetchFile(url + name, { optional: !required, signal, expect: manifest?.get(name) ?? null, onBytes: counter.file(url + name).onBytes, onCacheError, deferCheck })));
+  small.forEach(({ name }, i) => took(name, read[i]));
+  const config = files.find((f) => f.name === 'tokenizer_config.json');
+  if (template && !(config && new TextDecoder().decode(config.bytes).includes('"chat_template"'))) await add(template.name, !template.required);
   onTokenizerFiles(files.slice());
   if (!(await add(layout.weights, true))) {
     const index = await add(layout.index, true);

@@ -2,9 +2,10 @@
 // a file is read with a sync access handle in one call into one buffer: 100 MB in tens of
 // milliseconds, where a Cache API body streams in chunks that are copied again. Each kept URL is
 // two files in the folder `weights/`, both named by the sha256 of the URL: KEY holds the bytes,
-// KEY.json `{ url, headers }` (what cache.js records: size, sha256, when; or an alias). The .json
-// is written last, so a file whose write broke off has none and is not seen. The store has the
-// shape of cache.js's Cache API store: match, put, keys, delete.
+// KEY.json `{ url, headers, modified }` (what cache.js records: size, sha256, when; or an alias;
+// and when KEY was last written). The .json is written last, so a file whose write broke off has
+// none and is not seen. The store has the shape of cache.js's Cache API store: match, put, keys,
+// delete.
 import { sha256 } from './vendor/noble-hashes/sha2.js';
 
 /** The OPFS folder model files are kept in (other features keep theirs in other folders). */
@@ -70,6 +71,15 @@ async function writeBytes(dir, name, bytes) {
   }
 }
 
+/** When file `name` was last written (ms since the epoch), or null when it cannot be told. */
+async function lastModified(dir, name) {
+  try {
+    return (await (await dir.getFileHandle(name)).getFile()).lastModified;
+  } catch {
+    return null;
+  }
+}
+
 /** What KEY.json records, or null when it is missing or unreadable. */
 async function readRecord(dir, key) {
   try {
@@ -95,13 +105,17 @@ export async function openOpfs({ create = true } = {}) {
       const key = keyOf(url);
       const record = await readRecord(dir, key);
       if (!record || record.url !== url) return null;
-      return { headers: new Headers(record.headers), read: () => readBytes(dir, key) };
+      // Unchanged: KEY was not written since it was kept (its bytes are the ones hashed then).
+      const modified = await lastModified(dir, key);
+      const unchanged = typeof record.modified === 'number' && record.modified === modified;
+      return { headers: new Headers(record.headers), unchanged, read: () => readBytes(dir, key) };
     },
     async put(url, bytes, headers) {
       const key = keyOf(url);
       await dir.removeEntry(`${key}.json`).catch(() => {});
       await writeBytes(dir, key, bytes ?? new Uint8Array(0));
-      await writeBytes(dir, `${key}.json`, new TextEncoder().encode(JSON.stringify({ url, headers })));
+      const modified = await lastModified(dir, key);
+      await writeBytes(dir, `${key}.json`, new TextEncoder().encode(JSON.stringify({ url, headers, modified })));
     },
     async keys() {
       const urls = [];

@@ -8,6 +8,14 @@ import { fetchModel } from './model-files.js';
 import { readMetadata, describe } from './gguf.js';
 import { checkFits, DEFAULT_CONTEXT } from './memory.js';
 import * as kvStore from './kv-store.js';
+// What the modules above import in turn, named here so they are all fetched in one round rather
+// than one import level after another (tests/e2e/package.test.mjs checks the list is whole).
+import './cache.js';
+import './opfs-store.js';
+import './vendor/noble-hashes/sha2.js';
+import './vendor/noble-hashes/_md.js';
+import './vendor/noble-hashes/_u64.js';
+import './vendor/noble-hashes/utils.js';
 
 /** @type {any} the WickEngine of the wasm build */
 let engine = null;

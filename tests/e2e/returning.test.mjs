@@ -5,9 +5,9 @@
 // serves while it still builds three of them).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, mkdirSync, readdirSync, rmSync, symlinkSync } from 'node:fs';
+import { mkdtempSync, mkdirSync, readdirSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { dirname, join, relative, resolve } from 'node:path';
 import { openBrowser, waitReady, ask, watchWorkers } from './browser.mjs';
 
 const ROOT = resolve('.');
@@ -61,6 +61,8 @@ test('a returning visit reads the weights from OPFS, checked, and the wasm from 
   assert.equal(served('GET', 'tokenizer.json'), before.tokenizer);
   assert.equal(served('GET', 'pkg-threads-relaxed/wick_bg.wasm'), before.wasm, 'no download of the wasm');
   assert.equal(served('HEAD', 'pkg-threads-relaxed/wick_bg.wasm'), before.heads + 1, 'its ETag was asked');
+  // The kept weights were not written since they were hashed at download: not hashed again.
+  assert.equal(served('GET', 'www/sha256-worker.js'), 0, 'no kept copy was hashed again');
   assert.match((await ask(second, 'What is the capital of France?')).raw, /Paris/);
   // The Storage panel's button clears OPFS too.
   await second.click('#clear-models');
@@ -130,4 +132,25 @@ test('the page runs only the wasm builds the server holds', async () => {
       rmSync(root, { recursive: true, force: true });
     }
   }
+});
+
+/** Every module `entry` imports, directly or not, as paths from the checkout, with its depth. */
+function importGraph(entry) {
+  const depth = new Map([[entry, 1]]);
+  for (const file of depth.keys()) {
+    const source = readFileSync(file, 'utf8');
+    for (const [, a, b] of source.matchAll(/^(?:import|export)\s[^'"]*?from\s*['"](\.[^'"]+)['"]|^import\s*['"](\.[^'"]+)['"]/gm)) {
+      const dep = relative(ROOT, resolve(dirname(file), a ?? b));
+      if (!depth.has(dep)) depth.set(dep, depth.get(file) + 1);
+    }
+  }
+  depth.delete(entry);
+  return depth;
+}
+
+test('a visit asks for its modules in one round: index.html preloads them all, worker.js names them all', () => {
+  const preloaded = [...readFileSync('index.html', 'utf8').matchAll(/<link rel="modulepreload" href="([^"]+)">/g)].map((m) => m[1]);
+  assert.deepEqual([...preloaded].sort(), [...importGraph('www/app.js').keys()].sort());
+  const deeper = [...importGraph('www/worker.js')].filter(([, d]) => d > 2).map(([f]) => f);
+  assert.deepEqual(deeper, [], 'modules worker.js reaches only through another');
 });
