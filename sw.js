@@ -56,8 +56,11 @@ const unchecked = new Map();
 /** When the last of them was served, and the check that will run once the page is quiet. */
 let lastServed = 0;
 let checking = null;
-/** How long no kept script may be served before they are checked (the page has loaded). */
-const QUIET_MS = 500;
+/**
+ * How long no kept script may be served before they are checked: the page has loaded, and its
+ * model too (the check's requests and cache reads would compete with it for the CPU).
+ */
+const QUIET_MS = 5000;
 
 /**
  * Checks the scripts served from kept copies against the network, all in one batch, and keeps

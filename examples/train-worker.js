@@ -58,7 +58,7 @@ async function train({ text, options }) {
     const heldOutLoss = trainer.heldOutLoss() ?? null;
     const files = trainer.files();
     const model = files.filter((f) => f.name !== 'loss.svg');
-    const next = mod.WickEngine.fromFiles(model.map((f) => f.name), model.map((f) => f.bytes), null, null);
+    const next = mod.WickEngine.fromFiles(model.map((f) => f.name), model.map((f) => f.bytes), null);
     engine?.free();
     engine = next;
     post(FromTrainer.TRAINED, {

@@ -8,6 +8,7 @@
 //! What a step reports lives in `session/event.rs`; the steps of a beam-search reply in
 //! `session/search.rs`; saving the KV cache to bytes and restoring it in `session/snapshot.rs`.
 
+mod beside;
 mod event;
 mod search;
 mod snapshot;
@@ -157,14 +158,18 @@ impl Engine {
 
     /// [`Engine::from_hf_files_with`] over a folder whose bytes are read a tensor at a time.
     /// `tokenizer` is the folder's tokenizer and chat template when the caller parsed them
-    /// already (the browser does while the weights are still being read), else they are parsed
-    /// here.
+    /// already, else they are parsed here, on another thread while the model is built where
+    /// rayon has one.
     pub fn from_folder(
         folder: &ModelFolder,
         device: &Device,
         quantize: Option<(usize, usize)>,
         tokenizer: Option<(Tokenizer, Option<String>)>,
     ) -> Result<Self> {
+        let parsing = match tokenizer {
+            Some(t) => beside::Parsing::Ready(Box::new(Ok(t))),
+            None => beside::Parsing::start(folder),
+        };
         let mut hf = folder.hf_model()?;
         if let Some((bits, group)) = quantize {
             hf = hf.quantized_at_load(bits, group)?;
@@ -174,10 +179,7 @@ impl Engine {
         id.add(&folder.fingerprint()?);
         id.add(format!("{quantize:?}").as_bytes());
         let model = Model::from_hf(&hf, device)?;
-        let (tokenizer, template) = match tokenizer {
-            Some(t) => t,
-            None => (Tokenizer::from_folder(folder)?, folder.chat_template()?),
-        };
+        let (tokenizer, template) = parsing.wait()?;
         let template = ChatTemplate::new(
             template.as_deref(),
             tokenizer.bos_token(),

@@ -11,7 +11,6 @@ use crate::chat::Message;
 use crate::error::Error;
 use crate::sample::SamplingParams;
 use crate::session::Engine;
-use crate::tokenizer::Tokenizer;
 use crate::train::{TrainOptions, Trainer};
 use crate::weights::folder::{self, ModelFolder};
 use crate::weights::safetensors::Bytes;
@@ -42,11 +41,18 @@ fn js_files(names: Vec<String>, files: &js_sys::Array) -> Result<Vec<(String, Js
     if files.length() as usize != names.len() {
         return Err(coded("one name per file is needed", "invalid_request"));
     }
-    Ok(names
+    // Each is taken as it is: `new Uint8Array(array)` would copy it (100 MB of weights, 60 ms).
+    names
         .into_iter()
         .zip(files.iter())
-        .map(|(n, f)| (n, JsBytes(js_sys::Uint8Array::new(&f))))
-        .collect())
+        .map(|(n, f)| match f.dyn_into::<js_sys::Uint8Array>() {
+            Ok(bytes) => Ok((n, JsBytes(bytes))),
+            Err(_) => Err(coded(
+                &format!("{n} is not a Uint8Array"),
+                "invalid_request",
+            )),
+        })
+        .collect()
 }
 
 /// [`js_files`] as the loader's sources.
@@ -123,32 +129,6 @@ pub fn index_shards(index: &[u8]) -> Result<Vec<String>, JsValue> {
     folder::index_shards(index).map_err(load_error)
 }
 
-/// A model folder's tokenizer and chat template, parsed ahead: the worker does it while the
-/// weights are still being read, and hands it to [`WickEngine::from_files`].
-#[wasm_bindgen]
-pub struct WickTokenizer {
-    tokenizer: Tokenizer,
-    template: Option<String>,
-}
-
-#[wasm_bindgen]
-impl WickTokenizer {
-    /// Parses the tokenizer files among `files` (`tokenizer.json`, `tokenizer_config.json`,
-    /// `chat_template.jinja`), named by `names`.
-    #[wasm_bindgen(js_name = fromFiles)]
-    pub fn from_files(names: Vec<String>, files: js_sys::Array) -> Result<WickTokenizer, JsValue> {
-        let files = js_files(names, &files)?;
-        let sources = sources(&files);
-        let folder = ModelFolder::new(&sources);
-        let tokenizer = Tokenizer::from_folder(&folder).map_err(load_error)?;
-        let template = folder.chat_template().map_err(load_error)?;
-        Ok(Self {
-            tokenizer,
-            template,
-        })
-    }
-}
-
 /// A loaded model with its conversation, driven one step at a time from JavaScript.
 #[wasm_bindgen]
 pub struct WickEngine {
@@ -169,14 +149,13 @@ impl WickEngine {
 
     /// Loads a Hugging Face model folder from its files (`names[i]` is the name of the
     /// `Uint8Array` `files[i]`): config.json, tokenizer files and safetensors, float or
-    /// MLX-quantized. `quantize` ("q4" or "q8") quantizes float weights at load. `tokenizer` is
-    /// the folder's tokenizer if [`WickTokenizer::from_files`] parsed it already.
+    /// MLX-quantized. `quantize` ("q4" or "q8") quantizes float weights at load. In the threaded
+    /// build the tokenizer is parsed on a pool thread while the model is built.
     #[wasm_bindgen(js_name = fromFiles)]
     pub fn from_files(
         names: Vec<String>,
         files: js_sys::Array,
         quantize: Option<String>,
-        tokenizer: Option<WickTokenizer>,
     ) -> Result<WickEngine, JsValue> {
         let quantize = match quantize.as_deref() {
             None | Some("") | Some("none") => None,
@@ -190,9 +169,8 @@ impl WickEngine {
         let files = js_files(names, &files)?;
         let sources = sources(&files);
         let folder = ModelFolder::new(&sources);
-        let tokenizer = tokenizer.map(|t| (t.tokenizer, t.template));
         let engine =
-            Engine::from_folder(&folder, &Device::Cpu, quantize, tokenizer).map_err(load_error)?;
+            Engine::from_folder(&folder, &Device::Cpu, quantize, None).map_err(load_error)?;
         let bits = folder.mlx_bits();
         let format = match (bits, quantize) {
             (Some(b), _) => format!("safetensors, MLX {b}-bit"),

@@ -137,3 +137,16 @@ fn tiny_kv_snapshot_restores_as_a_prefill() {
         Err(wick::Error::SnapshotCorrupt(_))
     ));
 }
+
+/// Model files must come as `Uint8Array`s, which the engine reads in place (never copied whole);
+/// anything else is refused by name, not read.
+#[wasm_bindgen_test]
+fn model_files_that_are_not_bytes_are_refused_by_name() {
+    use wasm_bindgen::JsCast;
+    let files = js_sys::Array::of1(&"{}".into());
+    let Err(e) = wick::web::WickEngine::from_files(vec!["config.json".into()], files, None) else {
+        panic!("a string was taken for a file");
+    };
+    let message = String::from(e.unchecked_into::<js_sys::Error>().message());
+    assert_eq!(message, "config.json is not a Uint8Array");
+}

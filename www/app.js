@@ -533,7 +533,7 @@ async function loadPath(path) {
     if (!engine) ui.status.textContent = 'No model loaded — the link named a model on another site; pick a model in Settings.';
     return;
   }
-  loadModel(url, name);
+  await loadModel(url, name);
 }
 ui.modelChoice.addEventListener('change', () => loadPath(ui.modelChoice.value));
 
@@ -585,12 +585,19 @@ setBusy();
 restoreChat();
 // The engine's worker and wasm are fetched once the service worker serves the page, so they are
 // kept for offline use too; the server's models are listed meanwhile.
-Promise.all([startOffline(), serverModels()]).then(async ([controlled, listed]) => {
+window.__log?.('app module run');
+const controlledAtStart = Boolean(navigator.serviceWorker?.controller);
+/** How long after the model loads the Storage panel is first measured. */
+const STORAGE_DELAY_MS = 2000;
+Promise.all([startOffline(), serverModels()]).then(([controlled, listed]) => {
+  window.__log?.('offline+listed');
   // The server lists the GGUF but not the MLX folder yet: a first run, still writing it.
   const has = (path) => listed.some((m) => m.path === path);
   if (!query.has('model') && has(DEFAULT_GGUF) && !has(DEFAULT_MODEL)) startModel = DEFAULT_GGUF;
-  loadPath(startModel);
   listModels(listed);
-  if (controlled) await keepShell();
-  showStorage();
+  // A page the service worker served from the start had every file kept as it came.
+  if (controlled && !controlledAtStart) keepShell();
+  // Storage is measured a moment after the model is in: listing OPFS and IndexedDB meanwhile
+  // would slow the load and the first reply.
+  loadPath(startModel).finally(() => setTimeout(showStorage, STORAGE_DELAY_MS));
 });

@@ -312,8 +312,10 @@ export async function fetchFile(url, { optional = false, signal, expect = null, 
   /** The checked copy of the file `at` leads to, from the first store that has a whole one. */
   const fromStores = async (at) => {
     for (const store of stores) {
-      const key = await resolve(store, at);
-      const hit = key && (await match(store, key));
+      // The entry of `at` itself, unless it is an alias of the file it redirected to.
+      const own = await match(store, at);
+      const key = own?.headers.get(ALIAS) ?? (own ? at : null);
+      const hit = key === at ? own : key && (await match(store, key));
       if (!hit) continue;
       const kept = await readKept(hit, key, expect, onBytes, (why) => {
         onCacheError(new WickError('model_format', `The browser's copy of ${key} was damaged (${why}); it is downloaded again.`));

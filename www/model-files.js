@@ -69,7 +69,6 @@ export function describeModel(model, { hubUrl = DEFAULT_HUB, revision = 'main' }
  *   signal?: AbortSignal,
  *   onProgress?: (p: { loaded: number, total: number, file: string, phase: 'download'|'cache' }) => void,
  *   onCacheError?: (e: WickError) => void,
- *   onTokenizerFiles?: (files: NamedBytes[]) => void,
  *   fits?: (bytes: number, shape: ReturnType<typeof describe>) => void,
  *   deferCheck?: boolean,
  * }} FetchOptions
@@ -77,9 +76,8 @@ export function describeModel(model, { hubUrl = DEFAULT_HUB, revision = 'main' }
 
 /**
  * The bytes of the model `source` names. `onProgress` counts the bytes of all its files
- * together (`total` grows as each file's size becomes known); `onTokenizerFiles` gets a folder's
- * config and tokenizer files as soon as they are read, before the weights; `wasm` is the engine's
- * build, which knows what a folder holds; `fits` judges a GGUF from its size and the shape its
+ * together (`total` grows as each file's size becomes known); `wasm` is the engine's build,
+ * which knows what a folder holds; `fits` judges a GGUF from its size and the shape its
  * head gives before the download starts, and throws if the engine could not hold it;
  * `deferCheck`: kept copies are returned before their sha256 is known (cache.js's fetchFile),
  * to be awaited in `checked` once the engine is built.
@@ -207,7 +205,7 @@ async function fetchGguf(url, { signal, onProgress, onCacheError, fits, deferChe
  * (`folderFiles()`: config.json, the tokenizer files, chat_template.jinja), then the weights, or
  * the index and the shards it lists (`indexShards()`).
  */
-async function fetchFolder(url, { signal, onProgress, onCacheError, onTokenizerFiles = () => {}, wasm, deferCheck }) {
+async function fetchFolder(url, { signal, onProgress, onCacheError, wasm, deferCheck }) {
   const files = [];
   const checks = [];
   const sources = new Set();
@@ -238,7 +236,6 @@ async function fetchFolder(url, { signal, onProgress, onCacheError, onTokenizerF
   small.forEach(({ name }, i) => took(name, read[i]));
   const config = files.find((f) => f.name === 'tokenizer_config.json');
   if (template && !(config && new TextDecoder().decode(config.bytes).includes('"chat_template"'))) await add(template.name, !template.required);
-  onTokenizerFiles(files.slice());
   if (!(await add(layout.weights, true))) {
     const index = await add(layout.index, true);
     if (!index) {

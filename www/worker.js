@@ -81,7 +81,7 @@ function breakCacheApi() {
   Object.defineProperty(self, 'caches', { configurable: true, value: { open: broken, has: broken, delete: broken, keys: broken, match: broken } });
 }
 
-/** Fetches the model (the tokenizer is parsed while the weights are still read) and builds the engine. */
+/** Fetches the model and builds the engine. */
 async function load({ source, options }) {
   const t0 = performance.now();
   // The module's pure functions (a folder's layout, the tokenizer) are ready before its thread pool.
@@ -92,7 +92,6 @@ async function load({ source, options }) {
   });
   wasm.catch(() => {}); // awaited below, after the download; a failure is reported there
   const module = Promise.race([early, wasm]);
-  let tokenizer = null;
   try {
     const fits = (size, shape) => checkFits(source.id, size, shape, options.contextLength);
     const model = await fetchModel(source, {
@@ -101,9 +100,6 @@ async function load({ source, options }) {
       deferCheck: !options.recheck,
       onProgress: (p) => post(FromWorker.PROGRESS, p),
       onCacheError: (e) => post(FromWorker.CACHE_ERROR, { error: e.toJSON() }),
-      onTokenizerFiles: (files) => {
-        tokenizer = module.then(({ mod }) => mod.WickTokenizer.fromFiles(files.map((f) => f.name), files.map((f) => f.bytes))).catch(() => null);
-      },
     });
     const { mod, exports, memory: mem, build } = await wasm;
     memory = mem;
@@ -117,10 +113,7 @@ async function load({ source, options }) {
       fits(bytes, shape);
       engine = new mod.WickEngine(model.gguf);
     } else {
-      // A tokenizer that failed to parse ahead is parsed again by the loader, which says why.
-      const parsed = await tokenizer;
-      tokenizer = null; // fromFiles takes it over, loaded or not
-      engine = mod.WickEngine.fromFiles(model.files.map((f) => f.name), model.files.map((f) => f.bytes), options.quantize ?? null, parsed ?? null);
+      engine = mod.WickEngine.fromFiles(model.files.map((f) => f.name), model.files.map((f) => f.bytes), options.quantize ?? null);
     }
     // The kept copies were hashed while the engine was built: a damaged one (reported, deleted)
     // drops the engine, and the model is loaded again, which downloads that file.
@@ -139,7 +132,6 @@ async function load({ source, options }) {
     };
     post(FromWorker.READY, { info });
   } catch (e) {
-    (await tokenizer)?.free?.();
     engine?.free();
     engine = null;
     let error = WickError.from(e);

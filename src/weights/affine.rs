@@ -135,61 +135,46 @@ impl Affine {
             return None;
         }
         let blocks = self.q.len() / BLOCK;
-        blocks_with(
-            self.bits,
-            self.group,
-            &self.scales,
-            &self.biases,
-            blocks,
-            |b, out| {
-                let q = &self.q[b * BLOCK..(b + 1) * BLOCK];
-                match self.bits {
-                    // GGML's nibble order: byte i holds value i (low) and value i + 16 (high).
-                    4 => out.extend((0..16).map(|i| q[i] | (q[i + 16] << 4))),
-                    _ => out.extend_from_slice(q),
-                }
-            },
-        )
+        let headers = Headers::from_f32(&self.scales, &self.biases)?;
+        blocks_with(self.bits, self.group, &headers, blocks, |b, out| {
+            let q = &self.q[b * BLOCK..(b + 1) * BLOCK];
+            match self.bits {
+                // GGML's nibble order: byte i holds value i (low) and value i + 16 (high).
+                4 => (0..16).for_each(|i| out[i] = q[i] | (q[i + 16] << 4)),
+                _ => out.copy_from_slice(q),
+            }
+        })
     }
 
     /// [`Affine::unpack`] then [`Affine::to_blocks`] in one pass over the packed words, without
-    /// the unpacked values in between (the browser's load time): the same bytes, or `None` in
-    /// the same cases.
+    /// the unpacked values in between (the browser's load time), the scales and biases already
+    /// as block [`Headers`]: the same bytes, or `None` in the same cases.
     pub fn blocks_from_packed(
         packed: &[u8],
         bits: usize,
         group: usize,
-        scales: &[f32],
-        biases: &[f32],
+        headers: &Headers,
     ) -> Option<(WeightType, Vec<u8>)> {
         let per_block = BLOCK * bits / 8;
         if !packed.len().is_multiple_of(per_block) {
             return None;
         }
-        blocks_with(
-            bits,
-            group,
-            scales,
-            biases,
-            packed.len() / per_block,
-            |b, out| {
-                let q = &packed[b * per_block..(b + 1) * per_block];
-                match bits {
-                    // Packed byte j holds values 2j (low nibble) and 2j + 1 (high); GGML's byte i
-                    // holds values i (low) and i + 16 (high).
-                    4 => {
-                        let word =
-                            |i: usize| u32::from_le_bytes([q[i], q[i + 1], q[i + 2], q[i + 3]]);
-                        for i in [0, 4] {
-                            let v = spread_nibbles(word(i)) | spread_nibbles(word(i + 8)) << 4;
-                            out.extend_from_slice(&v.to_le_bytes());
-                        }
+        blocks_with(bits, group, headers, packed.len() / per_block, |b, out| {
+            let q = &packed[b * per_block..(b + 1) * per_block];
+            match bits {
+                // Packed byte j holds values 2j (low nibble) and 2j + 1 (high); GGML's byte i
+                // holds values i (low) and i + 16 (high).
+                4 => {
+                    let word = |i: usize| u32::from_le_bytes([q[i], q[i + 1], q[i + 2], q[i + 3]]);
+                    for (half, i) in [0, 4].into_iter().enumerate() {
+                        let v = spread_nibbles(word(i)) | spread_nibbles(word(i + 8)) << 4;
+                        out[8 * half..8 * half + 8].copy_from_slice(&v.to_le_bytes());
                     }
-                    // Little-endian words: the bytes are the values in order.
-                    _ => out.extend_from_slice(q),
                 }
-            },
-        )
+                // Little-endian words: the bytes are the values in order.
+                _ => out.copy_from_slice(q),
+            }
+        })
     }
 
     /// MLX 4/32 or 8/32 exactly equal to GGML blocks of `Q4_1` or `Q8_0` (`rows` × `cols`),
@@ -302,21 +287,50 @@ fn spread_nibbles(x: u32) -> u64 {
     (y | y << 4) & 0x0f0f_0f0f_0f0f_0f0f
 }
 
+/// Each group's scale and bias as a block stores them: f16 bits, little-endian, scale first.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Headers(Vec<[u8; 4]>);
+
+impl Headers {
+    /// From f32 values, or `None` when one is not an f16 value (f16 would round it).
+    pub fn from_f32(scales: &[f32], biases: &[f32]) -> Option<Self> {
+        if scales.len() != biases.len() {
+            return None;
+        }
+        let header = |(&s, &b): (&f32, &f32)| {
+            let [s0, s1] = kernels::f32_to_f16_exact(s)?.to_le_bytes();
+            let [b0, b1] = kernels::f32_to_f16_exact(b)?.to_le_bytes();
+            Some([s0, s1, b0, b1])
+        };
+        scales
+            .iter()
+            .zip(biases)
+            .map(header)
+            .collect::<Option<_>>()
+            .map(Self)
+    }
+
+    /// From the raw little-endian bytes of f16 scales and biases: copied, exact by construction.
+    pub fn from_f16_bytes(scales: &[u8], biases: &[u8]) -> Option<Self> {
+        if scales.len() != biases.len() || !scales.len().is_multiple_of(2) {
+            return None;
+        }
+        let pairs = scales.chunks_exact(2).zip(biases.chunks_exact(2));
+        Some(Self(pairs.map(|(s, b)| [s[0], s[1], b[0], b[1]]).collect()))
+    }
+}
+
 /// `blocks` blocks for Wick's kernels (`Q4_1` for 4 bits, `A8` for 8): each block's group
-/// scale and bias as f16, then the values `payload(block, out)` appends. `None` when a scale or
-/// bias is not an f16 value, the group does not split into blocks of 32, or the counts disagree.
+/// header, then the values `payload(block, out)` writes. `None` when the group does not split
+/// into blocks of 32 or the counts disagree.
 fn blocks_with(
     bits: usize,
     group: usize,
-    scales: &[f32],
-    biases: &[f32],
+    headers: &Headers,
     blocks: usize,
-    mut payload: impl FnMut(usize, &mut Vec<u8>),
+    mut payload: impl FnMut(usize, &mut [u8]),
 ) -> Option<(WeightType, Vec<u8>)> {
-    if !group.is_multiple_of(BLOCK)
-        || Some(blocks) != scales.len().checked_mul(group / BLOCK)
-        || scales.len() != biases.len()
-    {
+    if !group.is_multiple_of(BLOCK) || Some(blocks) != headers.0.len().checked_mul(group / BLOCK) {
         return None;
     }
     let ty = match bits {
@@ -324,22 +338,12 @@ fn blocks_with(
         8 => WeightType::A8,
         _ => return None,
     };
-    // Each group's block header (scale and bias as f16), or `None` if either is not an f16.
-    let headers: Vec<[u8; 4]> = scales
-        .iter()
-        .zip(biases)
-        .map(|(&s, &b)| {
-            let [s, b] = [kernels::f32_to_f16_exact(s)?, kernels::f32_to_f16_exact(b)?];
-            let [s0, s1] = s.to_le_bytes();
-            let [b0, b1] = b.to_le_bytes();
-            Some([s0, s1, b0, b1])
-        })
-        .collect::<Option<_>>()?;
     let per_group = group / BLOCK;
-    let mut out = Vec::with_capacity(blocks * ty.block_bytes());
-    for b in 0..blocks {
-        out.extend_from_slice(&headers[b / per_group]);
-        payload(b, &mut out);
+    let mut out = vec![0u8; blocks * ty.block_bytes()];
+    for (b, block) in out.chunks_exact_mut(ty.block_bytes()).enumerate() {
+        let (header, values) = block.split_at_mut(4);
+        header.copy_from_slice(&headers.0[b / per_group]);
+        payload(b, values);
     }
     Some((ty, out))
 }
@@ -406,8 +410,17 @@ mod tests {
                 let a = Affine::quantize(&noise(group as u64, 3 * 256), 3, 256, bits, group);
                 let (ty, blocks) = a.to_blocks().expect("f16 scales map exactly");
                 let packed: Vec<u8> = a.pack().iter().flat_map(|w| w.to_le_bytes()).collect();
-                let direct = Affine::blocks_from_packed(&packed, bits, group, &a.scales, &a.biases);
+                let headers = Headers::from_f32(&a.scales, &a.biases).expect("f16 values");
+                let direct = Affine::blocks_from_packed(&packed, bits, group, &headers);
                 assert_eq!(direct, Some((ty, blocks.clone())), "B={bits} G={group}");
+                // The same headers straight from f16 bytes, as an f16 file holds them.
+                let f16s = |v: &[f32]| -> Vec<u8> {
+                    v.iter()
+                        .flat_map(|&x| f16::from_f32(x).to_le_bytes())
+                        .collect()
+                };
+                let raw = Headers::from_f16_bytes(&f16s(&a.scales), &f16s(&a.biases));
+                assert_eq!(raw.as_ref(), Some(&headers), "B={bits} G={group}");
                 let mut got = vec![0f32; 3 * 256];
                 ty.dequantize_row(&blocks, &mut got);
                 assert_eq!(got, a.dequantize(), "B={bits} G={group}");

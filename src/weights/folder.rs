@@ -170,6 +170,16 @@ impl<'a> ModelFolder<'a> {
         }
     }
 
+    /// Copies of every file but the weights (`*.safetensors`): what the tokenizer and the chat
+    /// template are read from, owned, so another thread can parse them.
+    pub fn small_files(&self) -> Vec<(String, Vec<u8>)> {
+        self.files
+            .iter()
+            .filter(|(n, _)| !n.ends_with(".safetensors"))
+            .map(|(n, b)| (n.clone(), b.read(0..b.len()).into_owned()))
+            .collect()
+    }
+
     fn source(&self, name: &str) -> Option<&'a dyn Bytes> {
         self.files
             .iter()

@@ -7,9 +7,9 @@ use std::collections::BTreeMap;
 use candle_core::{Device, Tensor};
 use serde_json::Value;
 
-use super::affine::{Affine, BITS, GROUPS};
+use super::affine::{Affine, Headers, BITS, GROUPS};
 use super::gguf::TensorData;
-use super::safetensors::SafeTensors;
+use super::safetensors::{Dtype, SafeTensors};
 use super::{TensorSource, WeightTensor};
 use crate::error::{Error, Result};
 
@@ -216,8 +216,9 @@ impl<'a> HfModel<'a> {
         let base = wname.strip_suffix(".weight").unwrap_or(wname);
         let (bits, group) = self.quantization(base)?;
         let (packed, pshape) = st.u32s(wname)?;
-        let (scales, sshape) = st.f32s(&format!("{base}.scales"))?;
-        let (biases, bshape) = st.f32s(&format!("{base}.biases"))?;
+        let (sname, bname) = (format!("{base}.scales"), format!("{base}.biases"));
+        let (sinfo, binfo) = (st.info(&sname)?, st.info(&bname)?);
+        let (sshape, bshape) = (&sinfo.shape, &binfo.shape);
         let [rows, words] = pshape[..] else {
             return Err(st.tensor_error(
                 wname,
@@ -235,7 +236,7 @@ impl<'a> HfModel<'a> {
                 &format!("packed weight of shape {pshape:?} is too large to address"),
             ));
         };
-        if cols % group != 0 || sshape != [rows, cols / group] || bshape != sshape {
+        if cols % group != 0 || *sshape != [rows, cols / group] || bshape != sshape {
             return Err(st.tensor_error(
                 wname,
                 &format!(
@@ -246,8 +247,14 @@ impl<'a> HfModel<'a> {
             ));
         }
         if !self.dequantize && device.is_cpu() {
+            // f16 scales and biases (MLX's usual) go into the block headers as they are.
+            let headers = if sinfo.dtype == Dtype::F16 && binfo.dtype == Dtype::F16 {
+                Headers::from_f16_bytes(&st.bytes(&sname)?, &st.bytes(&bname)?)
+            } else {
+                Headers::from_f32(&st.f32s(&sname)?.0, &st.f32s(&bname)?.0)
+            };
             if let Some((ty, blocks)) =
-                Affine::blocks_from_packed(&packed, bits, group, &scales, &biases)
+                headers.and_then(|h| Affine::blocks_from_packed(&packed, bits, group, &h))
             {
                 return Ok(WeightTensor::Blocks {
                     ty,
@@ -259,6 +266,7 @@ impl<'a> HfModel<'a> {
         // Scales that f16 would round, a dequantizing caller, or another device: f32, exactly
         // (Candle's GPU kernels for Q4_1 misbehave on narrow matrices: non-finite logits at 64
         // inputs, seen on CUDA).
+        let (scales, biases) = (st.f32s(&sname)?.0, st.f32s(&bname)?.0);
         let a = Affine::unpack(&packed, bits, group, rows, cols, scales, biases);
         Ok(WeightTensor::Float(Tensor::from_vec(
             a.dequantize(),
