@@ -153,23 +153,18 @@ impl Engine {
             .iter()
             .map(|(n, b)| (n.clone(), b as &dyn Bytes))
             .collect();
-        Self::from_folder(&ModelFolder::new(&sources), device, quantize, None)
+        Self::from_folder(&ModelFolder::new(&sources), device, quantize)
     }
 
     /// [`Engine::from_hf_files_with`] over a folder whose bytes are read a tensor at a time.
-    /// `tokenizer` is the folder's tokenizer and chat template when the caller parsed them
-    /// already, else they are parsed here, on another thread while the model is built where
-    /// rayon has one.
+    /// The tokenizer and chat template are parsed on another thread while the model is built,
+    /// where rayon has one.
     pub fn from_folder(
         folder: &ModelFolder,
         device: &Device,
         quantize: Option<(usize, usize)>,
-        tokenizer: Option<(Tokenizer, Option<String>)>,
     ) -> Result<Self> {
-        let parsing = match tokenizer {
-            Some(t) => beside::Parsing::Ready(Box::new(Ok(t))),
-            None => beside::Parsing::start(folder),
-        };
+        let parsing = beside::Parsing::start(folder);
         let mut hf = folder.hf_model()?;
         if let Some((bits, group)) = quantize {
             hf = hf.quantized_at_load(bits, group)?;

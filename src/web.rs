@@ -169,8 +169,7 @@ impl WickEngine {
         let files = js_files(names, &files)?;
         let sources = sources(&files);
         let folder = ModelFolder::new(&sources);
-        let engine =
-            Engine::from_folder(&folder, &Device::Cpu, quantize, None).map_err(load_error)?;
+        let engine = Engine::from_folder(&folder, &Device::Cpu, quantize).map_err(load_error)?;
         let bits = folder.mlx_bits();
         let format = match (bits, quantize) {
             (Some(b), _) => format!("safetensors, MLX {b}-bit"),

@@ -585,12 +585,10 @@ setBusy();
 restoreChat();
 // The engine's worker and wasm are fetched once the service worker serves the page, so they are
 // kept for offline use too; the server's models are listed meanwhile.
-window.__log?.('app module run');
 const controlledAtStart = Boolean(navigator.serviceWorker?.controller);
 /** How long after the model loads the Storage panel is first measured. */
 const STORAGE_DELAY_MS = 2000;
 Promise.all([startOffline(), serverModels()]).then(([controlled, listed]) => {
-  window.__log?.('offline+listed');
   // The server lists the GGUF but not the MLX folder yet: a first run, still writing it.
   const has = (path) => listed.some((m) => m.path === path);
   if (!query.has('model') && has(DEFAULT_GGUF) && !has(DEFAULT_MODEL)) startModel = DEFAULT_GGUF;

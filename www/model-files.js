@@ -222,17 +222,15 @@ async function fetchFolder(url, { signal, onProgress, onCacheError, wasm, deferC
     sources.add(got.source);
     return got.bytes;
   };
-  const add = async (name, optional = false) => {
-    const file = counter.file(url + name);
-    return took(name, await fetchFile(url + name, { optional, signal, expect: manifest?.get(name) ?? null, onBytes: file.onBytes, onCacheError, deferCheck }));
-  };
+  const fetchOne = (name, optional) => fetchFile(url + name, { optional, signal, expect: manifest?.get(name) ?? null, onBytes: counter.file(url + name).onBytes, onCacheError, deferCheck });
+  const add = async (name, optional = false) => took(name, await fetchOne(name, optional));
   const { mod } = await wasm;
   const layout = JSON.parse(mod.folderFiles());
   // The small files are read at once (each costs a few storage round trips), the template last:
   // one in tokenizer_config.json makes chat_template.jinja moot, and not asking spares a 404.
   const template = layout.files.find((f) => f.name === 'chat_template.jinja');
   const small = layout.files.filter((f) => f !== template);
-  const read = await Promise.all(small.map(({ name, required }) => fetchFile(url + name, { optional: !required, signal, expect: manifest?.get(name) ?? null, onBytes: counter.file(url + name).onBytes, onCacheError, deferCheck })));
+  const read = await Promise.all(small.map(({ name, required }) => fetchOne(name, !required)));
   small.forEach(({ name }, i) => took(name, read[i]));
   const config = files.find((f) => f.name === 'tokenizer_config.json');
   if (template && !(config && new TextDecoder().decode(config.bytes).includes('"chat_template"'))) await add(template.name, !template.required);

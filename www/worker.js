@@ -9,7 +9,7 @@ import { readMetadata, describe } from './gguf.js';
 import { checkFits, DEFAULT_CONTEXT } from './memory.js';
 import * as kvStore from './kv-store.js';
 // What the modules above import in turn, named here so they are all fetched in one round rather
-// than one import level after another (tests/e2e/package.test.mjs checks the list is whole).
+// than one import level after another (tests/e2e/returning.test.mjs checks the list is whole).
 import './cache.js';
 import './opfs-store.js';
 import './vendor/noble-hashes/sha2.js';
@@ -84,7 +84,7 @@ function breakCacheApi() {
 /** Fetches the model and builds the engine. */
 async function load({ source, options }) {
   const t0 = performance.now();
-  // The module's pure functions (a folder's layout, the tokenizer) are ready before its thread pool.
+  // The module's pure functions (a folder's layout) are ready before its thread pool.
   let onModule;
   const early = new Promise((resolve) => (onModule = (mod) => resolve({ mod })));
   const wasm = loadWasm(options.threads, options.simd, onModule).catch((e) => {

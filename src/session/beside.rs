@@ -18,7 +18,7 @@ fn parse(folder: &ModelFolder) -> Result<Parsed> {
 
 /// The parse, under way or done.
 pub(super) enum Parsing {
-    /// Given by the caller, or parsed here.
+    /// Parsed here, on the caller's thread.
     Ready(Box<Result<Parsed>>),
     /// Running on a pool thread, to be received.
     Beside(mpsc::Receiver<Result<Parsed>>),
