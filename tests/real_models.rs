@@ -355,8 +355,9 @@ fn gemma3_270m_greedy_follows_llama_cpp() {
     );
 }
 
-/// Text in, text out: `wick generate --raw` (tokenizer, session, CLI) continues the `prose`
-/// prompt as llama.cpp does, token for token (a run whose 24 tokens all match, above).
+/// Text in, text out: `wick generate --raw` (tokenizer, session, CLI) continues the `recipe`
+/// prompt as llama.cpp does, token for token (a run whose 24 tokens all match, above; `prose`
+/// did until the vectorized `exp`, and now parts at a near-tie: gap 0.036 at token 9).
 #[test]
 fn gemma3_270m_generates_llama_cpps_text() {
     let llamacpp = fixture("gemma3-270m.llamacpp.json");
@@ -364,7 +365,7 @@ fn gemma3_270m_generates_llama_cpps_text() {
         .as_array()
         .unwrap()
         .iter()
-        .find(|r| r["id"] == "prose")
+        .find(|r| r["id"] == "recipe")
         .unwrap();
     let (prompt, want) = (run["prompt"].as_str().unwrap(), ids(&run["generated_ids"]));
     let mut e = wick::Engine::from_gguf_vec(model_bytes(GEMMA), &Device::Cpu).unwrap();
@@ -394,8 +395,9 @@ fn gemma3_270m_generates_llama_cpps_text() {
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
+    // The CLI ends its output with a newline of its own.
     let text = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(text.trim_end_matches('\n'), run["text"].as_str().unwrap());
+    assert_eq!(text.strip_suffix('\n'), run["text"].as_str());
 }
 
 const QWEN: (&str, &str) = (

@@ -4,8 +4,9 @@
 //! Why not Candle's ops: its matmul (gemm) and reductions take other summation orders on AVX
 //! than in wasm, and `exp`/`sin`/`cos` come from different libms. One-ulp differences then flip
 //! the 8-bit rounding of some activations and the logits drift apart by up to a whole unit over
-//! 30 layers. Here every sum runs in index order and every transcendental comes from the `libm`
-//! crate, on every target. The reference beside it is the obvious Candle formulation.
+//! 30 layers. Here every sum runs in index order, `exp` is [`super::exp`]'s plain arithmetic and
+//! the rotary tables come from the `libm` crate, on every target. The reference beside it is the
+//! obvious Candle formulation.
 
 /// Work (query rows × keys) below which attention stays on the calling thread.
 const PARALLEL_MIN: usize = 1 << 10;
@@ -163,6 +164,16 @@ pub fn rope(
     }
 }
 
+/// `s ← softmax(s)`: `exp(s − max)` for every score (vectorized), their sum in key order, then
+/// each divided by it.
+fn softmax(s: &mut [f32]) {
+    let max = s.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    s.iter_mut().for_each(|v| *v -= max);
+    super::exp::exp_in_place(s);
+    let sum: f32 = s.iter().sum();
+    s.iter_mut().for_each(|v| *v /= sum);
+}
+
 /// Query rows per tile of [`attend`]: each block of keys is read once for this many queries.
 const QUERY_BLOCK: usize = 16;
 /// Keys per block of [`attend`]: a block's keys and values (64 KiB at head_dim 128) stay in L1/L2
@@ -317,17 +328,11 @@ pub fn attend(q: &[f32], k: Rows, v: Rows, pos: usize, shape: Shape) -> Vec<f32>
                 }
             }
         }
-        // Softmax per query, in key order: exp(s − max), their sum, then each weight.
+        // Softmax per query.
         for r in 0..n {
             let (a, b) = span(r);
             let s = &mut scores[r * (hi - lo) + a - lo..r * (hi - lo) + b - lo];
-            let max = s.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-            let mut sum = 0f32;
-            for s in s.iter_mut() {
-                *s = libm::expf(*s - max);
-                sum += *s;
-            }
-            s.iter_mut().for_each(|s| *s /= sum);
+            softmax(s);
         }
         // Pass 2: the weighted values, a block at a time, each output summed in key order.
         let mut buf = v.scratch(KEY_BLOCK * hd);
@@ -393,15 +398,10 @@ pub fn attend_rows(q: &[f32], k: &[f32], v: &[f32], pos: usize, shape: Shape) ->
                 dot(qh, kh) * scale
             })
             .collect();
-        let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-        let mut sum = 0f32;
-        for s in &mut scores {
-            *s = libm::expf(*s - max);
-            sum += *s;
-        }
+        softmax(&mut scores);
         for (j, s) in (first..=qp).zip(&scores) {
             let vh = &v[(g * stride + j) * head_dim..(g * stride + j + 1) * head_dim];
-            axpy(o, s / sum, vh);
+            axpy(o, *s, vh);
         }
     };
     if rows * (pos + rows) * heads < PARALLEL_MIN {

@@ -14,6 +14,7 @@ pub mod a8;
 pub mod activations;
 mod arch;
 pub mod attention;
+pub mod exp;
 pub mod f16;
 pub mod matmul;
 pub mod q4_1;

@@ -17,10 +17,6 @@ use crate::weights::{TensorData, WeightTensor};
 /// thread team: below that, handing out the tasks costs more than the pass.
 const PARALLEL_VALUES: usize = 1 << 14;
 
-/// The same for the activation, whose `expf` or `erff` per value costs tens of nanoseconds in
-/// wasm: a decode step's feed-forward vector (1,536 values on SmolLM2) is worth splitting.
-const PARALLEL_ACTIVATIONS: usize = 1 << 10;
-
 /// Tasks an elementwise pass is split into: a few per thread, so a late thread still balances.
 const ELEMENTWISE_TASKS: usize = 16;
 
@@ -28,12 +24,7 @@ const ELEMENTWISE_TASKS: usize = 16;
 /// `a` is long (a prefill chunk's activations), else on the calling thread; each value is
 /// computed the same way.
 pub(super) fn in_chunks(a: &mut [f32], width: usize, f: impl Fn(usize, &mut [f32]) + Sync) {
-    in_chunks_from(PARALLEL_VALUES, a, width, f);
-}
-
-/// [`in_chunks`] with the length `min` below which `a` stays on the calling thread.
-fn in_chunks_from(min: usize, a: &mut [f32], width: usize, f: impl Fn(usize, &mut [f32]) + Sync) {
-    if a.len() < min || width == 0 {
+    if a.len() < PARALLEL_VALUES || width == 0 {
         return f(0, a);
     }
     // Tasks of at least a few hundred values: claiming one costs a contended atomic.
@@ -81,51 +72,6 @@ fn rows_tensor(x: &[f32], rows: usize) -> Result<Tensor> {
         (1, rows, x.len() / rows.max(1)),
         &Device::Cpu,
     )?)
-}
-
-impl Activation {
-    /// One value; `libm`'s functions, so native and wasm agree to the bit.
-    fn scalar(self, v: f32) -> f32 {
-        match self {
-            Self::Silu => v / (1.0 + libm::expf(-v)),
-            Self::Gelu => 0.5 * v * (1.0 + libm::erff(v * std::f32::consts::FRAC_1_SQRT_2)),
-            Self::GeluTanh => {
-                let c = (2.0 / std::f32::consts::PI).sqrt();
-                0.5 * v * (1.0 + libm::tanhf(c * v * (1.0 + 0.044715 * v * v)))
-            }
-            Self::Relu => v.max(0.0),
-        }
-    }
-
-    /// `x ← act(x)`, in place (an ungated feed-forward).
-    fn apply_in_place(self, x: &mut [f32]) {
-        in_chunks_from(PARALLEL_ACTIVATIONS, x, 16, |_, c| {
-            c.iter_mut().for_each(|v| *v = self.scalar(*v))
-        });
-    }
-
-    /// `g ← act(g) · u`, in one pass (a gated feed-forward): the values Candle's two ops gave.
-    fn gate_in_place(self, g: &mut [f32], u: &[f32]) {
-        in_chunks_from(PARALLEL_ACTIVATIONS, g, 16, |o, c| {
-            for (v, u) in c.iter_mut().zip(&u[o..]) {
-                *v = self.scalar(*v) * u;
-            }
-        });
-    }
-
-    fn apply(self, x: &Tensor) -> Result<Tensor> {
-        if x.device().is_cpu() {
-            let v: Vec<f32> = x.flatten_all()?.to_vec1::<f32>()?;
-            let v = v.into_iter().map(|e| self.scalar(e)).collect();
-            return Ok(Tensor::from_vec(v, x.shape(), x.device())?);
-        }
-        Ok(match self {
-            Self::Silu => candle_nn::ops::silu(x)?,
-            Self::Gelu => x.gelu_erf()?,
-            Self::GeluTanh => x.gelu()?,
-            Self::Relu => x.relu()?,
-        })
-    }
 }
 
 /// The weight of a matmul `y = x · Wᵀ`.
