@@ -164,6 +164,31 @@ pub fn rope(
     }
 }
 
+/// `o += Σⱼ w[j]·v[j]`, `v` holding `w.len()` rows of `o.len()` values back to back: each element
+/// summed in key order as [`axpy`] key by key sums it (the same bits), with sixteen elements of
+/// `o` kept in registers across the keys instead of loaded and stored for each key.
+#[inline]
+fn axpy_keys(o: &mut [f32], w: &[f32], v: &[f32]) {
+    const WIDE: usize = 16;
+    let hd = o.len();
+    let wide = hd / WIDE * WIDE;
+    for c in (0..wide).step_by(WIDE) {
+        let mut acc: [f32; WIDE] = std::array::from_fn(|l| o[c + l]);
+        for (j, &wj) in w.iter().enumerate() {
+            let x = &v[j * hd + c..j * hd + c + WIDE];
+            for l in 0..WIDE {
+                acc[l] += wj * x[l];
+            }
+        }
+        o[c..c + WIDE].copy_from_slice(&acc);
+    }
+    if wide < hd {
+        for (j, &wj) in w.iter().enumerate() {
+            axpy(&mut o[wide..], wj, &v[j * hd + wide..(j + 1) * hd]);
+        }
+    }
+}
+
 /// `s ← softmax(s)`: `exp(s − max)` for every score (vectorized), their sum in key order, then
 /// each divided by it.
 fn softmax(s: &mut [f32]) {
@@ -340,11 +365,14 @@ pub fn attend(q: &[f32], k: Rows, v: Rows, pos: usize, shape: Shape) -> Vec<f32>
             let values = v.f32s((g * stride + k0) * hd, (g * stride + ke) * hd, &mut buf);
             for r in 0..n {
                 let (a, b) = (span(r).0.max(k0), span(r).1.min(ke));
-                let out = &mut o[r * hd..(r + 1) * hd];
-                for j in a..b {
-                    let w = scores[r * (hi - lo) + j - lo];
-                    axpy(out, w, &values[(j - k0) * hd..(j - k0 + 1) * hd]);
+                if a >= b {
+                    continue;
                 }
+                axpy_keys(
+                    &mut o[r * hd..(r + 1) * hd],
+                    &scores[r * (hi - lo) + a - lo..r * (hi - lo) + b - lo],
+                    &values[(a - k0) * hd..(b - k0) * hd],
+                );
             }
         }
     };
