@@ -14,7 +14,7 @@
 // engine's time outside its forward and the worker's time between steps.
 //   node scripts/bench-browser.mjs [--model models/X.gguf] [--runs 3] [--decode 128]
 //        [--prompt-tokens N,N] [--no-wllama] [--simd simd128] [--threads 1,2] [--profile]
-//        [--ttft-only [--compare-root DIR]]
+//        [--compare-root DIR] [--ttft-only]
 import { readFileSync, statSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import { openBrowser, waitReady } from '../tests/e2e/browser.mjs';
@@ -25,8 +25,10 @@ const DECODE = Number(value('--decode') ?? 128);
 const THREADS = value('--threads')?.split(',').map(Number) ?? [1, 2];
 // --ttft-only: only page open → first token (and → ready), weights cached, the returning visit.
 const TTFT_ONLY = process.argv.includes('--ttft-only');
-// --compare-root DIR: with --ttft-only, the same visits to another checkout (say, main's code
-// before a change) served beside this one, interleaved with it.
+// --compare-root DIR: another checkout (say, main's code before a change, with its wasm builds)
+// served beside this one in a second browser. The speed runs load its Wick on the same model
+// and interleave its runs with this checkout's (ratios this checkout / DIR); with --ttft-only,
+// the same returning visits to it, interleaved.
 const COMPARE_ROOT = value('--compare-root');
 const PROMPT_TOKENS = value('--prompt-tokens')?.split(',').map(Number) ?? [];
 if (PROMPT_TOKENS.some((n) => !Number.isInteger(n) || n < 1)) throw new Error('--prompt-tokens takes whole numbers ≥ 1, comma-separated');
@@ -190,6 +192,8 @@ async function timeToFirstToken(context, base, threads) {
 const browser = await openBrowser({ alsoServe: ['node_modules', 'tests/e2e/pages'] });
 const results = {};
 let promptList = [];
+let other = null;
+let otherPage = null;
 try {
   const page = await browser.context.newPage();
   if (MODEL_ARG) {
@@ -236,17 +240,28 @@ try {
     for (const site of sites) await site.browser.close();
     process.exit(0);
   }
+  // The other checkout's Wick, in its own browser, for the interleaved speed runs.
+  if (COMPARE_ROOT) {
+    other = await openBrowser({ root: COMPARE_ROOT, alsoServe: ['tests/e2e/pages'] });
+    otherPage = await other.context.newPage();
+    await otherPage.goto(`${other.base}tests/e2e/pages/api.html`);
+  }
   for (const threads of THREADS) {
     const engines = { gguf: await loadWick(page, 'gguf', MODEL, threads) };
+    const hosts = { gguf: page, wick: page, wllama: page };
     if (DEFAULT_MODEL) engines.wick = await loadWick(page, 'wick', DEFAULT_MODEL, threads);
     if (WLLAMA) engines.wllama = await loadWllama(page, threads);
+    if (otherPage) {
+      engines.compare = await loadWick(otherPage, 'compare', DEFAULT_MODEL ?? MODEL, threads);
+      hosts.compare = otherPage;
+    }
     promptList = await prompts(page, 'gguf');
     const runs = {};
     for (const p of promptList) {
       runs[p.label] = Object.fromEntries(Object.keys(engines).map((n) => [n, []]));
       // Interleaved: one run of each engine in turn.
       for (let i = 0; i < RUNS; i++) {
-        for (const name of Object.keys(engines)) runs[p.label][name].push(await runOnce(page, name, p.text));
+        for (const name of Object.keys(engines)) runs[p.label][name].push(await runOnce(hosts[name], name, p.text));
       }
     }
     const profiles = [];
@@ -256,6 +271,7 @@ try {
     }
     const rss = rendererRss();
     await unloadAll(page);
+    if (otherPage) await unloadAll(otherPage);
     const ttft = [];
     for (let i = 0; i < RUNS; i++) ttft.push((await timeToFirstToken(browser.context, browser.base, threads)).first);
     results[threads] = { engines, runs, rss, ttft: spread(ttft), profiles };
@@ -279,6 +295,13 @@ try {
       line(`${who} prefill tok/s (${label})`, (r) => show(of(r, label, name, 'prefill')));
       line(`${who} decode tok/s (${DECODE} greedy tokens after it)`, (r) => show(of(r, label, name, 'decode')));
     }
+    if (otherPage) {
+      const mine = DEFAULT_MODEL ? 'wick' : 'gguf';
+      line(`Wick at ${COMPARE_ROOT} prefill tok/s (${label})`, (r) => show(of(r, label, 'compare', 'prefill')));
+      line(`Wick at ${COMPARE_ROOT} decode tok/s`, (r) => show(of(r, label, 'compare', 'decode')));
+      line(`**this checkout / ${COMPARE_ROOT}, prefill**`, (r) => ratio(of(r, label, mine, 'prefill'), of(r, label, 'compare', 'prefill')));
+      line(`**this checkout / ${COMPARE_ROOT}, decode**`, (r) => ratio(of(r, label, mine, 'decode'), of(r, label, 'compare', 'decode')));
+    }
     if (WLLAMA) {
       line(`wllama prefill tok/s (${label}; its tokens)`, (r) => `${show(of(r, label, 'wllama', 'prefill'))}, ${r.runs[label].wllama[0].promptTokens} tok`);
       line(`wllama decode tok/s (${DECODE} greedy tokens after it)`, (r) => show(of(r, label, 'wllama', 'decode')));
@@ -301,4 +324,5 @@ try {
   for (const t of THREADS) for (const { label, run } of results[t].profiles) printProfile(t, label, run);
 } finally {
   await browser.close();
+  await other?.close();
 }
