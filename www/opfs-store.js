@@ -91,8 +91,8 @@ async function readRecord(dir, key) {
 }
 
 /**
- * The OPFS store, or null where this context has none. `match(url)` gives `{ headers, read() }`
- * (`read` resolves to the bytes) or null; `put(url, bytes, headers)`; `keys()` the kept URLs;
+ * The OPFS store, or null where this context has none. `match(url)` gives `{ headers, unchanged,
+ * checkedRight(), read() }` (`read` resolves to the bytes) or null; `put(url, bytes, headers)`; `keys()` the kept URLs;
  * `delete(url)`. Its methods throw what OPFS throws (cache.js treats that as an empty store).
  * @param {{ create?: boolean }} [options] `create`: make the folder if missing (for writing)
  */
@@ -108,7 +108,13 @@ export async function openOpfs({ create = true } = {}) {
       // Unchanged: KEY was not written since it was kept (its bytes are the ones hashed then).
       const modified = await lastModified(dir, key);
       const unchanged = typeof record.modified === 'number' && record.modified === modified;
-      return { headers: new Headers(record.headers), unchanged, read: () => readBytes(dir, key) };
+      // After its bytes hashed right: KEY's time is recorded (records kept before they held one,
+      // or a copy rewritten since), so the next load trusts it unhashed, unless KEY changed.
+      const checkedRight = async () => {
+        if (unchanged || modified === null || (await lastModified(dir, key)) !== modified) return;
+        await writeBytes(dir, `${key}.json`, new TextEncoder().encode(JSON.stringify({ ...record, modified })));
+      };
+      return { headers: new Headers(record.headers), unchanged, checkedRight, read: () => readBytes(dir, key) };
     },
     async put(url, bytes, headers) {
       const key = keyOf(url);
