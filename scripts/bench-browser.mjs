@@ -14,8 +14,13 @@
 // engine's time outside its forward and the worker's time between steps.
 //   node scripts/bench-browser.mjs [--model models/X.gguf] [--runs 3] [--decode 128]
 //        [--prompt-tokens N,N] [--no-wllama] [--simd simd128] [--threads 1,2] [--profile]
-//        [--compare-root DIR] [--ttft-only]
-import { readFileSync, statSync } from 'node:fs';
+//        [--compare-root DIR] [--compare-llamacpp PYTHON] [--ttft-only]
+// --compare-llamacpp PYTHON: native llama.cpp (scripts/llamacpp-bench.py under that Python, with
+// xllamacpp installed) on the GGUF, the same prompt tokens and thread count, one run of it in
+// turn with the browser engines' runs, so the browser/native ratios come from one stretch of time.
+import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { openBrowser, waitReady } from '../tests/e2e/browser.mjs';
 
@@ -37,6 +42,7 @@ const WLLAMA = !process.argv.includes('--no-wllama');
 // --simd simd128: the plain-SIMD builds (what browsers without relaxed SIMD run).
 const SIMD = value('--simd') ?? 'relaxed';
 const PROFILE = process.argv.includes('--profile');
+const LLAMACPP = value('--compare-llamacpp');
 const MODEL_ARG = value('--model');
 const MODEL = MODEL_ARG ?? 'models/SmolLM2-135M-Instruct.Q4_1.gguf';
 // The page's default model is benchmarked beside its GGUF unless --model names another model.
@@ -83,6 +89,20 @@ async function loadWllama(page, threads) {
     (window.__engines ??= {}).wllama = wllama;
     return { loadSeconds: (performance.now() - t0) / 1000 };
   }, { model: MODEL, threads, ctx: Math.max(1024, ...PROMPT_TOKENS.map((n) => n + DECODE + 64)) });
+}
+
+/** One run of native llama.cpp on `ids` (token ids) at `threads`, as `runOnce` reports one. */
+function llamacppOnce(ids, threads) {
+  const dir = mkdtempSync(join(tmpdir(), 'wick-llamacpp-'));
+  try {
+    writeFileSync(join(dir, 'prompts.json'), JSON.stringify([ids]));
+    const script = new URL('llamacpp-bench.py', import.meta.url).pathname;
+    const out = JSON.parse(execFileSync(LLAMACPP, [script, MODEL, join(dir, 'prompts.json'), String(DECODE), '1', String(threads)], { encoding: 'utf8' }));
+    const [row] = out.rows;
+    return { prefill: row.prefill.median, decode: row.decode.median, promptTokens: row.prompt_tokens, peer: `${out.package} ${out.version}` };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 }
 
 /** One raw-prompt run of engine `name`: prefill and decode tok/s, prompt tokens, wasm memory. */
@@ -258,10 +278,16 @@ try {
     promptList = await prompts(page, 'gguf');
     const runs = {};
     for (const p of promptList) {
+      if (LLAMACPP) {
+        const ids = await page.evaluate(async (text) => Array.from(await window.__engines.gguf.tokenize(text)), p.text);
+        engines.llamacpp = { ids };
+      }
       runs[p.label] = Object.fromEntries(Object.keys(engines).map((n) => [n, []]));
       // Interleaved: one run of each engine in turn.
       for (let i = 0; i < RUNS; i++) {
-        for (const name of Object.keys(engines)) runs[p.label][name].push(await runOnce(hosts[name], name, p.text));
+        for (const name of Object.keys(engines)) {
+          runs[p.label][name].push(name === 'llamacpp' ? llamacppOnce(engines.llamacpp.ids, threads) : await runOnce(hosts[name], name, p.text));
+        }
       }
     }
     const profiles = [];
@@ -301,6 +327,14 @@ try {
       line(`Wick at ${COMPARE_ROOT} decode tok/s`, (r) => show(of(r, label, 'compare', 'decode')));
       line(`**this checkout / ${COMPARE_ROOT}, prefill**`, (r) => ratio(of(r, label, mine, 'prefill'), of(r, label, 'compare', 'prefill')));
       line(`**this checkout / ${COMPARE_ROOT}, decode**`, (r) => ratio(of(r, label, mine, 'decode'), of(r, label, 'compare', 'decode')));
+    }
+    if (LLAMACPP) {
+      line(`native llama.cpp prefill tok/s (${label})`, (r) => `${show(of(r, label, 'llamacpp', 'prefill'))}, ${r.runs[label].llamacpp[0].peer}`);
+      line('native llama.cpp decode tok/s', (r) => show(of(r, label, 'llamacpp', 'decode')));
+      for (const [name, who] of names) {
+        line(`**${who} / native llama.cpp, prefill** (${label})`, (r) => ratio(of(r, label, name, 'prefill'), of(r, label, 'llamacpp', 'prefill')));
+        line(`**${who} / native llama.cpp, decode**`, (r) => ratio(of(r, label, name, 'decode'), of(r, label, 'llamacpp', 'decode')));
+      }
     }
     if (WLLAMA) {
       line(`wllama prefill tok/s (${label}; its tokens)`, (r) => `${show(of(r, label, 'wllama', 'prefill'))}, ${r.runs[label].wllama[0].promptTokens} tok`);
