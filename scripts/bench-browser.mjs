@@ -277,16 +277,15 @@ try {
     }
     promptList = await prompts(page, 'gguf');
     const runs = {};
+    // Native llama.cpp, when asked, takes its turn after the browser engines.
+    const runners = [...Object.keys(engines), ...(LLAMACPP ? ['llamacpp'] : [])];
     for (const p of promptList) {
-      if (LLAMACPP) {
-        const ids = await page.evaluate(async (text) => Array.from(await window.__engines.gguf.tokenize(text)), p.text);
-        engines.llamacpp = { ids };
-      }
-      runs[p.label] = Object.fromEntries(Object.keys(engines).map((n) => [n, []]));
+      const ids = LLAMACPP && (await page.evaluate(async (text) => Array.from(await window.__engines.gguf.tokenize(text)), p.text));
+      runs[p.label] = Object.fromEntries(runners.map((n) => [n, []]));
       // Interleaved: one run of each engine in turn.
       for (let i = 0; i < RUNS; i++) {
-        for (const name of Object.keys(engines)) {
-          runs[p.label][name].push(name === 'llamacpp' ? llamacppOnce(engines.llamacpp.ids, threads) : await runOnce(hosts[name], name, p.text));
+        for (const name of runners) {
+          runs[p.label][name].push(name === 'llamacpp' ? llamacppOnce(ids, threads) : await runOnce(hosts[name], name, p.text));
         }
       }
     }

@@ -280,10 +280,11 @@ async function readKept(hit, key, expect, onBytes, onDamaged, aside = false) {
   const want = expect?.sha256 ?? hit.headers.get(SHA256);
   // A kept file not written since it was hashed at download is not hashed again on every load
   // (100 MB took ~150 ms of a returning visit); a rewritten one is.
-  const trusted = hit.unchanged === true && hit.headers.get(SHA256) === want;
+  const recorded = hit.headers.get(SHA256) === want;
+  const trusted = hit.unchanged === true && recorded;
   const checked = !want || trusted ? Promise.resolve(true) : (aside && bytes.length >= HASH_ASIDE_BYTES ? digestAside : digest)(bytes).then((got) => {
     if (got === want) {
-      if (hit.headers.get(SHA256) === want) hit.checkedRight?.().catch(() => {});
+      if (recorded) hit.checkedRight?.().catch(() => {});
       return true;
     }
     onDamaged(`its sha256 is ${got}, ${expect ? 'the manifest says' : 'it was kept with'} ${want}`);

@@ -92,8 +92,8 @@ async function readRecord(dir, key) {
 
 /**
  * The OPFS store, or null where this context has none. `match(url)` gives `{ headers, unchanged,
- * checkedRight(), read() }` (`read` resolves to the bytes) or null; `put(url, bytes, headers)`; `keys()` the kept URLs;
- * `delete(url)`. Its methods throw what OPFS throws (cache.js treats that as an empty store).
+ * checkedRight(), read() }` (`read` resolves to the bytes) or null; `put(url, bytes, headers)`;
+ * `keys()` the kept URLs; `delete(url)`. Its methods throw what OPFS throws (cache.js treats that as an empty store).
  * @param {{ create?: boolean }} [options] `create`: make the folder if missing (for writing)
  */
 export async function openOpfs({ create = true } = {}) {

@@ -8,8 +8,8 @@
 //! [`Config`], read in one place per file format ([`Config::from_gguf`], [`Config::from_hf`]).
 //!
 //! The rooms: `config` (the switches and their readers), `layers` (matmuls, norms,
-//! feed-forward, embeddings), `activation` (the feed-forward's activations), `cache` (the KV caches), `load` (tensors → a [`Model`]); this
-//! file holds the model and its forward pass.
+//! feed-forward, embeddings), `activation` (the feed-forward's activations), `cache` (the KV
+//! caches), `load` (tensors → a [`Model`]); this file holds the model and its forward pass.
 
 mod activation;
 mod cache;

@@ -27,6 +27,16 @@ after(async () => {
 /** Requests the dev server answered for paths ending in `file`, by method. */
 const served = (method, file) => browser.requests.filter((r) => r.method === method && r.url.split('?')[0].endsWith(file)).length;
 
+/** `probe()` every 200 ms until `done(value)`, for up to 10 s; resolves to its last value. */
+async function poll(probe, done) {
+  let value = await probe();
+  for (let i = 0; i < 50 && !done(value); i++) {
+    await new Promise((r) => setTimeout(r, 200));
+    value = await probe();
+  }
+  return value;
+}
+
 /** Opens the chat page (with a worker test hook, if any) and waits for its model. */
 async function visit(hook = null) {
   const page = await browser.context.newPage();
@@ -91,22 +101,14 @@ test('a returning visit reads the weights from OPFS, checked, and the wasm from 
   const fourth = await visit();
   assert.match((await ask(fourth, 'What is the capital of France?')).raw, /Paris/);
   assert.equal(served('GET', 'www/sha256-worker.js'), hashing + 1, 'the weights without a recorded time were hashed');
-  // The hash runs beside the engine, the record is written after it: wait up to 10 s.
-  let timed = [];
-  for (let i = 0; i < 50 && !(timed.length && timed.every(Boolean)); i++) {
-    await new Promise((r) => setTimeout(r, 200));
-    timed = await records(fourth, false);
-  }
+  // The hash runs beside the engine, the record is written after it.
+  const timed = await poll(() => records(fourth, false), (t) => t.length && t.every(Boolean));
   assert.deepEqual(timed, timed.map(() => true), 'every record holds its time again');
 
   // The Storage panel's button clears OPFS too.
   await fourth.click('#clear-models');
   // (waitForFunction takes a promise for a truthy value: polled here instead.)
-  let left = null;
-  for (let i = 0; i < 50 && left !== 0; i++) {
-    await new Promise((r) => setTimeout(r, 200));
-    left = await fourth.evaluate(async () => (await (await import('/www/wick.js')).Wick.cache.list()).length);
-  }
+  const left = await poll(() => fourth.evaluate(async () => (await (await import('/www/wick.js')).Wick.cache.list()).length), (n) => n === 0);
   assert.equal(left, 0, 'the cache list is empty');
   assert.equal(await fourth.evaluate(async () => {
     const root = await navigator.storage.getDirectory();
