@@ -269,9 +269,7 @@ impl Engine {
         if self.generation.is_some() || messages.is_empty() {
             return Ok(self.cached.len());
         }
-        let ids = self
-            .tokenizer
-            .encode(&self.template.render_with(messages, false)?)?;
+        let ids = self.start_tokens(messages)?;
         let common = self.cached_prefix(&ids);
         let new = ids.len() - common;
         if new == 0 || new > max_new || ids.len() >= self.context_length {

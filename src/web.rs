@@ -297,6 +297,14 @@ impl WickEngine {
         self.engine.chat_tokens(&messages).map_err(request_error)
     }
 
+    /// The tokens [`Self::warm_chat`] runs for `messages` (JSON `[{role, content}]`): the
+    /// start of a conversation, without a generation prompt.
+    #[wasm_bindgen(js_name = warmTokens)]
+    pub fn warm_tokens(&self, messages: &str) -> Result<Vec<u32>, JsValue> {
+        let messages: Vec<Message> = serde_json::from_str(messages).map_err(bad_json)?;
+        self.engine.start_tokens(&messages).map_err(request_error)
+    }
+
     /// How many leading tokens of `ids` the KV cache holds already.
     #[wasm_bindgen(js_name = cachedPrefix)]
     pub fn cached_prefix(&self, ids: Vec<u32>) -> usize {

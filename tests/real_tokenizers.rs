@@ -284,3 +284,22 @@ fn qwen_tokenizer_json_tokenizes_the_corpus_alike() {
     }
     assert!(bad.is_empty(), "{bad:?}");
 }
+
+#[test]
+fn tokenizer_json_is_read_into_the_tokenizer_hugging_face_tokenizers_builds() {
+    // Wick reads a tokenizer.json's BPE model section itself (src/tokenizer/hf_json.rs, faster
+    // at load); written out again, the tokenizer must be the one `tokenizers` reads.
+    for model in [&QWEN, &GEMMA] {
+        let json = Tokenizer::from_gguf(&Gguf::parse(&model.bytes()).unwrap())
+            .unwrap()
+            .to_json()
+            .unwrap();
+        let ours = Tokenizer::from_json(json.as_bytes(), None, None).unwrap();
+        let theirs = tokenizers::Tokenizer::from_bytes(json.as_bytes()).unwrap();
+        assert!(
+            ours.to_json().unwrap() == theirs.to_string(false).unwrap(),
+            "{}: the tokenizers differ",
+            model.name
+        );
+    }
+}

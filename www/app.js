@@ -14,12 +14,8 @@ import { startOffline, keepShell } from './offline.js';
 import { showRestart } from './recovery.js';
 import { ContextWindow } from './context-window.js';
 import { allowedOrigins, originToConfirm, confirmOrigin } from './origin.js';
+import { firstChoice, loadedBefore, rememberLoad, startingModel, serverModels } from './start-model.js';
 
-// A Hugging Face folder of MLX-quantized safetensors (made from the GGUF by `wick quantize`).
-const DEFAULT_MODEL = 'models/SmolLM2-135M-Instruct-MLX-4bit/';
-// The GGUF it is made from: the same replies. The page starts with it while the server lists no
-// MLX folder yet (scripts/dev.sh writes it in the background on a first run).
-const DEFAULT_GGUF = 'models/SmolLM2-135M-Instruct.Q4_1.gguf';
 const query = new URLSearchParams(location.search);
 // Worker threads for the engine: ?threads=N, else one per core (never more than the cores).
 const CORES = navigator.hardwareConcurrency || 1;
@@ -391,7 +387,10 @@ function dropEngine() {
 
 const PHASES = { download: 'Downloading', cache: 'Reading from the browser cache' };
 
-/** Loads a model; only one that loads replaces the current engine, so a bad file costs nothing. */
+/**
+ * Loads a model; only one that loads replaces the current engine, so a bad file costs nothing.
+ * Resolves to whether it loaded.
+ */
 async function loadModel(model, name) {
   ui.error.hidden = true;
   loading?.abort();
@@ -436,9 +435,10 @@ async function loadModel(model, name) {
       `${completionMode ? 'text completion (base model, no chat template)' : 'chat'} · wasm ${build.simd}, ${build.threads} thread${build.threads === 1 ? '' : 's'}`;
     ui.status.textContent = `Ready: ${modelLine} · loaded from ${info.source} in ${info.loadSeconds.toFixed(1)} s, ${mb(info.memoryBytes)} MB of wasm memory`;
     warmUp();
+    return true;
   } catch (e) {
     const error = WickError.from(e);
-    if (error.code === 'aborted' && loading !== controller) return; // a newer load took over
+    if (error.code === 'aborted' && loading !== controller) return false; // a newer load took over
     const keeping = engine ? ` Still using ${modelName}.` : '';
     showError(`Could not load ${name}: ${error.message}${keeping}`);
     if (!engine) ui.status.textContent = 'No model loaded — pick a model or model files in Settings, or reload the page.';
@@ -450,6 +450,7 @@ async function loadModel(model, name) {
     setBusy();
     if (engine) ui.input.focus();
   }
+  return false;
 }
 
 ui.form.addEventListener('submit', (e) => {
@@ -531,25 +532,13 @@ async function loadPath(path) {
   if (origin && !(await confirmOrigin(origin, url, ui.loader))) {
     ui.loader.classList.add('done');
     if (!engine) ui.status.textContent = 'No model loaded — the link named a model on another site; pick a model in Settings.';
-    return;
+    return false;
   }
-  await loadModel(url, name);
+  const loaded = await loadModel(url, name);
+  rememberLoad(path, loaded);
+  return loaded;
 }
 ui.modelChoice.addEventListener('change', () => loadPath(ui.modelChoice.value));
-
-/**
- * The models the server holds: Wick's dev server lists its models/ folder as JSON at models/
- * (`[{ path, name, bytes }]`); a plain static host lists none.
- */
-async function serverModels() {
-  try {
-    const r = await fetch('models/', { headers: { Accept: 'application/json' } });
-    const models = r.ok ? await r.json() : [];
-    return Array.isArray(models) ? models.filter((m) => typeof m?.path === 'string') : [];
-  } catch {
-    return [];
-  }
-}
 
 /** Adds `models` (from {@link serverModels}) to the model menu, which keeps its own entries. */
 function listModels(models) {
@@ -579,7 +568,7 @@ async function restoreChat() {
   await showList();
 }
 
-let startModel = query.get('model') ?? DEFAULT_MODEL;
+let startModel = firstChoice(query);
 if ([...ui.modelChoice.options].some((o) => o.value === startModel)) ui.modelChoice.value = startModel;
 setBusy();
 restoreChat();
@@ -588,14 +577,23 @@ restoreChat();
 const controlledAtStart = Boolean(navigator.serviceWorker?.controller);
 /** How long after the model loads the Storage panel is first measured. */
 const STORAGE_DELAY_MS = 2000;
-Promise.all([startOffline(), serverModels()]).then(([controlled, listed]) => {
-  // The server lists the GGUF but not the MLX folder yet: a first run, still writing it.
-  const has = (path) => listed.some((m) => m.path === path);
-  if (!query.has('model') && has(DEFAULT_GGUF) && !has(DEFAULT_MODEL)) startModel = DEFAULT_GGUF;
+// Storage is measured a moment after the model is in: listing OPFS and IndexedDB meanwhile
+// would slow the load and the first reply.
+const start = () => loadPath(startModel).finally(() => setTimeout(showStorage, STORAGE_DELAY_MS));
+// A returning visit (the service worker serves the page) to the model that loaded last time
+// starts it at once, without waiting for the server's list; if it no longer loads, the list
+// decides as on a first visit.
+const early = controlledAtStart && loadedBefore(startModel) ? start() : null;
+Promise.all([startOffline(), serverModels()]).then(async ([controlled, listed]) => {
+  const model = startingModel(query, listed);
+  if (!early) startModel = model;
   listModels(listed);
   // A page the service worker served from the start had every file kept as it came.
   if (controlled && !controlledAtStart) keepShell();
-  // Storage is measured a moment after the model is in: listing OPFS and IndexedDB meanwhile
-  // would slow the load and the first reply.
-  loadPath(startModel).finally(() => setTimeout(showStorage, STORAGE_DELAY_MS));
+  if (!early) start();
+  else if (!(await early) && !engine && model !== startModel) {
+    startModel = model;
+    ui.modelChoice.value = model;
+    start();
+  }
 });

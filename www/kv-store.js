@@ -3,7 +3,9 @@
 // the model's id and the tokens, the keys and values, a checksum: Rust's `Engine::save_kv`); this
 // module only files them: `kv/<model id>/<tokens>-<hash of the tokens>.kv`, a bounded number of
 // them. The page lists, sizes and clears them (`Wick.kvCache`); the worker saves after a reply and
-// restores before one.
+// restores before one. A warmed conversation start (the system prompt, `engine.warm`) is kept as
+// `warm-<tokens>-<hash>.kv`: a longer snapshot of the same conversation does not replace it, so a
+// returning visit restores it instead of prefilling the system prompt again.
 
 /** The OPFS directory snapshots live in (other stores keep their own directories). */
 export const KV_DIR = 'kv';
@@ -30,11 +32,11 @@ async function prefixHash(ids, n) {
   return Array.from(digest.subarray(0, 16), (b) => b.toString(16).padStart(2, '0')).join('');
 }
 
-/** A snapshot's file name says how many tokens it holds and which. */
-const fileName = (tokens, hash) => `${tokens}-${hash}.kv`;
+/** A snapshot's file name says how many tokens it holds and which, and whether it is a warm start. */
+const fileName = (tokens, hash, warm) => `${warm ? 'warm-' : ''}${tokens}-${hash}.kv`;
 const parseName = (name) => {
-  const m = /^(\d+)-([0-9a-f]{32})\.kv$/.exec(name);
-  return m ? { tokens: Number(m[1]), hash: m[2] } : null;
+  const m = /^(warm-)?(\d+)-([0-9a-f]{32})\.kv$/.exec(name);
+  return m ? { tokens: Number(m[2]), hash: m[3], warm: Boolean(m[1]) } : null;
 };
 
 /**
@@ -89,26 +91,28 @@ async function prune() {
 }
 
 /**
- * Snapshots the open conversation after a reply: `messages` ends with the reply. Snapshots of
- * shorter prefixes of the same conversation are dropped (the new one holds them). Returns what
+ * Snapshots the open conversation after a reply: `messages` ends with the reply (null: the whole
+ * cache, a warmed conversation start, kept as a warm snapshot). Snapshots of shorter prefixes of
+ * the same conversation are dropped (the new one holds them), warm ones excepted. Returns what
  * was written, `{ model, name, tokens, bytes }`.
  * @param {any} engine the worker's WickEngine
- * @param {Array<{ role: string, content: string }>} messages
+ * @param {Array<{ role: string, content: string }> | null} messages
  */
 export async function save(engine, messages) {
   const model = engine.modelId();
-  const bytes = engine.saveKv(JSON.stringify(messages));
+  const warm = messages === null;
+  const bytes = engine.saveKv(warm ? undefined : JSON.stringify(messages));
   // The tokens a snapshot holds are in its header, after 64 bytes; their count at byte 60.
   const tokens = new DataView(bytes.buffer, bytes.byteOffset).getUint32(60, true);
   const ids = new Uint32Array(bytes.buffer.slice(bytes.byteOffset + 64, bytes.byteOffset + 64 + 4 * tokens));
-  const name = fileName(tokens, await prefixHash(ids, tokens));
+  const name = fileName(tokens, await prefixHash(ids, tokens), warm);
   const dir = await (await root(true)).getDirectoryHandle(model, { create: true });
   const writable = await (await dir.getFileHandle(name, { create: true })).createWritable();
   await writable.write(bytes);
   await writable.close();
   for await (const [other] of dir.entries()) {
     const s = parseName(other);
-    if (s && s.tokens < tokens && s.hash === await prefixHash(ids, s.tokens)) await dir.removeEntry(other).catch(() => {});
+    if (s && !s.warm && s.tokens < tokens && s.hash === await prefixHash(ids, s.tokens)) await dir.removeEntry(other).catch(() => {});
   }
   await prune();
   return { model, name, tokens, bytes: bytes.length };
@@ -119,16 +123,20 @@ export async function save(engine, messages) {
  * start the prompt and go past what the cache holds. The engine checks the snapshot whole; one it
  * refuses is deleted, and the reply prefills as it would have. Returns `{ restored }` (tokens now
  * cached from a snapshot, 0 if none) and `refused` (the engine's reason) when one was refused.
+ * `ids`: the tokens to restore toward, when not the prompt of a reply (a warmed start's).
+ * `busy()` is asked just before the engine restores: true (a reply started meanwhile) leaves
+ * its cache alone.
  * @param {any} engine the worker's WickEngine
  * @param {Array<{ role: string, content: string }>} messages
+ * @param {{ ids?: Uint32Array, busy?: () => boolean }} [options]
  * @returns {Promise<{ restored: number, refused?: string }>}
  */
-export async function restore(engine, messages) {
+export async function restore(engine, messages, { ids = null, busy = () => false } = {}) {
   const model = engine.modelId();
   const kv = await root(false);
   const dir = kv && await kv.getDirectoryHandle(model).catch(() => null);
   if (!dir) return { restored: 0 };
-  const ids = engine.chatTokens(JSON.stringify(messages));
+  ids ??= engine.chatTokens(JSON.stringify(messages));
   const have = engine.cachedPrefix(ids);
   const found = [];
   for await (const [name, handle] of dir.entries()) {
@@ -139,6 +147,7 @@ export async function restore(engine, messages) {
   for (const s of found) {
     if (s.hash !== await prefixHash(ids, s.tokens)) continue;
     const bytes = new Uint8Array(await (await s.handle.getFile()).arrayBuffer());
+    if (busy()) return { restored: 0 };
     try {
       return { restored: engine.restoreKv(bytes, ids) };
     } catch (e) {

@@ -103,16 +103,25 @@ async function readFiles(files) {
   return { files: await Promise.all(files.map(async (f) => ({ name: f.name, bytes: await read(f) }))), source: 'file', verified: false, checked: Promise.resolve(true) };
 }
 
-/** Progress over several files: bytes of finished files plus the current one's. */
+/** Progress over several files, read one after another or at once: the sums of their bytes. */
 function progress(onProgress = () => {}) {
-  let done = 0;
+  const files = new Map();
+  const sum = (key) => [...files.values()].reduce((n, f) => n + f[key], 0);
   return {
     file: (name) => ({
-      onBytes: (loaded, total, phase) => onProgress({ loaded: done + loaded, total: done + (total || loaded), file: name, phase }),
-      finish: (bytes) => { done += bytes.length; },
+      onBytes: (loaded, total, phase) => {
+        files.set(name, { loaded, total: total || loaded });
+        onProgress({ loaded: sum('loaded'), total: sum('total'), file: name, phase });
+      },
+      finish: (bytes) => files.set(name, { loaded: bytes.length, total: bytes.length }),
     }),
   };
 }
+
+/** Files a manifest may name that are read before the engine says which it needs (no paths). */
+const EARLY_NAME = /^[\w-][\w.-]*\.(json|jinja|safetensors)$/;
+/** At most this many of them. */
+const MAX_EARLY = 64;
 
 /**
  * The first `n` bytes of `url` (a ranged GET; from a server that ignores the range, the first `n`
@@ -223,14 +232,26 @@ async function fetchFolder(url, { signal, onProgress, onCacheError, wasm, deferC
     return got.bytes;
   };
   const fetchOne = (name, optional) => fetchFile(url + name, { optional, signal, expect: manifest?.get(name) ?? null, onBytes: counter.file(url + name).onBytes, onCacheError, deferCheck });
-  const add = async (name, optional = false) => took(name, await fetchOne(name, optional));
+  // The files the manifest names are read at once, while the engine's wasm starts (it says
+  // which of them the engine needs, in what order); a kept copy is read in tens of milliseconds.
+  const early = new Map([...(manifest?.keys() ?? [])].filter((n) => EARLY_NAME.test(n)).slice(0, MAX_EARLY).map((name) => {
+    const read = fetchOne(name, true);
+    read.catch(() => {}); // awaited below if the engine needs the file; its error is told there
+    return [name, read];
+  }));
+  /** File `name`: read early, or now; a required file the early read found missing gives its error. */
+  const get = async (name, optional) => {
+    const got = early.has(name) ? await early.get(name) : await fetchOne(name, optional);
+    return got || optional ? got : fetchOne(name, false);
+  };
+  const add = async (name, optional = false) => took(name, await get(name, optional));
   const { mod } = await wasm;
   const layout = JSON.parse(mod.folderFiles());
   // The small files are read at once (each costs a few storage round trips), the template last:
   // one in tokenizer_config.json makes chat_template.jinja moot, and not asking spares a 404.
   const template = layout.files.find((f) => f.name === 'chat_template.jinja');
   const small = layout.files.filter((f) => f !== template);
-  const read = await Promise.all(small.map(({ name, required }) => fetchOne(name, !required)));
+  const read = await Promise.all(small.map(({ name, required }) => get(name, !required)));
   small.forEach(({ name }, i) => took(name, read[i]));
   const config = files.find((f) => f.name === 'tokenizer_config.json');
   if (template && !(config && new TextDecoder().decode(config.bytes).includes('"chat_template"'))) await add(template.name, !template.required);

@@ -351,8 +351,11 @@ export interface WickEngine {
    * or off (a benchmark aid, like `wick bench --profile`).
    */
   profile(on: boolean): Promise<{ prefill: PhaseProfile; decode: PhaseProfile }>;
-  /** Runs the start of a conversation into the KV cache ahead of the next request. */
-  warm(messages: ChatMessage[]): Promise<{ cached_tokens: number }>;
+  /**
+   * Runs the start of a conversation into the KV cache ahead of the next request; with the load
+   * option `kvCache`, from its kept snapshot when a visit before warmed it (`restored_tokens`).
+   */
+  warm(messages: ChatMessage[]): Promise<{ cached_tokens: number; restored_tokens: number }>;
   /**
    * A snapshot of the KV cache (model id, tokens, keys and values, checksum); with `messages` (a
    * finished conversation, the reply last) of what that conversation agrees with.

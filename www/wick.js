@@ -566,14 +566,16 @@ class Engine {
   /**
    * Runs the start of a conversation (a system prompt, say) into the engine's KV cache ahead of
    * the next request, so that request prefills only what follows; skipped while a request runs.
-   * Resolves to the tokens cached.
+   * With the load option `kvCache`, a start warmed once is kept as a KV snapshot and restored
+   * from it on later visits instead of prefilled. Resolves to the tokens cached, and how many of
+   * them came from a snapshot.
    * @param {{ role: string, content: string }[]} messages
-   * @returns {Promise<{ cached_tokens: number }>}
+   * @returns {Promise<{ cached_tokens: number, restored_tokens: number }>}
    */
   async warm(messages) {
     const { messages: checked } = chatRequest({ messages }, this.#info);
-    const { cached } = await this.#call(ToWorker.WARM, { messages: checked });
-    return { cached_tokens: cached };
+    const { cached, restored } = await this.#call(ToWorker.WARM, { messages: checked });
+    return { cached_tokens: cached, restored_tokens: restored };
   }
 
   /**

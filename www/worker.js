@@ -203,6 +203,37 @@ function saveKv(messages) {
   );
 }
 
+/**
+ * Runs the start of a conversation into the cache ahead of its first question: from its warm
+ * KV snapshot when one is kept (a returning visit), else by a prefill, which is then kept.
+ * Skipped while a reply runs: the reply itself fills the cache.
+ */
+async function warm({ id, messages }) {
+  const json = JSON.stringify(messages);
+  let ids = null;
+  let restored = 0;
+  if (keepKv && engine && !current) {
+    try {
+      ids = engine.warmTokens(json);
+      ({ restored } = await kvStore.restore(engine, messages, { ids, busy: () => current !== null || !engine }));
+    } catch {
+      // A snapshot that cannot be read only costs the prefill.
+    }
+  }
+  answer(id, () => {
+    if (current) return { cached: engine.cachedTokens(), restored: 0 };
+    const before = ids ? engine.cachedPrefix(ids) : 0;
+    const cached = engine.warmChat(json);
+    if (ids && before < ids.length && engine.cachedPrefix(ids) === ids.length && engine.cachedTokens() === ids.length) {
+      kvStore.save(engine, null).then(
+        (saved) => post(FromWorker.KV_SAVED, saved),
+        (e) => console.warn(`Wick: the warm KV cache was not kept (${e.message}).`),
+      );
+    }
+    return { cached, restored };
+  });
+}
+
 /** Runs a quick engine call that answers RESULT. */
 function answer(id, f) {
   if (!engine) return fail(id, new WickError('engine_crashed', 'No model is loaded in this engine; load the model again.'));
@@ -225,8 +256,7 @@ self.onmessage = ({ data }) => {
       if (current && current.id === data.id) current.cancelled = true;
       break;
     case ToWorker.WARM:
-      // Skipped while a reply runs: the reply itself fills the cache.
-      answer(data.id, () => ({ cached: current ? engine.cachedTokens() : engine.warmChat(JSON.stringify(data.messages)) }));
+      warm(data);
       break;
     case ToWorker.SAVE_KV:
       answer(data.id, () => engine.saveKv(data.messages ? JSON.stringify(data.messages) : undefined));

@@ -25,6 +25,13 @@ impl Engine {
         self.tokenizer.encode(&self.render_chat(messages)?)
     }
 
+    /// The tokens of `messages` as the start of a longer conversation (no generation prompt):
+    /// what [`Engine::warm_chat`] runs and what [`Engine::save_chat_kv`] keeps.
+    pub fn start_tokens(&self, messages: &[Message]) -> Result<Vec<u32>> {
+        self.tokenizer
+            .encode(&self.template.render_with(messages, false)?)
+    }
+
     /// How many leading tokens of `ids` the cache holds already.
     pub fn cached_prefix_of(&self, ids: &[u32]) -> usize {
         self.cached_prefix(ids)
@@ -41,9 +48,7 @@ impl Engine {
     /// may tokenize otherwise once written out, and a snapshot must be a prefix of the next
     /// prompt to be of use.
     pub fn save_chat_kv(&mut self, messages: &[Message]) -> Result<Vec<u8>> {
-        let ids = self
-            .tokenizer
-            .encode(&self.template.render_with(messages, false)?)?;
+        let ids = self.start_tokens(messages)?;
         let n = self.cached_prefix(&ids);
         if n == 0 {
             return Err(Error::SnapshotMismatch(

@@ -8,6 +8,7 @@
 //! written as one ([`Tokenizer::to_json`]) that tokenizes alike.
 
 mod bpe;
+mod hf_json;
 mod spm;
 mod vocab;
 
@@ -131,7 +132,7 @@ impl Tokenizer {
                 ),
             });
         }
-        let inner = tokenizers::Tokenizer::from_bytes(json).map_err(tok_err)?;
+        let inner = hf_json::parse(json)?;
         let eos = eos_token.and_then(|t| inner.token_to_id(t));
         let mut eog: Vec<u32> = END_OF_GENERATION
             .iter()

@@ -13,6 +13,11 @@ use sha2::{Digest, Sha256};
 /// Bytes read at the start, middle and end of each tensor.
 const SAMPLE: usize = 256;
 
+/// Bytes read whole at each end of a part [`Fingerprint::add_sampled`] adds.
+const ENDS: usize = 64 << 10;
+/// Bytes between the starts of two samples of [`Fingerprint::add_sampled`] between its ends.
+const STRIDE: usize = 16 << 10;
+
 /// A fingerprint being built, part by part.
 pub struct Fingerprint(Sha256);
 
@@ -41,6 +46,25 @@ impl Fingerprint {
         for at in [start, middle, range.end.saturating_sub(SAMPLE).max(start)] {
             self.add(&read(at..(at + SAMPLE).min(range.end)));
         }
+    }
+
+    /// Adds a large piece of a file's structure (a `tokenizer.json`, a GGUF header with its
+    /// vocabulary): its length, its first and last [`ENDS`] bytes whole (settings, a GGUF's
+    /// hyperparameters and tensor table) and a sample every [`STRIDE`] bytes between (the
+    /// vocabulary). Hashing all of SmolLM2's 1.5 MB `tokenizer.json` took 60 ms of a load in the
+    /// browser.
+    pub fn add_sampled(&mut self, bytes: &[u8]) {
+        let len = bytes.len();
+        self.0.update((len as u64).to_le_bytes());
+        if len <= 2 * ENDS {
+            self.add(bytes);
+            return;
+        }
+        self.add(&bytes[..ENDS]);
+        for at in (ENDS..len - ENDS).step_by(STRIDE) {
+            self.add(&bytes[at..(at + SAMPLE).min(len - ENDS)]);
+        }
+        self.add(&bytes[len - ENDS..]);
     }
 
     /// The sha256 of everything added.
@@ -75,6 +99,47 @@ mod tests {
             of(&file[..100]),
             of(&file[..101]),
             "a short tensor is read whole"
+        );
+    }
+
+    #[test]
+    fn sampled_parts_see_their_length_and_every_sample() {
+        let sampled = |bytes: &[u8]| {
+            let mut f = Fingerprint::new("test");
+            f.add_sampled(bytes);
+            f.finish()
+        };
+        let file: Vec<u8> = (0..1_000_000u32).map(|i| (i * 13) as u8).collect();
+        let id = sampled(&file);
+        assert_eq!(id, sampled(&file));
+        assert_ne!(sampled(&file[..999_999]), id, "the length counts");
+        let last = file.len() - 1;
+        for at in [
+            0,
+            ENDS - 1,
+            ENDS,
+            ENDS + 3 * STRIDE + 7,
+            last - ENDS + 1,
+            last,
+        ] {
+            let mut other = file.clone();
+            other[at] ^= 1;
+            assert_ne!(sampled(&other), id, "byte {at} is read");
+        }
+        let mut unsampled = file.clone();
+        unsampled[ENDS + SAMPLE + 1] ^= 1;
+        assert_eq!(
+            sampled(&unsampled),
+            id,
+            "bytes between samples are not read"
+        );
+        let small = &file[..2 * ENDS];
+        let mut other = small.to_vec();
+        other[ENDS + SAMPLE + 1] ^= 1;
+        assert_ne!(
+            sampled(&other),
+            sampled(small),
+            "a small part is read whole"
         );
     }
 }

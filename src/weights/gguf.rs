@@ -421,12 +421,12 @@ impl<'a> Gguf<'a> {
         })
     }
 
-    /// The file's identity for KV snapshots (see [`super::fingerprint`]): its header and
-    /// samples of every tensor.
+    /// The file's identity for KV snapshots (see [`super::fingerprint`]): samples of its header
+    /// (metadata, vocabulary, tensor table) and of every tensor.
     pub fn fingerprint(&self) -> [u8; 32] {
         let data_start = self.tensors.values().map(|t| t.range.start).min();
         let mut f = super::fingerprint::Fingerprint::new("gguf");
-        f.add(&self.bytes[..data_start.unwrap_or(self.bytes.len())]);
+        f.add_sampled(&self.bytes[..data_start.unwrap_or(self.bytes.len())]);
         for t in self.tensors.values() {
             f.add_tensor(t.range.clone(), |r| {
                 std::borrow::Cow::Borrowed(&self.bytes[r])

@@ -382,6 +382,10 @@ test('while the server lists no MLX folder yet (a first run), the page starts wi
   const first = await browser.context.newPage();
   first.on('pageerror', (e) => consoleErrors.push(`page exception: ${e.message}`));
   first.on('console', (m) => m.type() === 'error' && consoleErrors.push(m.text()));
+  // A browser that has never loaded the folder (the model that loaded last is remembered).
+  await first.addInitScript(() => localStorage.removeItem('wick-loaded-model'));
+  const later = await browser.context.newPage();
+  later.on('pageerror', (e) => consoleErrors.push(`page exception: ${e.message}`));
   try {
     await first.goto(browser.base);
     await waitReady(first);
@@ -389,10 +393,30 @@ test('while the server lists no MLX folder yet (a first run), the page starts wi
     assert.deepEqual(asked, [], 'nothing of the MLX folder is asked for');
     const reply = await ask(first, 'What is the capital of France?');
     assert.match(reply.text, /Paris/);
+
+    // A returning visit starts the model that loaded last before the server's list comes; a
+    // folder that loaded last time but is gone now (and no longer kept) leaves the list to
+    // choose, as above.
+    const forgotten = await first.evaluate(async (folder) => {
+      const { Wick } = await import('/www/wick.js');
+      const kept = (await Wick.cache.list()).filter((f) => f.url.includes(folder));
+      for (const f of kept) await Wick.cache.delete(f.url);
+      return kept.length;
+    }, MLX_PATH);
+    assert.ok(forgotten > 0, 'the folder was kept by an earlier visit');
+    await later.addInitScript((path) => localStorage.setItem('wick-loaded-model', path), MLX_PATH);
+    await later.goto(browser.base);
+    await later.waitForFunction(() => document.getElementById('loader').classList.contains('done') &&
+      document.getElementById('model-choice').value.endsWith('.gguf') && !document.getElementById('input').disabled, null, { timeout: 180_000, polling: 100 });
+    assert.ok(asked.length > 0, 'the remembered folder was tried first');
+    assert.equal(await later.isHidden('#error'), true, await later.textContent('#error'));
+    assert.match((await ask(later, 'What is the capital of France?')).text, /Paris/);
+    assert.equal(await later.evaluate(() => localStorage.getItem('wick-loaded-model')), 'models/SmolLM2-135M-Instruct.Q4_1.gguf');
   } finally {
     await browser.context.unroute(/\/models\/$/, list);
     await browser.context.unroute(/SmolLM2-135M-Instruct-MLX-4bit/, folder);
     await first.close();
+    await later.close();
   }
 });
 

@@ -105,6 +105,46 @@ test('a reloaded conversation continues from its KV snapshot and answers as a fr
   await page.evaluate(() => Promise.all([window.engine.unload(), window.fresh.unload()]));
 });
 
+test('a warmed system prompt is kept, and a returning visit restores it instead of prefilling', async () => {
+  await openPage();
+  await page.evaluate(() => window.W.Wick.kvCache.clear());
+  const system = [FIRST[0]];
+  const question = [FIRST[0], { role: 'user', content: 'Name three colors.' }];
+  await load('engine', MLX, true);
+  const first = await page.evaluate((system) => window.engine.warm(system), system);
+  assert.equal(first.restored_tokens, 0, 'nothing is kept on a first visit');
+  assert.ok(first.cached_tokens > 5, JSON.stringify(first));
+  await snapshotsWritten('engine', 1);
+  // A reply in a conversation that starts with it keeps its own snapshot beside the warm one.
+  await reply('engine', FIRST);
+  await snapshotsWritten('engine', 2);
+  const kept = await page.evaluate(() => window.W.Wick.kvCache.list());
+  const warm = kept.filter((s) => s.warm);
+  assert.equal(kept.length, 2, JSON.stringify(kept));
+  assert.equal(warm.length, 1, JSON.stringify(kept));
+  assert.equal(warm[0].tokens, first.cached_tokens);
+  assert.match(warm[0].name, /^warm-\d+-[0-9a-f]{32}\.kv$/);
+
+  await openPage(); // a reload: a new engine, its cache empty
+  await load('engine', MLX, true);
+  const again = await page.evaluate((system) => window.engine.warm(system), system);
+  assert.deepEqual(again, { cached_tokens: first.cached_tokens, restored_tokens: first.cached_tokens });
+  const restored = await reply('engine', question);
+  assert.equal(restored.cached, first.cached_tokens, 'the question prefills only what follows the system prompt');
+  await load('fresh', MLX, false);
+  const prefilled = await reply('fresh', question);
+  assert.equal(prefilled.cached, 0);
+  assert.equal(restored.text, prefilled.text);
+  assert.deepEqual(restored.logprobs, prefilled.logprobs, 'the same tokens with the same logprobs, to the bit');
+  // A cache that holds another conversation goes back to the warm start from its snapshot too.
+  const third = await page.evaluate(async (system) => {
+    await window.engine.chat.completions.create({ messages: [{ role: 'user', content: 'Hi' }], max_tokens: 1 });
+    return window.engine.warm(system);
+  }, system);
+  assert.equal(third.restored_tokens, first.cached_tokens, 'a cache holding another conversation restores the warm start again');
+  await page.evaluate(() => Promise.all([window.engine.unload(), window.fresh.unload(), window.W.Wick.kvCache.clear()]));
+});
+
 test('saveKv/restoreKv: another model, another conversation, corrupt and truncated snapshots are refused', async () => {
   await openPage();
   await load('gguf', GGUF, false);
