@@ -74,7 +74,7 @@ export interface LoadOptions {
    * starts with a kept snapshot's tokens restores it and prefills only the rest.
    */
   kvCache?: boolean;
-  /** Called when a reply's KV snapshot was written (with `kvCache: true`). */
+  /** Called when a KV snapshot was written (with `kvCache: true`): after a reply, or of a warmed start. */
   onKvSaved?: (saved: { tokens: number; bytes: number }) => void;
 }
 
@@ -397,18 +397,16 @@ export interface ModelCache {
   estimate(): Promise<{ usage: number; quota: number; models: number }>;
 }
 
-/**
- * Loads a model into a new engine. `model`: a GGUF URL; a Hugging Face-style folder URL ending in
- * '/'; a hub repo id 'org/name' (a folder) or 'org/name/file.gguf', read from
- * `{hubUrl}/org/name/resolve/{revision}/…`; or File objects. A string is a URL when it has a
- * scheme or starts with '/', './' or '../'.
- */
 export interface KvSnapshot {
   /** The model's id (a fingerprint of its file). */
   model: string;
   name: string;
   /** Tokens it holds. */
   tokens: number;
+  /** The sha256 of its tokens (the first 32 hex digits), as in its name. */
+  hash: string;
+  /** A warmed conversation start (`engine.warm`), kept when longer snapshots of it are written. */
+  warm: boolean;
   bytes: number;
   /** When it was written, ms since 1970. */
   modified: number;
@@ -420,6 +418,12 @@ export interface KvCache {
   clear(): Promise<void>;
 }
 
+/**
+ * Loads a model into a new engine. `model`: a GGUF URL; a Hugging Face-style folder URL ending in
+ * '/'; a hub repo id 'org/name' (a folder) or 'org/name/file.gguf', read from
+ * `{hubUrl}/org/name/resolve/{revision}/…`; or File objects. A string is a URL when it has a
+ * scheme or starts with '/', './' or '../'.
+ */
 export declare function load(model: string | URL | File | File[] | FileList, options?: LoadOptions): Promise<WickEngine>;
 export declare const cache: ModelCache;
 export declare const kvCache: KvCache;
