@@ -1,8 +1,10 @@
 // OpenAI's API over a Wick engine: request bodies checked field by field and turned into the
 // engine's parameters (an unknown or unsupported field is an error, never ignored), replies built
-// in OpenAI's response shapes (ChatCompletion, ChatCompletionChunk, Completion, the error body),
-// and a fetch-compatible handler serving them as HTTP and server-sent events.
+// in OpenAI's response shapes (ChatCompletion, ChatCompletionChunk, Completion, the error body)
+// and the streams of chunks an engine's replies become, and a fetch-compatible handler serving
+// them as HTTP and server-sent events.
 import { WickError } from './error.js';
+import { FromWorker } from './protocol.js';
 
 /** The most choices one request may ask for. */
 const MAX_N = 16;
@@ -369,6 +371,80 @@ export function completionLogprobs(tokens, offset) {
     offset += t.token.length;
   }
   return out;
+}
+
+/** The chunks of a streamed chat completion: role first, then content pieces, then the finish. */
+export async function* chatChunks(req, responses, first, start, release) {
+  let reply = first;
+  try {
+    const stats = [];
+    const withUsage = req.includeUsage;
+    for (let i = 0; i < req.n; i++) {
+      if (i > 0) reply = await start(i);
+      yield responses.chatChunk(i, { role: 'assistant', content: '' }, { withUsage });
+      let tokens = [];
+      for await (const ev of reply) {
+        if (ev.logprobs) tokens.push(ev.logprobs);
+        const logprobs = req.logprobs ? { content: tokens, refusal: null } : null;
+        if (ev.text) {
+          yield responses.chatChunk(i, { content: ev.text }, { logprobs, withUsage });
+          tokens = [];
+        }
+        if (ev.type === FromWorker.DONE) {
+          stats.push(ev.stats);
+          yield responses.chatChunk(i, {}, { finish: finishReason(ev.reason), logprobs: tokens.length ? logprobs : null, withUsage });
+        }
+      }
+    }
+    if (withUsage) yield responses.usageChunk('chat.completion.chunk', usage([{ prompt: stats[0], replies: stats }]), timings(stats));
+  } catch (e) {
+    throw WickError.from(e);
+  } finally {
+    await reply.close(); // a consumer that left early leaves no reply running
+    release();
+  }
+}
+
+/** The chunks of a streamed completion: text pieces of each choice, then its finish. */
+export async function* completionChunks(req, responses, first, start, release) {
+  let reply = first;
+  try {
+    const runs = [];
+    const withUsage = req.includeUsage;
+    for (let p = 0; p < req.prompts.length; p++) {
+      const replies = [];
+      for (let i = 0; i < req.n; i++) {
+        if (p > 0 || i > 0) reply = await start(p, i);
+        const index = p * req.n + i;
+        let offset = 0;
+        if (req.echo) {
+          yield responses.completionChunk(index, req.prompts[p], { withUsage });
+          offset = req.prompts[p].length;
+        }
+        let tokens = [];
+        for await (const ev of reply) {
+          if (ev.logprobs) tokens.push(ev.logprobs);
+          const logprobs = () => (req.logprobs === null ? null : completionLogprobs(tokens, offset));
+          if (ev.text) {
+            yield responses.completionChunk(index, ev.text, { logprobs: logprobs(), withUsage });
+            offset += ev.text.length;
+            tokens = [];
+          }
+          if (ev.type === FromWorker.DONE) {
+            replies.push(ev.stats);
+            yield responses.completionChunk(index, '', { finish: finishReason(ev.reason), logprobs: tokens.length ? logprobs() : null, withUsage });
+          }
+        }
+      }
+      runs.push({ prompt: replies[0], replies });
+    }
+    if (withUsage) yield responses.usageChunk('text_completion', usage(runs), timings(runs.flatMap((r) => r.replies)));
+  } catch (e) {
+    throw WickError.from(e);
+  } finally {
+    await reply.close(); // a consumer that left early leaves no reply running
+    release();
+  }
 }
 
 /** OpenAI's error body for a WickError. */

@@ -42,53 +42,10 @@ struct BpeSection {
     byte_fallback: Option<bool>,
     ignore_merges: Option<bool>,
     vocab: Vocab,
-    merges: MergeList,
+    merges: Vec<Merge>,
 }
 
-/// Merges written as `["a", "b"]` pairs or as legacy `"a b"` strings (`#version` lines skipped).
-struct MergeList(Merges);
-
-impl<'de> Deserialize<'de> for MergeList {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        d.deserialize_seq(MergesVisitor)
-    }
-}
-
-struct MergesVisitor;
-
-impl<'de> Visitor<'de> for MergesVisitor {
-    type Value = MergeList;
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a list of merges")
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> std::result::Result<MergeList, A::Error> {
-        let mut merges = Vec::with_capacity(seq.size_hint().unwrap_or(0));
-        let mut legacy_rank = 0;
-        while let Some(merge) = seq.next_element::<Merge>()? {
-            match merge {
-                Merge::Pair(a, b) => merges.push((a, b)),
-                Merge::Line(line) if line.starts_with("#version") => {}
-                Merge::Line(line) => {
-                    legacy_rank += 1;
-                    let mut parts = line.split(' ');
-                    let (Some(a), Some(b), None) = (parts.next(), parts.next(), parts.next())
-                    else {
-                        let why = "is not two tokens parted by a space";
-                        return Err(de::Error::custom(format!(
-                            "merge {legacy_rank} ({line:?}) {why}"
-                        )));
-                    };
-                    merges.push((a.to_string(), b.to_string()));
-                }
-            }
-        }
-        Ok(MergeList(merges))
-    }
-}
-
-/// One merge: a pair, or a legacy line.
+/// One merge: a `["a", "b"]` pair, or a legacy `"a b"` line.
 enum Merge {
     Pair(String, String),
     Line(String),
@@ -142,12 +99,15 @@ pub(super) fn parse(json: &[u8]) -> Result<Tokenizer> {
     let Ok(sections) = serde_json::from_slice::<Sections>(json) else {
         return whole();
     };
-    let Ok(bpe) = serde_json::from_str::<BpeSection>(sections.model.get()) else {
+    let Ok(mut bpe) = serde_json::from_str::<BpeSection>(sections.model.get()) else {
         return whole();
     };
     if bpe.kind.as_deref().is_some_and(|k| k != "BPE") {
         return whole();
     }
+    let Some(merges) = pairs(std::mem::take(&mut bpe.merges)) else {
+        return whole();
+    };
     let added: Vec<AddedToken> = match sections.added_tokens {
         Some(raw) => serde_json::from_str(raw.get()).map_err(tok_err)?,
         None => Vec::new(),
@@ -166,14 +126,35 @@ pub(super) fn parse(json: &[u8]) -> Result<Tokenizer> {
     }
     rest.extend_from_slice(&json[at..]);
     let mut tokenizer = Tokenizer::from_bytes(&rest).map_err(tok_err)?;
-    tokenizer.with_model(build(bpe)?);
+    tokenizer.with_model(build(bpe, merges)?);
     tokenizer.add_tokens(&added);
     Ok(tokenizer)
 }
 
+/// The merges as pairs, in rank order: legacy lines split at their one space, `#version` lines
+/// skipped, as `tokenizers` reads them; None for a line that is not two tokens (`tokenizers`
+/// then reads the file and tells what is wrong).
+fn pairs(merges: Vec<Merge>) -> Option<Merges> {
+    let mut out = Vec::with_capacity(merges.len());
+    for merge in merges {
+        match merge {
+            Merge::Pair(a, b) => out.push((a, b)),
+            Merge::Line(line) if line.starts_with("#version") => {}
+            Merge::Line(line) => {
+                let mut parts = line.split(' ');
+                let (Some(a), Some(b), None) = (parts.next(), parts.next(), parts.next()) else {
+                    return None;
+                };
+                out.push((a.to_string(), b.to_string()));
+            }
+        }
+    }
+    Some(out)
+}
+
 /// The BPE model of a section, built as `tokenizers` builds it.
-fn build(s: BpeSection) -> Result<BPE> {
-    let mut b = BPE::builder().vocab_and_merges(s.vocab, s.merges.0);
+fn build(s: BpeSection, merges: Merges) -> Result<BPE> {
+    let mut b = BPE::builder().vocab_and_merges(s.vocab, merges);
     if let Some(d) = s.dropout {
         b = b.dropout(d);
     }
