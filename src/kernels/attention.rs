@@ -165,28 +165,40 @@ pub fn rope(
 }
 
 /// `o += Σⱼ w[j]·v[j]`, `v` holding `w.len()` rows of `o.len()` values back to back: each element
-/// summed in key order as [`axpy`] key by key sums it (the same bits), with sixteen elements of
-/// `o` kept in registers across the keys instead of loaded and stored for each key.
+/// summed in key order as [`axpy`] key by key sums it (the same bits), with 32 (then 16) elements
+/// of `o` kept in registers across the keys instead of loaded and stored for each key: enough
+/// independent sums that the adds do not wait on each other.
 #[inline]
 fn axpy_keys(o: &mut [f32], w: &[f32], v: &[f32]) {
-    const WIDE: usize = 16;
     let hd = o.len();
-    let wide = hd / WIDE * WIDE;
-    for c in (0..wide).step_by(WIDE) {
-        let mut acc: [f32; WIDE] = std::array::from_fn(|l| o[c + l]);
-        for (j, &wj) in w.iter().enumerate() {
-            let x = &v[j * hd + c..j * hd + c + WIDE];
-            for l in 0..WIDE {
-                acc[l] += wj * x[l];
-            }
-        }
-        o[c..c + WIDE].copy_from_slice(&acc);
+    let mut c = 0;
+    while c + 32 <= hd {
+        axpy_keys_at::<32>(o, w, v, c);
+        c += 32;
     }
-    if wide < hd {
+    if c + 16 <= hd {
+        axpy_keys_at::<16>(o, w, v, c);
+        c += 16;
+    }
+    if c < hd {
         for (j, &wj) in w.iter().enumerate() {
-            axpy(&mut o[wide..], wj, &v[j * hd + wide..(j + 1) * hd]);
+            axpy(&mut o[c..], wj, &v[j * hd + c..(j + 1) * hd]);
         }
     }
+}
+
+/// [`axpy_keys`] for the `W` elements of `o` from `c` on, held in registers across the keys.
+#[inline(always)]
+fn axpy_keys_at<const W: usize>(o: &mut [f32], w: &[f32], v: &[f32], c: usize) {
+    let hd = o.len();
+    let mut acc: [f32; W] = std::array::from_fn(|l| o[c + l]);
+    for (j, &wj) in w.iter().enumerate() {
+        let x = &v[j * hd + c..j * hd + c + W];
+        for l in 0..W {
+            acc[l] += wj * x[l];
+        }
+    }
+    o[c..c + W].copy_from_slice(&acc);
 }
 
 /// `s ← softmax(s)`: `exp(s − max)` for every score (vectorized), their sum in key order, then
@@ -210,27 +222,30 @@ const KEY_BLOCK: usize = 64;
 #[inline(always)]
 fn dot4(a: &[f32], b: [&[f32]; 4]) -> [f32; 4] {
     let n8 = a.len() / 8 * 8;
-    let mut acc = [[0f32; 8]; 4];
-    for c in (0..n8).step_by(8) {
-        let x = &a[c..c + 8];
-        for (acc, b) in acc.iter_mut().zip(&b) {
-            let y = &b[c..c + 8];
-            for l in 0..8 {
-                acc[l] += x[l] * y[l];
-            }
-        }
-    }
-    let mut out = [0f32; 4];
-    for ((o, acc), b) in out.iter_mut().zip(&acc).zip(&b) {
+    let sums = dot8x4(a, b, n8);
+    std::array::from_fn(|t| {
         let tail: f32 = a[n8..]
             .iter()
-            .zip(&b[n8..])
+            .zip(&b[t][n8..])
             .fold(0.0, |s, (x, y)| s + x * y);
-        *o = ((acc[0] + acc[1]) + (acc[2] + acc[3]))
-            + ((acc[4] + acc[5]) + (acc[6] + acc[7]))
-            + tail;
-    }
-    out
+        sums[t] + tail
+    })
+}
+
+/// [`dot`] of the first `n8` elements (a multiple of 8) of `a` with each of the four `b`, before
+/// the tail: the target's vectors where the build has them (left to the compiler, the four rows'
+/// sums were interleaved across vectors with a shuffle per product, 4× slower).
+#[inline(always)]
+fn dot8x4(a: &[f32], b: [&[f32]; 4], n8: usize) -> [f32; 4] {
+    assert!(n8.is_multiple_of(8) && a.len() >= n8 && b.iter().all(|b| b.len() >= n8));
+    #[cfg(wick_simd)]
+    // SAFETY: `a` and each `b` hold at least `n8` values (checked above).
+    return unsafe { super::arch::dot8x4(a.as_ptr(), b.map(|b| b.as_ptr()), n8 / 8) };
+    #[allow(unreachable_code)]
+    b.map(|b| {
+        let acc = lanes8(a[..n8].chunks_exact(8), b[..n8].chunks_exact(8));
+        ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]))
+    })
 }
 
 /// One block's cached keys or values, `[kv_heads][stride][head_dim]`, as the cache stores them.
@@ -539,12 +554,14 @@ mod tests {
     #[test]
     fn the_tiled_kernel_matches_the_row_by_row_reference() {
         // Prefill chunks and decode steps, across key-block and query-tile edges, with and
-        // without a window, head widths with and without a tail past the eight lanes.
+        // without a window, head widths with and without a tail past the eight lanes (56: the
+        // weighted values 32, then 16, then one at a time).
         for (rows, pos, window, head_dim) in [
             (1, 0, None, 64),
             (1, 200, None, 64),
             (37, 0, None, 64),
             (40, 130, None, 12),
+            (20, 70, None, 56),
             (17, 63, Some(70), 64),
             (16, 300, Some(5), 8),
             (1, 500, Some(100), 64),

@@ -344,3 +344,38 @@ pub unsafe fn byte_dot((a, b): (v128, v128), q: *const i8) -> v128 {
     );
     i32x4_sub(pos, neg)
 }
+
+// ---- Attention's f32 dot products ----
+
+/// Attention's `dot` of `a` with each of four rows `b` over `chunks` chunks of eight, before
+/// the tail: eight running sums (lane `l` takes elements `l`, `l + 8`, …; a multiply then an
+/// add), then `((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))`, the portable loop's order,
+/// for the four rows at once.
+///
+/// # Safety
+/// `a` and every `b[t]` must point at `8 · chunks` readable f32s.
+#[inline(always)]
+pub unsafe fn dot8x4(a: *const f32, b: [*const f32; 4], chunks: usize) -> [f32; 4] {
+    let mut acc = [[f32x4_splat(0.0); 2]; 4];
+    for c in 0..chunks {
+        let x = [
+            v128_load(a.add(8 * c) as *const v128),
+            v128_load(a.add(8 * c + 4) as *const v128),
+        ];
+        for (acc, b) in acc.iter_mut().zip(b) {
+            for h in 0..2 {
+                let y = v128_load(b.add(8 * c + 4 * h) as *const v128);
+                acc[h] = f32x4_add(acc[h], f32x4_mul(x[h], y));
+            }
+        }
+    }
+    // Adjacent lanes of two vectors added: [x0+x1, x2+x3, y0+y1, y2+y3].
+    let pairs = |x: v128, y: v128| {
+        f32x4_add(
+            i32x4_shuffle::<0, 2, 4, 6>(x, y),
+            i32x4_shuffle::<1, 3, 5, 7>(x, y),
+        )
+    };
+    let half = |h: usize| pairs(pairs(acc[0][h], acc[1][h]), pairs(acc[2][h], acc[3][h]));
+    lanes(f32x4_add(half(0), half(1)))
+}

@@ -253,3 +253,32 @@ pub unsafe fn byte_dot(u: [__m256i; 2], q: *const i8) -> __m128i {
         _mm256_madd_epi16(u[1], c(1)),
     ))
 }
+
+// ---- Attention's f32 dot products ----
+
+/// Attention's `dot` of `a` with each of four rows `b` over `chunks` chunks of eight, before
+/// the tail: eight running sums (lane `l` takes elements `l`, `l + 8`, …; a multiply then an
+/// add, never an FMA), then `((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))`, the portable
+/// loop's order, for the four rows at once (horizontal adds pair exactly those lanes).
+///
+/// # Safety
+/// `a` and every `b[t]` must point at `8 · chunks` readable f32s.
+#[inline(always)]
+pub unsafe fn dot8x4(a: *const f32, b: [*const f32; 4], chunks: usize) -> [f32; 4] {
+    let mut acc = [_mm256_setzero_ps(); 4];
+    for c in 0..chunks {
+        let x = _mm256_loadu_ps(a.add(8 * c));
+        for (acc, b) in acc.iter_mut().zip(b) {
+            *acc = _mm256_add_ps(*acc, _mm256_mul_ps(x, _mm256_loadu_ps(b.add(8 * c))));
+        }
+    }
+    // [A0+A1, A2+A3, B0+B1, B2+B3 | A4+A5, A6+A7, B4+B5, B6+B7], then the pairs of those.
+    let ab = _mm256_hadd_ps(acc[0], acc[1]);
+    let cd = _mm256_hadd_ps(acc[2], acc[3]);
+    let quads = _mm256_hadd_ps(ab, cd);
+    let sums = _mm_add_ps(
+        _mm256_castps256_ps128(quads),
+        _mm256_extractf128_ps(quads, 1),
+    );
+    std::mem::transmute::<__m128, [f32; 4]>(sums)
+}
