@@ -18,7 +18,7 @@
 // --compare-llamacpp PYTHON: native llama.cpp (scripts/llamacpp-bench.py under that Python, with
 // xllamacpp installed) on the GGUF, the same prompt tokens and thread count, one run of it in
 // turn with the browser engines' runs, so the browser/native ratios come from one stretch of time.
-import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execFileSync } from 'node:child_process';
@@ -65,15 +65,18 @@ function rendererRss() {
   return Math.max(0, ...rss);
 }
 
+/** The context every engine gets: the default, or room for the longest prompt and its reply. */
+const CONTEXT = Math.max(4096, ...PROMPT_TOKENS.map((n) => n + DECODE + 64));
+
 /** Loads a Wick engine in the page under `name` (Wick's public API, `threads` threads). */
 async function loadWick(page, name, model, threads) {
-  return page.evaluate(async ({ name, model, threads, simd }) => {
+  return page.evaluate(async ({ name, model, threads, simd, contextLength }) => {
     const { Wick } = await import('/www/wick.js');
-    const engine = await Wick.load(new URL(model, location.origin + '/').href, { threads, simd });
+    const engine = await Wick.load(new URL(model, location.origin + '/').href, { threads, simd, contextLength });
     (window.__engines ??= {})[name] = engine;
     const { loadSeconds, build } = engine.info;
     return { loadSeconds, threads: build.threads, simd: build.simd };
-  }, { name, model, threads, simd: SIMD });
+  }, { name, model, threads, simd: SIMD, contextLength: CONTEXT });
 }
 
 /** Loads wllama in the page on the GGUF, from the page's model cache. */
@@ -366,7 +369,9 @@ try {
   if (DEFAULT_MODEL) line('Wick GGUF peak wasm memory (× model file)', (r) => memory(r, 'gguf'));
   line(`renderer RSS with ${WLLAMA ? 'all engines' : 'the engines'} loaded (largest renderer)`, (r) => `${(r.rss / 1e6).toFixed(0)} MB`);
   for (const dir of ['pkg', 'pkg-threads', 'pkg-relaxed', 'pkg-threads-relaxed']) {
-    console.log(`| wasm size, www/${dir} | ${statSync(new URL(`../www/${dir}/wick_bg.wasm`, import.meta.url)).size} bytes |`);
+    const wasm = new URL(`../www/${dir}/wick_bg.wasm`, import.meta.url);
+    // A first run of scripts/dev.sh serves before every build exists.
+    console.log(`| wasm size, www/${dir} | ${existsSync(wasm) ? `${statSync(wasm).size} bytes` : 'not built'} |`);
   }
   for (const t of THREADS) for (const { label, run } of results[t].profiles) printProfile(t, label, run);
 } finally {
