@@ -304,11 +304,14 @@ pub fn f32_to_f16_bits(x: f32) -> u16 {
 /// cached keys and values (`pos + rows` positions of each head, laid out as [`Shape::stride`]
 /// says): returns the `rows × heads × head_dim` outputs.
 ///
-/// Tiled: a task takes [`QUERY_BLOCK`] queries of one head through the keys [`KEY_BLOCK`] at a
-/// time, so each block of keys, then of values, is read (and, from an f16 cache, widened) once
-/// per tile rather than once per query. It keeps the tile's scores (16 × 4k positions is 256 KiB)
-/// rather than an online softmax, so each query's arithmetic is [`attend_rows`]'s in the same
-/// order: the same bits, alone or in a chunk, on every target.
+/// Tiled: a task takes [`QUERY_BLOCK`] queries of the query heads that share one key/value head
+/// through the keys [`KEY_BLOCK`] at a time, so each block of keys, then of values, is read
+/// (and, from an f16 cache, widened) once per tile and key/value head rather than once per query
+/// (a decode step at 2k positions was bound by reading the cache three times over, once per
+/// query head). Where that would leave threads idle (a decode step's few key/value heads on
+/// several threads), a task takes one query head. It keeps the tile's scores (16 × 4k positions
+/// is 256 KiB a head) rather than an online softmax, so each query's arithmetic is
+/// [`attend_rows`]'s in the same order: the same bits, alone or in a chunk, on every target.
 pub fn attend(q: &[f32], k: Rows, v: Rows, pos: usize, shape: Shape) -> Vec<f32> {
     let Shape {
         heads,
@@ -321,18 +324,32 @@ pub fn attend(q: &[f32], k: Rows, v: Rows, pos: usize, shape: Shape) -> Vec<f32>
     let group = heads / kv_heads;
     let scale = 1.0 / (hd as f32).sqrt();
     let tiles = rows.div_ceil(QUERY_BLOCK);
-    // Head-major outputs, so each task (head, tile) owns one contiguous slice.
+    let sequential = rows * (pos + rows) * heads < PARALLEL_MIN;
+    let threads = if sequential {
+        1
+    } else {
+        rayon::current_num_threads()
+    };
+    // Query heads per task: a whole group, unless that gives the threads too few tasks.
+    let per_task = if threads == 1 || kv_heads * tiles >= 2 * threads {
+        group
+    } else {
+        1
+    };
+    // Head-major outputs: a task owns one tile's slice of each of its heads.
     let mut by_head = vec![0f32; q.len()];
-    let one = |(task, o): (usize, &mut [f32])| {
-        let (h, tile) = (task / tiles, task % tiles);
+    let one = |(task, outs): (usize, Vec<&mut [f32]>)| {
+        let (h0, tile) = (task / tiles * per_task, task % tiles);
         let r0 = tile * QUERY_BLOCK;
-        let n = o.len() / hd;
-        let g = h / group;
+        let n = outs[0].len() / hd;
+        let g = h0 / group;
         let first_key = |r: usize| window.map_or(0, |w| (pos + r + 1).saturating_sub(w));
         // Keys `lo..hi` cover the tile; query `r` sees `first_key(r0 + r)..=pos + r0 + r`.
         let (lo, hi) = (first_key(r0), pos + r0 + n);
         let span = |r: usize| (first_key(r0 + r), pos + r0 + r + 1);
-        let mut scores = vec![0f32; n * (hi - lo)];
+        // Scores of head `h0 + e`, query `r`, start at `(e·n + r)·width`.
+        let width = hi - lo;
+        let mut scores = vec![0f32; outs.len() * n * width];
         let mut buf = k.scratch(KEY_BLOCK * hd);
         // Blocks start at multiples of KEY_BLOCK, whichever query starts the tile.
         let blocks = || {
@@ -345,62 +362,75 @@ pub fn attend(q: &[f32], k: Rows, v: Rows, pos: usize, shape: Shape) -> Vec<f32>
         for (k0, ke) in blocks() {
             let keys = k.f32s((g * stride + k0) * hd, (g * stride + ke) * hd, &mut buf);
             let key = |j: usize| &keys[(j - k0) * hd..(j - k0 + 1) * hd];
-            for r in 0..n {
-                let (a, b) = (span(r).0.max(k0), span(r).1.min(ke));
-                if a >= b {
-                    continue;
-                }
-                let qh = &q[((r0 + r) * heads + h) * hd..((r0 + r) * heads + h + 1) * hd];
-                let s = &mut scores[r * (hi - lo) + a - lo..r * (hi - lo) + b - lo];
-                let mut j = 0;
-                while j + 4 <= s.len() {
-                    let d = dot4(
-                        qh,
-                        [key(a + j), key(a + j + 1), key(a + j + 2), key(a + j + 3)],
-                    );
-                    for t in 0..4 {
-                        s[j + t] = d[t] * scale;
+            for e in 0..outs.len() {
+                let h = h0 + e;
+                for r in 0..n {
+                    let (a, b) = (span(r).0.max(k0), span(r).1.min(ke));
+                    if a >= b {
+                        continue;
                     }
-                    j += 4;
-                }
-                for (j, s) in s.iter_mut().enumerate().skip(j) {
-                    *s = dot(qh, key(a + j)) * scale;
+                    let qh = &q[((r0 + r) * heads + h) * hd..((r0 + r) * heads + h + 1) * hd];
+                    let row = (e * n + r) * width;
+                    let s = &mut scores[row + a - lo..row + b - lo];
+                    let mut j = 0;
+                    while j + 4 <= s.len() {
+                        let d = dot4(
+                            qh,
+                            [key(a + j), key(a + j + 1), key(a + j + 2), key(a + j + 3)],
+                        );
+                        for t in 0..4 {
+                            s[j + t] = d[t] * scale;
+                        }
+                        j += 4;
+                    }
+                    for (j, s) in s.iter_mut().enumerate().skip(j) {
+                        *s = dot(qh, key(a + j)) * scale;
+                    }
                 }
             }
         }
         // Softmax per query.
-        for r in 0..n {
-            let (a, b) = span(r);
-            let s = &mut scores[r * (hi - lo) + a - lo..r * (hi - lo) + b - lo];
-            softmax(s);
+        for e in 0..outs.len() {
+            for r in 0..n {
+                let (a, b) = span(r);
+                let row = (e * n + r) * width;
+                softmax(&mut scores[row + a - lo..row + b - lo]);
+            }
         }
         // Pass 2: the weighted values, a block at a time, each output summed in key order.
+        let mut outs = outs;
         let mut buf = v.scratch(KEY_BLOCK * hd);
         for (k0, ke) in blocks() {
             let values = v.f32s((g * stride + k0) * hd, (g * stride + ke) * hd, &mut buf);
-            for r in 0..n {
-                let (a, b) = (span(r).0.max(k0), span(r).1.min(ke));
-                if a >= b {
-                    continue;
+            for (e, o) in outs.iter_mut().enumerate() {
+                for r in 0..n {
+                    let (a, b) = (span(r).0.max(k0), span(r).1.min(ke));
+                    if a >= b {
+                        continue;
+                    }
+                    let row = (e * n + r) * width;
+                    axpy_keys(
+                        &mut o[r * hd..(r + 1) * hd],
+                        &scores[row + a - lo..row + b - lo],
+                        &values[(a - k0) * hd..(b - k0) * hd],
+                    );
                 }
-                axpy_keys(
-                    &mut o[r * hd..(r + 1) * hd],
-                    &scores[r * (hi - lo) + a - lo..r * (hi - lo) + b - lo],
-                    &values[(a - k0) * hd..(b - k0) * hd],
-                );
             }
         }
     };
-    let tasks: Vec<(usize, &mut [f32])> = by_head
+    // Task `i` takes tile `i % tiles` of heads `i / tiles · per_task` on.
+    let mut tiles_of: Vec<_> = by_head
         .chunks_mut(rows * hd)
-        .enumerate()
-        .flat_map(|(h, head)| {
-            head.chunks_mut(QUERY_BLOCK * hd)
-                .enumerate()
-                .map(move |(t, o)| (h * tiles + t, o))
-        })
+        .map(|head| head.chunks_mut(QUERY_BLOCK * hd))
         .collect();
-    if rows * (pos + rows) * heads < PARALLEL_MIN {
+    let mut tasks: Vec<(usize, Vec<&mut [f32]>)> = Vec::with_capacity(heads / per_task * tiles);
+    for (i, heads) in tiles_of.chunks_mut(per_task).enumerate() {
+        for t in 0..tiles {
+            let outs = heads.iter_mut().filter_map(|h| h.next()).collect();
+            tasks.push((i * tiles + t, outs));
+        }
+    }
+    if sequential {
         tasks.into_iter().for_each(one);
     } else {
         super::team::for_each(tasks, one);
