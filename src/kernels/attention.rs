@@ -38,8 +38,13 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
         .iter()
         .zip(bc.remainder())
         .fold(0.0, |s, (x, y)| s + x * y);
-    let acc = lanes8(ac, bc);
-    ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7])) + tail
+    sum8(lanes8(ac, bc)) + tail
+}
+
+/// The eight running sums of [`dot`] added pairwise, in one fixed order.
+#[inline(always)]
+fn sum8(acc: [f32; 8]) -> f32 {
+    ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]))
 }
 
 /// The eight running sums of [`dot`].
@@ -242,10 +247,7 @@ fn dot8x4(a: &[f32], b: [&[f32]; 4], n8: usize) -> [f32; 4] {
     // SAFETY: `a` and each `b` hold at least `n8` values (checked above).
     return unsafe { super::arch::dot8x4(a.as_ptr(), b.map(|b| b.as_ptr()), n8 / 8) };
     #[allow(unreachable_code)]
-    b.map(|b| {
-        let acc = lanes8(a[..n8].chunks_exact(8), b[..n8].chunks_exact(8));
-        ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]))
-    })
+    b.map(|b| sum8(lanes8(a[..n8].chunks_exact(8), b[..n8].chunks_exact(8))))
 }
 
 /// One block's cached keys or values, `[kv_heads][stride][head_dim]`, as the cache stores them.
@@ -338,7 +340,7 @@ pub fn attend(q: &[f32], k: Rows, v: Rows, pos: usize, shape: Shape) -> Vec<f32>
     };
     // Head-major outputs: a task owns one tile's slice of each of its heads.
     let mut by_head = vec![0f32; q.len()];
-    let one = |(task, outs): (usize, Vec<&mut [f32]>)| {
+    let one = |(task, mut outs): (usize, Vec<&mut [f32]>)| {
         let (h0, tile) = (task / tiles * per_task, task % tiles);
         let r0 = tile * QUERY_BLOCK;
         let n = outs[0].len() / hd;
@@ -347,9 +349,13 @@ pub fn attend(q: &[f32], k: Rows, v: Rows, pos: usize, shape: Shape) -> Vec<f32>
         // Keys `lo..hi` cover the tile; query `r` sees `first_key(r0 + r)..=pos + r0 + r`.
         let (lo, hi) = (first_key(r0), pos + r0 + n);
         let span = |r: usize| (first_key(r0 + r), pos + r0 + r + 1);
-        // Scores of head `h0 + e`, query `r`, start at `(e·n + r)·width`.
+        // Scores of head `h0 + e`, query `r`, start at `(e·n + r)·width`; keys `a..b` of it.
         let width = hi - lo;
         let mut scores = vec![0f32; outs.len() * n * width];
+        let at = |e: usize, r: usize, a: usize, b: usize| {
+            let row = (e * n + r) * width;
+            row + a - lo..row + b - lo
+        };
         let mut buf = k.scratch(KEY_BLOCK * hd);
         // Blocks start at multiples of KEY_BLOCK, whichever query starts the tile.
         let blocks = || {
@@ -370,8 +376,7 @@ pub fn attend(q: &[f32], k: Rows, v: Rows, pos: usize, shape: Shape) -> Vec<f32>
                         continue;
                     }
                     let qh = &q[((r0 + r) * heads + h) * hd..((r0 + r) * heads + h + 1) * hd];
-                    let row = (e * n + r) * width;
-                    let s = &mut scores[row + a - lo..row + b - lo];
+                    let s = &mut scores[at(e, r, a, b)];
                     let mut j = 0;
                     while j + 4 <= s.len() {
                         let d = dot4(
@@ -393,12 +398,10 @@ pub fn attend(q: &[f32], k: Rows, v: Rows, pos: usize, shape: Shape) -> Vec<f32>
         for e in 0..outs.len() {
             for r in 0..n {
                 let (a, b) = span(r);
-                let row = (e * n + r) * width;
-                softmax(&mut scores[row + a - lo..row + b - lo]);
+                softmax(&mut scores[at(e, r, a, b)]);
             }
         }
         // Pass 2: the weighted values, a block at a time, each output summed in key order.
-        let mut outs = outs;
         let mut buf = v.scratch(KEY_BLOCK * hd);
         for (k0, ke) in blocks() {
             let values = v.f32s((g * stride + k0) * hd, (g * stride + ke) * hd, &mut buf);
@@ -408,10 +411,9 @@ pub fn attend(q: &[f32], k: Rows, v: Rows, pos: usize, shape: Shape) -> Vec<f32>
                     if a >= b {
                         continue;
                     }
-                    let row = (e * n + r) * width;
                     axpy_keys(
                         &mut o[r * hd..(r + 1) * hd],
-                        &scores[row + a - lo..row + b - lo],
+                        &scores[at(e, r, a, b)],
                         &values[(a - k0) * hd..(b - k0) * hd],
                     );
                 }
