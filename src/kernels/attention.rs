@@ -1,11 +1,12 @@
-//! Causal self-attention on the CPU, on plain f32 rows, with rotary embeddings and softmax of
-//! its own: the same arithmetic in the same order natively and in wasm.
+//! Causal self-attention on the CPU, on plain f32 rows, with softmax of its own (the rotary
+//! embeddings before it are [`super::rope`]'s): the same arithmetic in the same order natively
+//! and in wasm.
 //!
 //! Why not Candle's ops: its matmul (gemm) and reductions take other summation orders on AVX
 //! than in wasm, and `exp`/`sin`/`cos` come from different libms. One-ulp differences then flip
 //! the 8-bit rounding of some activations and the logits drift apart by up to a whole unit over
-//! 30 layers. Here every sum runs in index order, `exp` is [`super::exp`]'s plain arithmetic and
-//! the rotary tables come from the `libm` crate, on every target. The reference beside it is the
+//! 30 layers. Here every sum runs in index order, `exp` is [`super::exp`]'s plain arithmetic, on
+//! every target. The reference beside it is the
 //! obvious Candle formulation.
 
 /// Work (query rows × keys) below which attention stays on the calling thread.
@@ -121,51 +122,6 @@ fn axpy(o: &mut [f32], w: f32, v: &[f32]) {
     }
     for j in i..n {
         o[j] += w * v[j];
-    }
-}
-
-/// Cosine and sine of `position × frequency` for the positions in `positions`, computed in f64
-/// and rounded once: `[positions][inv_freq.len()]` each.
-pub fn rope_tables(inv_freq: &[f64], positions: std::ops::Range<usize>) -> (Vec<f32>, Vec<f32>) {
-    let mut cos = Vec::with_capacity(positions.len() * inv_freq.len());
-    let mut sin = Vec::with_capacity(positions.len() * inv_freq.len());
-    for p in positions {
-        for f in inv_freq {
-            let a = p as f64 * f;
-            cos.push(libm::cos(a) as f32);
-            sin.push(libm::sin(a) as f32);
-        }
-    }
-    (cos, sin)
-}
-
-/// Rotates `x` (`rows` positions from `pos` on, each `heads × head_dim` values) in place:
-/// adjacent pairs when `interleaved`, else the two halves of each head.
-pub fn rope(
-    x: &mut [f32],
-    pos: usize,
-    heads: usize,
-    head_dim: usize,
-    tables: (&[f32], &[f32]),
-    interleaved: bool,
-) {
-    let half = head_dim / 2;
-    let (cos, sin) = tables;
-    for (r, row) in x.chunks_exact_mut(heads * head_dim).enumerate() {
-        let c = &cos[(pos + r) * half..(pos + r + 1) * half];
-        let s = &sin[(pos + r) * half..(pos + r + 1) * half];
-        for head in row.chunks_exact_mut(head_dim) {
-            for i in 0..half {
-                let (a, b) = if interleaved {
-                    (2 * i, 2 * i + 1)
-                } else {
-                    (i, i + half)
-                };
-                let (x0, x1) = (head[a], head[b]);
-                head[a] = x0 * c[i] - x1 * s[i];
-                head[b] = x0 * s[i] + x1 * c[i];
-            }
-        }
     }
 }
 
@@ -678,22 +634,5 @@ mod tests {
         }
         assert_eq!(f16_bits_to_f32(f32_to_f16_bits(1e6)), 65504.0);
         assert_eq!(f16_bits_to_f32(f32_to_f16_bits(-1e6)), -65504.0);
-    }
-
-    #[test]
-    fn rope_rotates_pairs_or_halves() {
-        let inv = [1.0, 0.5];
-        let (cos, sin) = rope_tables(&inv, 0..4);
-        let mut a = vec![1.0, 2.0, 3.0, 4.0];
-        rope(&mut a, 3, 1, 4, (&cos, &sin), true);
-        let (c, s) = ((3.0f64).cos() as f32, (3.0f64).sin() as f32);
-        assert!(
-            (a[0] - (1.0 * c - 2.0 * s)).abs() < 1e-6 && (a[1] - (1.0 * s + 2.0 * c)).abs() < 1e-6
-        );
-        let mut b = vec![1.0, 2.0, 3.0, 4.0];
-        rope(&mut b, 3, 1, 4, (&cos, &sin), false);
-        assert!(
-            (b[0] - (1.0 * c - 3.0 * s)).abs() < 1e-6 && (b[2] - (1.0 * s + 3.0 * c)).abs() < 1e-6
-        );
     }
 }

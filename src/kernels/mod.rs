@@ -22,6 +22,7 @@ pub mod q4_k;
 pub mod q5_0;
 pub mod q6_k;
 pub mod q8_0;
+pub mod rope;
 pub mod team;
 mod tile;
 

@@ -393,7 +393,7 @@ impl Rope {
             true => None,
             false => {
                 let half = inv_freq.len();
-                let (c, s) = kernels::attention::rope_tables(&inv_freq, 0..context);
+                let (c, s) = kernels::rope::rope_tables(&inv_freq, 0..context);
                 Some((
                     Tensor::from_vec(c, (context, half), device)?,
                     Tensor::from_vec(s, (context, half), device)?,
@@ -413,7 +413,7 @@ impl Rope {
         let have = cos.len() / self.inv_freq.len().max(1);
         if have < upto {
             let want = upto.max(2 * have).max(256).min(context);
-            let (c, s) = kernels::attention::rope_tables(&self.inv_freq, have..want);
+            let (c, s) = kernels::rope::rope_tables(&self.inv_freq, have..want);
             cos.extend(c);
             sin.extend(s);
         }

@@ -88,8 +88,8 @@ impl Block {
         let rope_span = profile::span(Stage::Rope);
         if let Some(tables) = tables {
             let t = tables.rows(s.pos + s.seq, cfg.context_length);
-            kernels::attention::rope(&mut q, s.pos, cfg.n_heads, hd, t, s.interleaved);
-            kernels::attention::rope(&mut k, s.pos, cfg.n_kv_heads, hd, t, s.interleaved);
+            kernels::rope::rope(&mut q, s.pos, cfg.n_heads, hd, t, s.interleaved);
+            kernels::rope::rope(&mut k, s.pos, cfg.n_kv_heads, hd, t, s.interleaved);
         }
         if let Some(c) = s.q_scale {
             q.iter_mut().for_each(|v| *v *= c);
