@@ -72,12 +72,23 @@ export async function remove(model, name) {
   await dir?.removeEntry(name).catch(() => {});
 }
 
-/** Deletes every snapshot. */
+/**
+ * Deletes every snapshot. A snapshot the worker is writing (it saves after each reply) keeps its
+ * file from being removed until it is closed: clear waits for that, for up to about 3 s, rather
+ * than fail.
+ */
 export async function clear() {
   const opfs = await navigator.storage.getDirectory();
-  await opfs.removeEntry(KV_DIR, { recursive: true }).catch((e) => {
-    if (e.name !== 'NotFoundError') throw e;
-  });
+  for (let wait = 25; ; wait *= 2) {
+    try {
+      await opfs.removeEntry(KV_DIR, { recursive: true });
+      return;
+    } catch (e) {
+      if (e.name === 'NotFoundError') return;
+      if (e.name !== 'NoModificationAllowedError' || wait > 1600) throw e;
+    }
+    await new Promise((resolve) => setTimeout(resolve, wait));
+  }
 }
 
 /** Keeps at most MAX_SNAPSHOTS and MAX_BYTES, dropping the least recently used first. */

@@ -145,6 +145,23 @@ test('a warmed system prompt is kept, and a returning visit restores it instead 
   await page.evaluate(() => Promise.all([window.engine.unload(), window.fresh.unload(), window.W.Wick.kvCache.clear()]));
 });
 
+test('Wick.kvCache.clear waits for a snapshot being written instead of failing', async () => {
+  await openPage();
+  const result = await page.evaluate(async () => {
+    const opfs = await navigator.storage.getDirectory();
+    const kv = await opfs.getDirectoryHandle('kv', { create: true });
+    const dir = await kv.getDirectoryHandle('a-model', { create: true });
+    const file = await dir.getFileHandle(`12-${'0'.repeat(32)}.kv`, { create: true });
+    const writable = await file.createWritable();
+    await writable.write(new Uint8Array(1000));
+    const cleared = window.W.Wick.kvCache.clear().then(() => 'cleared', (e) => `${e.name}: ${e.message}`);
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    await writable.close();
+    return { cleared: await cleared, after: await window.W.Wick.kvCache.estimate() };
+  });
+  assert.deepEqual(result, { cleared: 'cleared', after: { count: 0, bytes: 0 } });
+});
+
 test('saveKv/restoreKv: another model, another conversation, corrupt and truncated snapshots are refused', async () => {
   await openPage();
   await load('gguf', GGUF, false);
